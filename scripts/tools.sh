@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the pinned test tools into .tools/ (git-ignored) and prints nothing on a warm cache.
+# Each tool gets its own venv: aws-sam-cli pins boto and jsonschema versions that moto and cfn-lint do not share.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+PYTHON=${PYTHON:-python3}
+
+MOTO_VERSION=5.2.5
+SAM_VERSION=1.170.0
+# cfn-lint from 1.54 on no longer runs the SAM transform; 1.53 still does.
+CFN_LINT_VERSION=1.53.3
+
+venv() { # name, pip specs...
+  local name=$1; shift
+  local dir="$tools/$name" stamp="$tools/$name/.pinned"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$*" ]]; then return 0; fi
+  echo "tools: installing $* into .tools/$name" >&2
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+  echo "$*" > "$stamp"
+}
+
+mkdir -p "$tools"
+venv moto "moto[server]==$MOTO_VERSION"
+venv sam "aws-sam-cli==$SAM_VERSION"
+venv cfn-lint "cfn-lint==$CFN_LINT_VERSION"

@@ -1,0 +1,116 @@
+//! Operations: the long-running changes an environment goes through.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::name::EnvName;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Provision a new environment.
+    Create,
+    /// Apply a spec change.
+    Update,
+    /// Destroy the environment.
+    Delete,
+}
+
+impl OperationKind {
+    /// The audit action recorded for requesting this kind of operation.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            OperationKind::Create => "environment.create",
+            OperationKind::Update => "environment.update",
+            OperationKind::Delete => "environment.delete",
+        }
+    }
+}
+
+/// Where an operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    /// Accepted; its flow has not started.
+    Pending,
+    /// Its flow is running.
+    Running,
+    /// Waiting for someone to approve.
+    AwaitingApproval,
+    /// Done.
+    Succeeded,
+    /// Stopped by an error; see `error`.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl OperationStatus {
+    /// Whether the operation can still change the environment.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            OperationStatus::Pending | OperationStatus::Running | OperationStatus::AwaitingApproval
+        )
+    }
+}
+
+/// One step of an operation's flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperationStep {
+    /// State name in the flow.
+    pub name: String,
+    /// Step status.
+    pub status: OperationStatus,
+    /// When entered.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: OffsetDateTime,
+    /// When left.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperationError {
+    /// Error name, e.g. `Envplane.Conflict`.
+    pub error: String,
+    /// Root cause: which resource, which AWS error.
+    pub cause: String,
+}
+
+/// An operation on an environment (the `OP#` item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Operation {
+    /// ULID.
+    pub id: String,
+    /// The environment it acts on.
+    #[schema(value_type = String)]
+    pub environment: EnvName,
+    /// What it does.
+    pub kind: OperationKind,
+    /// Where it is.
+    pub status: OperationStatus,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// When it was asked for.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub requested_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// What was asked: the create request or the changes of an update.
+    pub input: Value,
+    /// The Step Functions execution running it, once started.
+    pub execution_arn: Option<String>,
+    /// Steps so far.
+    pub steps: Vec<OperationStep>,
+    /// Why it failed.
+    pub error: Option<OperationError>,
+}
