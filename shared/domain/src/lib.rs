@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod blueprint;
 pub mod cidr;
+pub mod commands;
 pub mod cost;
 pub mod environment;
 pub mod merge_patch;

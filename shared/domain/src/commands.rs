@@ -1,0 +1,293 @@
+//! The mutations of an environment as pure functions: each yields the new record, the
+//! operation it starts and its audit event, which a store then writes atomically.
+
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::{AuditEntry, AuditEvent, AuditHead};
+use crate::auth::Caller;
+use crate::blueprint::Tier;
+use crate::environment::{Environment, EnvironmentStatus, Phase};
+use crate::name::EnvName;
+use crate::operation::{Operation, OperationKind, OperationStatus};
+use crate::spec::EnvironmentSpec;
+
+/// How long an operation holds its environment before housekeeping may declare it lost.
+pub const OPERATION_LEASE: Duration = Duration::hours(2);
+
+/// Who asks, when, and the id the new operation gets.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The caller.
+    pub caller: &'a Caller,
+    /// Now.
+    pub at: OffsetDateTime,
+    /// Id for the operation this request starts.
+    pub operation_id: String,
+}
+
+/// What a mutation writes.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    /// The environment's new record.
+    pub environment: Environment,
+    /// The operation started.
+    pub operation: Operation,
+    /// The audit event.
+    pub audit: AuditEvent,
+}
+
+/// Why a mutation cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Another operation holds the environment.
+    #[error("operation {operation} is still running on this environment")]
+    Busy {
+        /// The active operation.
+        operation: String,
+    },
+    /// The spec is unchanged.
+    #[error("the patch changes nothing")]
+    NoChange,
+}
+
+fn start(
+    environment: &EnvName,
+    kind: OperationKind,
+    input: Value,
+    request: &Request<'_>,
+) -> Operation {
+    Operation {
+        id: request.operation_id.clone(),
+        environment: environment.clone(),
+        kind,
+        status: OperationStatus::Pending,
+        requested_by: request.caller.principal.clone(),
+        requested_at: request.at,
+        updated_at: request.at,
+        input,
+        execution_arn: None,
+        steps: Vec::new(),
+        error: None,
+    }
+}
+
+fn audit(
+    environment: &Environment,
+    head: &AuditHead,
+    operation: &Operation,
+    change: Value,
+    request: &Request<'_>,
+) -> AuditEvent {
+    AuditEvent::link(
+        &environment.name,
+        head,
+        request.at,
+        AuditEntry {
+            principal: request.caller.principal.clone(),
+            role: request.caller.role,
+            action: operation.kind.audit_action().to_owned(),
+            operation: Some(operation.id.clone()),
+            change,
+        },
+    )
+}
+
+/// Records a new environment, pending its provisioning operation.
+pub fn create(name: EnvName, tier: Tier, spec: EnvironmentSpec, request: &Request<'_>) -> Mutation {
+    let expires_at = spec
+        .ttl_hours
+        .map(|h| request.at + Duration::hours(i64::from(h)));
+    let change = json!({ "tier": tier, "spec": spec });
+    let mut environment = Environment {
+        name,
+        tier,
+        spec,
+        status: EnvironmentStatus {
+            phase: Phase::Pending,
+            conditions: Vec::new(),
+        },
+        version: 1,
+        active_operation: Some(request.operation_id.clone()),
+        lease_expires_at: Some(request.at + OPERATION_LEASE),
+        audit_head: AuditHead::default(),
+        created_at: request.at,
+        created_by: request.caller.principal.clone(),
+        updated_at: request.at,
+        updated_by: request.caller.principal.clone(),
+        expires_at,
+    };
+    let operation = start(
+        &environment.name,
+        OperationKind::Create,
+        change.clone(),
+        request,
+    );
+    let event = audit(
+        &environment,
+        &AuditHead::default(),
+        &operation,
+        change,
+        request,
+    );
+    environment.audit_head = event.head();
+    Mutation {
+        environment,
+        operation,
+        audit: event,
+    }
+}
+
+fn take_lock(current: &Environment) -> Result<(), CommandError> {
+    match &current.active_operation {
+        Some(operation) => Err(CommandError::Busy {
+            operation: operation.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn next_version(current: &Environment, phase: Phase, request: &Request<'_>) -> Environment {
+    let mut next = current.clone();
+    next.version = current.version + 1;
+    next.status.phase = phase;
+    next.active_operation = Some(request.operation_id.clone());
+    next.lease_expires_at = Some(request.at + OPERATION_LEASE);
+    next.updated_at = request.at;
+    next.updated_by = request.caller.principal.clone();
+    next
+}
+
+/// Changes the desired spec, starting an update operation.
+pub fn update(
+    current: &Environment,
+    spec: EnvironmentSpec,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
+    take_lock(current)?;
+    let diff = current.spec.diff(&spec);
+    if diff.is_empty() {
+        return Err(CommandError::NoChange);
+    }
+    let changes: serde_json::Map<String, Value> = diff
+        .into_iter()
+        .map(|(field, (from, to))| (field, json!({ "from": from, "to": to })))
+        .collect();
+    let change = json!({ "changes": changes });
+    let mut environment = next_version(current, Phase::Updating, request);
+    environment.spec = spec;
+    let operation = start(
+        &environment.name,
+        OperationKind::Update,
+        change.clone(),
+        request,
+    );
+    let event = audit(
+        &environment,
+        &current.audit_head,
+        &operation,
+        change,
+        request,
+    );
+    environment.audit_head = event.head();
+    Ok(Mutation {
+        environment,
+        operation,
+        audit: event,
+    })
+}
+
+/// Marks the environment for destruction, starting a delete operation.
+pub fn delete(current: &Environment, request: &Request<'_>) -> Result<Mutation, CommandError> {
+    take_lock(current)?;
+    let change = json!({ "phase": { "from": current.status.phase, "to": Phase::Deleting } });
+    let mut environment = next_version(current, Phase::Deleting, request);
+    let operation = start(
+        &environment.name,
+        OperationKind::Delete,
+        change.clone(),
+        request,
+    );
+    let event = audit(
+        &environment,
+        &current.audit_head,
+        &operation,
+        change,
+        request,
+    );
+    environment.audit_head = event.head();
+    Ok(Mutation {
+        environment,
+        operation,
+        audit: event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify_chain;
+    use crate::auth::Role;
+    use crate::blueprint::Blueprint;
+    use crate::cidr::VpcCidr;
+
+    fn request<'a>(caller: &'a Caller, id: &str) -> Request<'a> {
+        Request {
+            caller,
+            at: OffsetDateTime::UNIX_EPOCH,
+            operation_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn create_update_delete_chain_their_audit_events() {
+        let alice = Caller {
+            principal: "alice".into(),
+            role: Role::Operator,
+        };
+        let spec = Blueprint::for_tier(Tier::Dev).spec(VpcCidr::from_second_octet(0));
+        let created = create(
+            EnvName::parse("dev").expect("valid"),
+            Tier::Dev,
+            spec.clone(),
+            &request(&alice, "op1"),
+        );
+        assert_eq!(
+            (
+                created.environment.version,
+                created.environment.status.phase
+            ),
+            (1, Phase::Pending)
+        );
+
+        let mut env = created.environment.clone();
+        assert_eq!(
+            update(&env, spec.clone(), &request(&alice, "op2")).err(),
+            Some(CommandError::Busy {
+                operation: "op1".into()
+            })
+        );
+        env.active_operation = None;
+        assert_eq!(
+            update(&env, spec.clone(), &request(&alice, "op2")).err(),
+            Some(CommandError::NoChange)
+        );
+
+        let mut bigger = spec;
+        bigger.cluster.frontend.desired = 3;
+        let updated = update(&env, bigger, &request(&alice, "op2")).expect("allowed");
+        assert_eq!(updated.environment.version, 2);
+        assert_eq!(
+            updated.operation.input["changes"]["cluster.frontend.desired"],
+            json!({"from": 2, "to": 3})
+        );
+
+        let mut env = updated.environment.clone();
+        env.active_operation = None;
+        let deleted = delete(&env, &request(&alice, "op3")).expect("allowed");
+        assert_eq!(deleted.environment.status.phase, Phase::Deleting);
+
+        let events = [created.audit, updated.audit, deleted.audit];
+        assert!(verify_chain(&events, &deleted.environment.audit_head).valid);
+    }
+}

@@ -1,0 +1,143 @@
+//! Types shared by the port and its adapters.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use envplane_domain::environment::Phase;
+use envplane_domain::{AuditEvent, Environment, Operation, Tier, VpcCidr};
+use serde::{Deserialize, Serialize};
+
+/// A failure of the store itself: the caller cannot fix it by changing the request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend refused for load; try again later.
+    #[error("the state store is throttling requests: {0}")]
+    Throttled(String),
+    /// The backend failed or could not be reached.
+    #[error("the state store failed: {0}")]
+    Backend(String),
+    /// A stored item could not be decoded.
+    #[error("a stored item is corrupt: {0}")]
+    Corrupt(String),
+    /// A pagination cursor was not issued by this store.
+    #[error("invalid cursor")]
+    InvalidCursor,
+}
+
+/// Why a [`Change`] was not written. Nothing of it was written in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The change creates an environment whose name is taken.
+    #[error("an environment with this name already exists")]
+    AlreadyExists,
+    /// The environment is not at the expected version (changed or gone meanwhile).
+    #[error("the environment changed meanwhile")]
+    VersionConflict,
+    /// The VPC block is held by another environment.
+    #[error("VPC block {0} is already in use")]
+    CidrTaken(VpcCidr),
+    /// Another change used this idempotency key first.
+    #[error("the idempotency key was used by another request")]
+    IdempotencyKeyUsed,
+    /// A concurrent transaction touched the same items; retrying may succeed.
+    #[error("a concurrent change touched the same items")]
+    Contended,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the environment's record must look like for a change to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No environment of that name exists.
+    Absent,
+    /// The environment exists at this version.
+    Version(u64),
+}
+
+/// Everything one mutation writes, atomically.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The environment's new record (its version already bumped).
+    pub environment: Environment,
+    /// Condition on the stored record.
+    pub expected: Expected,
+    /// An operation to store (new or updated).
+    pub operation: Option<Operation>,
+    /// The audit event of the change; it must follow the stored record's audit head.
+    pub audit: Option<AuditEvent>,
+    /// The response to replay for the same idempotency key; must not exist yet.
+    pub idempotency: Option<IdempotencyRecord>,
+    /// A VPC block to reserve for this environment; must be free.
+    pub claim_cidr: Option<VpcCidr>,
+}
+
+/// A stored response of a mutation, replayed for retries with the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Storage key (derived from the caller and their key).
+    pub key: String,
+    /// Digest of the request the response answers; a different request with the same key is refused.
+    pub fingerprint: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers worth replaying (Location, ETag).
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: String,
+    /// Expiry in seconds since the Unix epoch (the table's TTL attribute).
+    pub expires_at: i64,
+}
+
+/// Filter and position of an environment listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvironmentQuery {
+    /// Only this tier.
+    pub tier: Option<Tier>,
+    /// Only this phase.
+    pub phase: Option<Phase>,
+    /// Page size, at least 1.
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+}
+
+impl EnvironmentQuery {
+    /// Whether an environment passes the filter.
+    pub fn matches(&self, env: &Environment) -> bool {
+        self.tier.is_none_or(|t| t == env.tier) && self.phase.is_none_or(|p| p == env.status.phase)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Cursor of the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// The position after an environment name, as an opaque cursor.
+pub fn cursor_after(name: &str) -> String {
+    URL_SAFE_NO_PAD.encode(name.as_bytes())
+}
+
+/// The name a cursor points after.
+pub fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::InvalidCursor)?;
+    String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
+}

@@ -1,0 +1,81 @@
+//! Helpers for tests that run against both adapters: a fresh embedded store in a temporary
+//! directory, and a fresh DynamoDB table on the moto server the test command started.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+use crate::{DynamoStore, EmbeddedStore};
+
+/// Endpoint of the moto server started by the test command.
+pub const MOTO_ENDPOINT_VAR: &str = "ENVPLANE_MOTO_ENDPOINT";
+/// Set by the test command: a missing moto endpoint is then a failure, not a skip.
+pub const REQUIRE_MOTO_VAR: &str = "ENVPLANE_REQUIRE_MOTO";
+
+/// The moto endpoint, or `None` when tests run without one (plain `cargo nextest run`).
+///
+/// # Panics
+/// When [`REQUIRE_MOTO_VAR`] is set but no endpoint is: the test command must not pass
+/// silently without the emulator.
+pub fn moto_endpoint() -> Option<String> {
+    match std::env::var(MOTO_ENDPOINT_VAR) {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ if std::env::var_os(REQUIRE_MOTO_VAR).is_some() => {
+            panic!(
+                "{REQUIRE_MOTO_VAR} is set but {MOTO_ENDPOINT_VAR} is not: moto's server did not start"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping the DynamoDB half: {MOTO_ENDPOINT_VAR} is not set (the test command sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// A DynamoDB client for an emulator endpoint, with dummy credentials.
+pub fn dynamodb_client(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "envplane-tests",
+        ))
+        .build();
+    Client::from_conf(config)
+}
+
+/// A store on a new, uniquely named table on moto, or `None` without moto.
+///
+/// # Panics
+/// When the table cannot be created.
+#[allow(clippy::expect_used)]
+pub async fn moto_store() -> Option<DynamoStore> {
+    let endpoint = moto_endpoint()?;
+    let client = dynamodb_client(&endpoint);
+    let table = format!(
+        "envplane-test-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    DynamoStore::create_table(&client, &table)
+        .await
+        .expect("creating a table on moto");
+    Some(DynamoStore::new(client, table))
+}
+
+/// A store in a new temporary directory, which lives as long as the returned guard.
+///
+/// # Panics
+/// When the temporary directory or the store cannot be created.
+#[allow(clippy::expect_used)]
+pub fn embedded_store() -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store =
+        EmbeddedStore::open(&dir.path().join("state.redb")).expect("opening the embedded store");
+    (dir, store)
+}
