@@ -1,2 +1,119 @@
+//! `envplane`: the local control plane and a client for the envplane API.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// envplane: run application environments on AWS through one control plane.
+#[derive(Debug, Parser)]
+#[command(name = "envplane", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How client commands print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// Where and as whom client commands call the API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Base URL of the envplane API.
+    #[arg(
+        long,
+        env = "ENVPLANE_ENDPOINT",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub endpoint: String,
+    /// Bearer token (not needed when the plane runs with --dev-auth).
+    #[arg(long, env = "ENVPLANE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane locally: the API on an embedded store.
+    Serve(serve::ServeArgs),
+    /// Print the OpenAPI document of the API.
+    Openapi,
+    /// Make a new local API token and print the tokens-file entry for it.
+    Token {
+        /// Who the token stands for; recorded in the audit history.
+        #[arg(long)]
+        principal: String,
+        /// viewer, operator, approver or admin.
+        #[arg(long)]
+        role: envplane_domain::Role,
+    },
+    /// List the tier blueprints with their defaults and monthly cost.
+    Blueprints {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create, inspect, list and destroy environments.
+    #[command(subcommand)]
+    Env(client::EnvCommand),
+    /// Inspect operations.
+    #[command(subcommand)]
+    Ops(client::OpsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Openapi => {
+                print!("{}", envplane_api::openapi_json());
+                Ok(())
+            }
+            Command::Token { principal, role } => {
+                let token = format!("ep_{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
+                let entry = envplane_api::Authenticator::token_entry(&principal, role, &token);
+                println!("token (shown once; give it to {principal}): {token}");
+                println!("add to the tokens file's \"tokens\" list: {entry}");
+                Ok(())
+            }
+            Command::Blueprints { client } => client::blueprints(&client).await,
+            Command::Env(command) => client::env(command).await,
+            Command::Ops(command) => client::ops(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Default data directory of `envplane serve`.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from(".envplane")
+}

@@ -1,1 +1,146 @@
+//! The envplane REST API: one axum router, served by the Lambda function behind API Gateway and
+//! by `envplane serve` locally, with its OpenAPI document generated from the same handlers.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+mod handlers;
+pub mod problem;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use envplane_store::StateStore;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::Authenticator;
+pub use handlers::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use problem::{ApiError, PROBLEM_JSON, Problem};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The state store.
+    pub store: Arc<dyn StateStore>,
+    /// How callers are identified.
+    pub auth: Arc<Authenticator>,
+}
+
+impl AppState {
+    /// State over a store and an authenticator.
+    pub fn new(store: Arc<dyn StateStore>, auth: Authenticator) -> Self {
+        Self {
+            store,
+            auth: Arc::new(auth),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "envplane",
+        description = "Control plane for application environments on AWS: create, inspect, change and destroy environments; every long change runs as an operation.",
+    ),
+    tags(
+        (name = "environments", description = "Environments and their desired state"),
+        (name = "operations", description = "Long-running changes"),
+        (name = "audit", description = "Tamper-evident history"),
+        (name = "blueprints", description = "Tier defaults and costs"),
+        (name = "meta", description = "Health and the API description"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A JWT from the API Gateway authorizer, or a local token of `envplane serve`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(handlers::health))
+        .routes(routes!(handlers::list_blueprints))
+        .routes(routes!(
+            handlers::create_environment,
+            handlers::list_environments
+        ))
+        .routes(routes!(
+            handlers::get_environment,
+            handlers::patch_environment,
+            handlers::delete_environment
+        ))
+        .routes(routes!(handlers::get_operation))
+        .routes(routes!(handlers::list_audit))
+        .routes(routes!(handlers::verify_audit))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = split();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    openapi()
+        .to_pretty_json()
+        .map(|json| json + "\n")
+        .unwrap_or_default()
+}
+
+/// The router: every route, problem+json for unknown paths and methods, a body limit, and a
+/// tracing span per request that handlers enrich with the environment and operation.
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = split();
+    let spec = openapi_json();
+    routes
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    spec,
+                )
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route; see /v1/openapi.json".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    principal = tracing::field::Empty,
+                    environment = tracing::field::Empty,
+                    operation = tracing::field::Empty,
+                )
+            }),
+        )
+        .with_state(state)
+}

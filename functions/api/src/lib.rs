@@ -1,0 +1,37 @@
+//! The API Lambda: the envplane router on DynamoDB, callers identified by API Gateway.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envplane_api::{AppState, Authenticator};
+use envplane_domain::Role;
+use envplane_store::StateStore;
+
+/// Environment variable holding a JSON map of IAM principal ARNs to roles, for IAM-authorized calls.
+pub const IAM_ROLES_VAR: &str = "ENVPLANE_IAM_ROLES";
+
+/// The handler Lambda runs: the API router over `store`, identifying callers from the
+/// authorizer context API Gateway attaches to each event.
+pub fn app(store: Arc<dyn StateStore>, iam_roles: HashMap<String, Role>) -> axum::Router {
+    envplane_api::router(AppState::new(
+        store,
+        Authenticator::ApiGateway { iam_roles },
+    ))
+}
+
+/// Parses the IAM role map (`{"arn:aws:iam::123:role/ci": "operator"}`); empty when unset.
+pub fn iam_roles(raw: Option<&str>) -> Result<HashMap<String, Role>, String> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let map: HashMap<String, String> =
+        serde_json::from_str(raw).map_err(|e| format!("{IAM_ROLES_VAR}: {e}"))?;
+    map.into_iter()
+        .map(|(arn, role)| {
+            role.parse::<Role>()
+                .map(|r| (arn.clone(), r))
+                .map_err(|e| format!("{IAM_ROLES_VAR}[{arn}]: {e}"))
+        })
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! Response documents.
+
+use envplane_domain::cost::CostBreakdown;
+use envplane_domain::{AuditEvent, Blueprint, Environment, Operation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An environment as the API shows it: the stored record and its estimated monthly cost.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentView {
+    /// The record.
+    #[serde(flatten)]
+    pub environment: Environment,
+    /// Estimated monthly cost of the desired spec.
+    pub cost: CostBreakdown,
+    /// Subnet blocks the spec lays out.
+    pub subnets: Subnets,
+}
+
+/// Public and private subnet blocks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Subnets {
+    /// One public /24 per AZ.
+    pub public: Vec<String>,
+    /// One private /24 per AZ.
+    pub private: Vec<String>,
+}
+
+impl From<Environment> for EnvironmentView {
+    fn from(environment: Environment) -> Self {
+        let cost = CostBreakdown::of(&environment.spec, environment.tier);
+        let (public, private) = environment.spec.subnets();
+        Self {
+            environment,
+            cost,
+            subnets: Subnets { public, private },
+        }
+    }
+}
+
+/// The answer to a mutation: the environment as changed, and the operation that applies it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MutationResponse {
+    /// The environment after the change was recorded.
+    pub environment: EnvironmentView,
+    /// The operation that carries the change out.
+    pub operation: Operation,
+}
+
+/// A page of environments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentPage {
+    /// The environments of this page.
+    pub items: Vec<EnvironmentView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Events of this page, oldest first.
+    pub items: Vec<AuditEvent>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// A tier's blueprint with its monthly cost.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlueprintView {
+    /// The blueprint.
+    #[serde(flatten)]
+    pub blueprint: Blueprint,
+    /// Estimated monthly cost of the blueprint's defaults.
+    pub cost: CostBreakdown,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the process answers.
+    pub status: String,
+    /// Version of envplane.
+    pub version: String,
+}
+
+/// Body of `POST /v1/environments`. Sections are optional and partial: what is given is
+/// merged onto the tier's blueprint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the body, which is read as JSON to report every field error
+pub struct CreateEnvironmentRequest {
+    /// Unique name: a lowercase DNS label of at most 40 characters.
+    #[schema(example = "dev")]
+    pub name: String,
+    /// Tier whose blueprint gives the defaults.
+    pub tier: envplane_domain::Tier,
+    /// Overrides of the network section, e.g. `{"vpc_cidr": "10.9.0.0/16"}`.
+    pub network: Option<serde_json::Value>,
+    /// Overrides of the cluster section, e.g. `{"frontend": {"desired": 3}}`.
+    pub cluster: Option<serde_json::Value>,
+    /// Overrides of the database section.
+    pub database: Option<serde_json::Value>,
+    /// Hours until destruction; previews only.
+    pub ttl_hours: Option<u32>,
+}
