@@ -1,0 +1,200 @@
+//! A black-box harness: the router over a real store, driven with HTTP requests.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use envplane_api::{AppState, Authenticator};
+use envplane_domain::environment::Phase;
+use envplane_domain::{EnvName, Role};
+use envplane_store::{Change, EnvironmentQuery, Expected, StateStore};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const VIEWER: &str = "viewer-token";
+pub const OPERATOR: &str = "operator-token";
+pub const APPROVER: &str = "approver-token";
+pub const ADMIN: &str = "admin-token";
+
+pub struct Harness {
+    pub router: Router,
+    pub store: Arc<dyn StateStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+fn tokens() -> Authenticator {
+    let entries: Vec<Value> = [
+        ("vera", Role::Viewer, VIEWER),
+        ("otto", Role::Operator, OPERATOR),
+        ("ada", Role::Approver, APPROVER),
+        ("root", Role::Admin, ADMIN),
+    ]
+    .iter()
+    .map(|(p, r, t)| Authenticator::token_entry(p, *r, t))
+    .collect();
+    Authenticator::from_tokens_json(&serde_json::json!({ "tokens": entries }).to_string())
+        .expect("tokens")
+}
+
+impl Harness {
+    pub fn over(store: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) -> Self {
+        let router = envplane_api::router(AppState::new(store.clone(), tokens()));
+        Self {
+            router,
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub fn embedded() -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        Self::over(Arc::new(store), Some(dir))
+    }
+
+    pub async fn dynamodb() -> Option<Self> {
+        let store = envplane_store::testing::moto_store().await?;
+        Some(Self::over(Arc::new(store), None))
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let mut has_type = false;
+        for (name, value) in headers {
+            has_type |= name.eq_ignore_ascii_case("content-type");
+            builder = builder.header(*name, *value);
+        }
+        if body.is_some() && !has_type {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder
+            .body(
+                body.map(|b| Body::from(b.to_owned()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .expect("request");
+        send(self.router.clone(), request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, Some(ADMIN), &[], None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.request(Method::POST, path, Some(ADMIN), &[], Some(body))
+            .await
+    }
+
+    /// Creates `name` of `tier` and completes its operation, as provisioning would.
+    pub async fn ready(&self, name: &str, tier: &str) -> String {
+        let reply = self
+            .post(
+                "/v1/environments",
+                &format!(r#"{{"name":"{name}","tier":"{tier}"}}"#),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        self.finish_operation(name).await
+    }
+
+    /// Releases the environment's active operation, returning the new ETag.
+    pub async fn finish_operation(&self, name: &str) -> String {
+        let env = self
+            .store
+            .environment(&EnvName::parse(name).expect("name"))
+            .await
+            .expect("read")
+            .expect("exists");
+        let mut next = env.clone();
+        next.version += 1;
+        next.active_operation = None;
+        next.lease_expires_at = None;
+        next.status.phase = Phase::Ready;
+        let change = Change {
+            environment: next.clone(),
+            expected: Expected::Version(env.version),
+            operation: None,
+            audit: None,
+            idempotency: None,
+            claim_cidr: None,
+        };
+        self.store.commit(change).await.expect("finish");
+        next.etag()
+    }
+
+    /// Everything the store holds that a request could write, to prove a refusal wrote nothing.
+    pub async fn snapshot(&self) -> String {
+        let page = self
+            .store
+            .list_environments(&EnvironmentQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let mut out = String::new();
+        for env in page.items {
+            out.push_str(&serde_json::to_string(&env).expect("json"));
+            let audit = self
+                .store
+                .audit_events(&env.name, 0, 1000)
+                .await
+                .expect("audit");
+            out.push_str(&serde_json::to_string(&audit.items).expect("json"));
+        }
+        out.push_str(&format!(
+            "{:?}",
+            self.store.cidrs_in_use().await.expect("cidrs")
+        ));
+        out
+    }
+}
+
+pub async fn send(router: Router, request: Request<Body>) -> Reply {
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let raw = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
