@@ -1,5 +1,6 @@
 //! One contract, two adapters: every test here runs against the embedded store and against
 //! DynamoDB on moto's server.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Arc;
 
