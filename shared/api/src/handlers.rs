@@ -112,6 +112,9 @@ impl Idempotency {
     async fn replay(&self, state: &AppState) -> Result<Option<Response>, ApiError> {
         match state.store.idempotency_record(&self.storage_key).await? {
             None => Ok(None),
+            Some(record) if record.expires_at <= OffsetDateTime::now_utc().unix_timestamp() => {
+                Ok(None)
+            }
             Some(record) if record.fingerprint != self.fingerprint => {
                 Err(ApiError::IdempotencyKeyReused)
             }

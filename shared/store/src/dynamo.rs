@@ -435,7 +435,16 @@ impl StateStore for DynamoStore {
                 ("expires_at".into(), n(record.expires_at)),
                 ("doc".into(), s(encode(record)?)),
             ]);
-            writes.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
+            // TTL deletion lags expiry by up to days: an expired record must not hold its key.
+            let now = HashMap::from([(
+                ":now".to_owned(),
+                n(time::OffsetDateTime::now_utc().unix_timestamp()),
+            )]);
+            writes.push(self.put(
+                item,
+                Some("attribute_not_exists(pk) OR expires_at < :now"),
+                Some(now),
+            )?);
             roles.push(Role::Idempotency);
         }
 

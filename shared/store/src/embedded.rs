@@ -225,8 +225,16 @@ fn commit_blocking(db: &Database, change: Change) -> Result<(), CommitError> {
         // must be recognised as such even though its other conditions now fail too.
         if let Some(record) = &change.idempotency {
             let mut table = txn.open_table(IDEMPOTENCY).map_err(backend)?;
-            if table.get(record.key.as_str()).map_err(backend)?.is_some() {
-                return Err(CommitError::IdempotencyKeyUsed);
+            let existing = table
+                .get(record.key.as_str())
+                .map_err(backend)?
+                .map(|v| v.value().to_vec());
+            if let Some(existing) = existing {
+                // An expired record no longer holds its key, as DynamoDB's TTL would have removed it.
+                let existing: IdempotencyRecord = decode("idempotency record", &existing)?;
+                if existing.expires_at > time::OffsetDateTime::now_utc().unix_timestamp() {
+                    return Err(CommitError::IdempotencyKeyUsed);
+                }
             }
             table
                 .insert(record.key.as_str(), encode(record)?.as_bytes())

@@ -193,6 +193,29 @@ async fn refused_changes_write_nothing<S: StateStore>(store: S) {
     );
 }
 
+async fn an_expired_idempotency_key_is_free_again<S: StateStore>(store: S) {
+    let mut first = create_change(create_mutation("dev", Tier::Dev, 0));
+    first.idempotency = Some(IdempotencyRecord {
+        expires_at: OffsetDateTime::now_utc().unix_timestamp() - 1,
+        ..idempotency("old")
+    });
+    store.commit(first).await.expect("first");
+    let mut second = create_change(create_mutation("qa", Tier::Qa, 1));
+    second.idempotency = Some(idempotency("old"));
+    store
+        .commit(second)
+        .await
+        .expect("an expired key does not hold");
+    assert_eq!(
+        store
+            .idempotency_record("old")
+            .await
+            .expect("read")
+            .map(|r| r.expires_at),
+        Some(4_000_000_000)
+    );
+}
+
 async fn listing_pages_and_filters<S: StateStore>(store: S) {
     for i in 0..7u8 {
         let tier = if i % 2 == 0 { Tier::Dev } else { Tier::Qa };
@@ -528,6 +551,7 @@ macro_rules! contract {
 contract!(
     created_environment_reads_back,
     refused_changes_write_nothing,
+    an_expired_idempotency_key_is_free_again,
     listing_pages_and_filters,
     fifty_concurrent_conditional_writes_have_one_winner,
     hundred_concurrent_creates_with_one_key_have_one_winner,
