@@ -54,6 +54,15 @@ fn path_name(raw: &str) -> Result<EnvName, ApiError> {
     })
 }
 
+/// The environment unless it is missing or a tombstone.
+fn live(
+    env: Option<envplane_domain::Environment>,
+    name: &EnvName,
+) -> Result<envplane_domain::Environment, ApiError> {
+    env.filter(|e| e.status.phase != Phase::Deleted)
+        .ok_or_else(|| ApiError::NotFound(format!("no environment named {name}")))
+}
+
 fn authorize(caller: &Caller, action: Action) -> Result<(), ApiError> {
     caller
         .authorize(action)
@@ -181,6 +190,7 @@ async fn commit_mutation(
         audit: Some(mutation.audit),
         idempotency: idempotency.map(|_| record.clone()),
         claim_cidr,
+        release_cidr: None,
     };
     state.store.commit(change).await?;
     Ok(stored_response(&record, false))
@@ -287,15 +297,25 @@ pub(crate) async fn create_environment(
         allocated = Some(allocate(&state, None).await?);
     }
     let location = format!("/v1/environments/{name}");
+    let mut tombstone: Option<envplane_domain::Environment> = None;
     for attempt in 1..=COMMIT_ATTEMPTS {
         let (spec, choice) = spec::resolve_create(&blueprint, &body, allocated)?;
         let cidr = spec.network.vpc_cidr;
-        let mutation = commands::create(name.clone(), tier, spec, &new_request(&caller));
+        let mutation = commands::create(
+            name.clone(),
+            tier,
+            spec,
+            tombstone.as_ref(),
+            &new_request(&caller),
+        );
+        let expected = tombstone
+            .as_ref()
+            .map_or(Expected::Absent, |t| Expected::Version(t.version));
         record_span(name.as_str(), Some(&mutation.operation.id));
         match commit_mutation(
             &state,
             mutation,
-            Expected::Absent,
+            expected,
             Some(cidr),
             idempotency.as_ref(),
             location.clone(),
@@ -327,12 +347,20 @@ pub(crate) async fn create_environment(
                 ));
             }
             Err(CommitError::Contended) => {}
-            Err(CommitError::AlreadyExists) if idempotency.is_some() => {
+            Err(CommitError::AlreadyExists | CommitError::VersionConflict) => {
                 // The twin request with this key may have committed a moment ago.
                 if let Some(response) = replay_or_none(&state, idempotency.as_ref()).await? {
                     return Ok(response);
                 }
-                return Err(CommitError::AlreadyExists.into());
+                // A destroyed environment's tombstone gives its name, and its audit chain, to the new one.
+                match state.store.environment(&name).await? {
+                    Some(existing) if existing.status.phase == Phase::Deleted => {
+                        tombstone = Some(existing);
+                        continue;
+                    }
+                    Some(_) => return Err(CommitError::AlreadyExists.into()),
+                    None => {}
+                }
             }
             Err(other) => return Err(other.into()),
         }
@@ -460,11 +488,7 @@ pub(crate) async fn get_environment(
     authorize(&caller, Action::Read)?;
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
-    let env = state
-        .store
-        .environment(&name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no environment named {name}")))?;
+    let env = live(state.store.environment(&name).await?, &name)?;
     let etag = env.etag();
     let mut response = Json(EnvironmentView::from(env)).into_response();
     if let Ok(value) = HeaderValue::try_from(etag) {
@@ -541,11 +565,7 @@ pub(crate) async fn patch_environment(
         if let Some(response) = replay_or_none(&state, idempotency.as_ref()).await? {
             return Ok(Attempt::Done(response));
         }
-        let env = state
-            .store
-            .environment(&name)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no environment named {name}")))?;
+        let env = live(state.store.environment(&name).await?, &name)?;
         authorize(&caller, Action::Mutate(env.tier))?;
         if env.version != version {
             return Err(ApiError::PreconditionFailed {
@@ -606,11 +626,7 @@ pub(crate) async fn delete_environment(
         if let Some(response) = replay_or_none(&state, idempotency.as_ref()).await? {
             return Ok(Attempt::Done(response));
         }
-        let env = state
-            .store
-            .environment(&name)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no environment named {name}")))?;
+        let env = live(state.store.environment(&name).await?, &name)?;
         authorize(&caller, Action::Mutate(env.tier))?;
         if let Some((version, given)) = &precondition
             && env.version != *version

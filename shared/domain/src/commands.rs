@@ -93,12 +93,20 @@ fn audit(
     )
 }
 
-/// Records a new environment, pending its provisioning operation.
-pub fn create(name: EnvName, tier: Tier, spec: EnvironmentSpec, request: &Request<'_>) -> Mutation {
+/// Records a new environment, pending its provisioning operation. `previous` is the tombstone
+/// of a destroyed environment of the same name, whose version and audit chain go on.
+pub fn create(
+    name: EnvName,
+    tier: Tier,
+    spec: EnvironmentSpec,
+    previous: Option<&Environment>,
+    request: &Request<'_>,
+) -> Mutation {
     let expires_at = spec
         .ttl_hours
         .map(|h| request.at + Duration::hours(i64::from(h)));
     let change = json!({ "tier": tier, "spec": spec });
+    let head = previous.map(|p| p.audit_head.clone()).unwrap_or_default();
     let mut environment = Environment {
         name,
         tier,
@@ -107,10 +115,10 @@ pub fn create(name: EnvName, tier: Tier, spec: EnvironmentSpec, request: &Reques
             phase: Phase::Pending,
             conditions: Vec::new(),
         },
-        version: 1,
+        version: previous.map_or(1, |p| p.version + 1),
         active_operation: Some(request.operation_id.clone()),
         lease_expires_at: Some(request.at + OPERATION_LEASE),
-        audit_head: AuditHead::default(),
+        audit_head: head.clone(),
         created_at: request.at,
         created_by: request.caller.principal.clone(),
         updated_at: request.at,
@@ -123,13 +131,7 @@ pub fn create(name: EnvName, tier: Tier, spec: EnvironmentSpec, request: &Reques
         change.clone(),
         request,
     );
-    let event = audit(
-        &environment,
-        &AuditHead::default(),
-        &operation,
-        change,
-        request,
-    );
+    let event = audit(&environment, &head, &operation, change, request);
     environment.audit_head = event.head();
     Mutation {
         environment,
@@ -250,6 +252,7 @@ mod tests {
             EnvName::parse("dev").expect("valid"),
             Tier::Dev,
             spec.clone(),
+            None,
             &request(&alice, "op1"),
         );
         assert_eq!(

@@ -24,17 +24,20 @@ pub enum Phase {
     Deleting,
     /// The last operation failed; see the conditions for the cause.
     Failed,
+    /// Destroyed. The record stays as a tombstone so the audit chain goes on if the name is reused.
+    Deleted,
 }
 
 impl Phase {
     /// Every phase, for parsing filters.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Pending,
         Phase::Provisioning,
         Phase::Ready,
         Phase::Updating,
         Phase::Deleting,
         Phase::Failed,
+        Phase::Deleted,
     ];
 
     /// The phase's name as used in the API.
@@ -46,6 +49,7 @@ impl Phase {
             Phase::Updating => "updating",
             Phase::Deleting => "deleting",
             Phase::Failed => "failed",
+            Phase::Deleted => "deleted",
         }
     }
 }

@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use envplane_domain::{AuditEvent, EnvName, Environment, Operation, VpcCidr};
 
@@ -407,6 +407,19 @@ impl StateStore for DynamoStore {
             ]);
             writes.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
             roles.push(Role::Cidr(cidr));
+        }
+        if let Some(cidr) = change.release_cidr {
+            // Only the holder gives a block back.
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("CIDR#{cidr}")))
+                .key("sk", s("CIDR"))
+                .condition_expression("attribute_not_exists(pk) OR environment = :holder")
+                .expression_attribute_values(":holder", s(name))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            writes.push(TransactWriteItem::builder().delete(delete).build());
+            roles.push(Role::Plain);
         }
         if let Some(op) = &change.operation {
             let item = HashMap::from([

@@ -261,6 +261,16 @@ fn commit_blocking(db: &Database, change: Change) -> Result<(), CommitError> {
             }
             cidrs.insert(cidr.second_octet(), name).map_err(backend)?;
         }
+        if let Some(cidr) = change.release_cidr {
+            let mut cidrs = txn.open_table(CIDRS).map_err(backend)?;
+            let holder = cidrs
+                .get(cidr.second_octet())
+                .map_err(backend)?
+                .map(|h| h.value().to_owned());
+            if holder.as_deref() == Some(name) {
+                cidrs.remove(cidr.second_octet()).map_err(backend)?;
+            }
+        }
         environments
             .insert(name, encode(&change.environment)?.as_bytes())
             .map_err(backend)?;

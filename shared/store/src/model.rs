@@ -70,6 +70,8 @@ pub struct Change {
     pub idempotency: Option<IdempotencyRecord>,
     /// A VPC block to reserve for this environment; must be free.
     pub claim_cidr: Option<VpcCidr>,
+    /// A VPC block this environment gives back.
+    pub release_cidr: Option<VpcCidr>,
 }
 
 /// A stored response of a mutation, replayed for retries with the same key.
@@ -105,7 +107,12 @@ pub struct EnvironmentQuery {
 impl EnvironmentQuery {
     /// Whether an environment passes the filter.
     pub fn matches(&self, env: &Environment) -> bool {
-        self.tier.is_none_or(|t| t == env.tier) && self.phase.is_none_or(|p| p == env.status.phase)
+        // Tombstones of destroyed environments are listed only when asked for.
+        let phase = match self.phase {
+            Some(p) => p == env.status.phase,
+            None => env.status.phase != Phase::Deleted,
+        };
+        self.tier.is_none_or(|t| t == env.tier) && phase
     }
 }
 

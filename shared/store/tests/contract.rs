@@ -33,7 +33,7 @@ fn create_mutation(env: &str, tier: Tier, cidr: u8) -> Mutation {
         at: OffsetDateTime::now_utc(),
         operation_id: ulid::Ulid::new().to_string(),
     };
-    commands::create(name(env), tier, spec, &request)
+    commands::create(name(env), tier, spec, None, &request)
 }
 
 fn create_change(mutation: Mutation) -> Change {
@@ -45,6 +45,7 @@ fn create_change(mutation: Mutation) -> Change {
         audit: Some(mutation.audit),
         idempotency: None,
         claim_cidr: Some(cidr),
+        release_cidr: None,
     }
 }
 
@@ -77,6 +78,7 @@ async fn ready<S: StateStore>(store: &S, env: &str, cidr: u8) -> envplane_domain
         audit: None,
         idempotency: None,
         claim_cidr: None,
+        release_cidr: None,
     };
     store.commit(change).await.expect("finish");
     next
@@ -331,6 +333,7 @@ async fn fifty_concurrent_conditional_writes_have_one_winner<S: StateStore>(stor
                 audit: Some(mutation.audit),
                 idempotency: None,
                 claim_cidr: None,
+                release_cidr: None,
             };
             store.commit(change).await
         }));
@@ -431,6 +434,7 @@ async fn audit_tampering_is_detected<S: StateStore + AuditTamper>(store: S) {
                 audit: Some(mutation.audit),
                 idempotency: None,
                 claim_cidr: None,
+                release_cidr: None,
             })
             .await
             .expect("update");
@@ -444,6 +448,7 @@ async fn audit_tampering_is_detected<S: StateStore + AuditTamper>(store: S) {
                 audit: None,
                 idempotency: None,
                 claim_cidr: None,
+                release_cidr: None,
             })
             .await
             .expect("finish");
@@ -506,6 +511,7 @@ async fn audit_pages_in_order<S: StateStore>(store: S) {
                 audit: Some(mutation.audit),
                 idempotency: None,
                 claim_cidr: None,
+                release_cidr: None,
             })
             .await
             .expect("update");

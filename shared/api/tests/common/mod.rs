@@ -146,6 +146,7 @@ impl Harness {
             audit: None,
             idempotency: None,
             claim_cidr: None,
+            release_cidr: None,
         };
         self.store.commit(change).await.expect("finish");
         next.etag()

@@ -1,0 +1,84 @@
+//! The cloud port of envplane: create what a plan calls for, find what carries an
+//! environment's tags, delete it. One adapter speaks to AWS through the SDK; the simulator
+//! here stands in for it in local runs and in fault-injection tests.
+#![forbid(unsafe_code)]
+
+pub mod simulator;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use envplane_domain::EnvName;
+use envplane_domain::resources::{Planned, ResourceKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use simulator::{Faults, LatencyProfile, Simulator};
+
+/// Where a resource is in its life, as AWS reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceState {
+    /// Being created.
+    Creating,
+    /// Usable.
+    Active,
+    /// Being deleted.
+    Deleting,
+    /// Creation failed.
+    Failed,
+}
+
+/// A resource as the cloud reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// The cloud's id (`vpc-…`, a cluster name…).
+    pub id: String,
+    /// envplane's name for it.
+    pub name: String,
+    /// Its state.
+    pub state: ResourceState,
+    /// What it was made with, as reported back.
+    pub attributes: Value,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Why a cloud call failed; the worker turns each into the `Envplane.*` error the flows match.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloudError {
+    /// The API throttled the call (retry with backoff).
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// A passing failure (retry).
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The request can never succeed as made.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The cloud's state forbids it (a dependency, a quota).
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+/// The cloud, as the worker needs it.
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    /// Creates each of `planned` that does not exist yet (found by name and environment tag),
+    /// tagging it with the environment and `operation`; returns every one of them as it is now.
+    /// A resource whose dependencies are not active yet is left for a later call.
+    async fn ensure(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        planned: &[Planned],
+    ) -> Result<Vec<Resource>, CloudError>;
+
+    /// Every resource tagged with the environment.
+    async fn list(&self, env: &EnvName) -> Result<Vec<Resource>, CloudError>;
+
+    /// Starts deleting a resource; deleting one that is gone succeeds.
+    async fn delete(&self, resource: &Resource) -> Result<(), CloudError>;
+}

@@ -1,0 +1,461 @@
+//! The worker: what each Task state of the flows does. Every action is idempotent (resources
+//! are found by their envplane tags before anything is created, records change under version
+//! conditions) and answers with small JSON; every error carries the `Envplane.*` name the state
+//! machines retry or catch on.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use envplane_cloud::{Cloud, CloudError, Resource, ResourceState};
+use envplane_domain::audit::{AuditEntry, AuditEvent};
+use envplane_domain::environment::{Condition, Phase};
+use envplane_domain::operation::{OperationError, OperationKind, OperationStatus};
+use envplane_domain::resources::{self, Group, ResourceKind};
+use envplane_domain::{EnvName, Environment, Operation, Role};
+use envplane_store::{Change, CommitError, Expected, StateStore, StoreError};
+use envplane_workflow::{Failure, TaskContext, TaskRunner};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+/// Principal recorded for changes the flows make on their own.
+pub const SYSTEM_PRINCIPAL: &str = "envplane";
+
+/// First poll interval of a wait loop, seconds; doubles up to [`MAX_WAIT`].
+pub const FIRST_WAIT: u64 = 15;
+/// Longest poll interval, seconds.
+pub const MAX_WAIT: u64 = 120;
+/// Polls after which a wait loop gives up: 100 polls at up to two minutes is over three hours,
+/// far beyond any resource's creation or deletion time.
+pub const MAX_POLLS: u64 = 100;
+
+/// The input of a provision or destroy execution: ids, and the first state of every wait loop.
+pub fn execution_input(environment: &EnvName, operation: &str) -> Value {
+    let first = json!({ "wait": 0, "polls": 0, "ready": false });
+    json!({
+        "environment": environment,
+        "operation": operation,
+        "poll": { "network": first, "cluster": first, "node_groups": first, "database": first, "targets": first },
+    })
+}
+
+fn poll_answer(pending: &[&str], wait: Option<u64>, polls: u64) -> Result<Value, WorkerError> {
+    let polls = polls + 1;
+    if !pending.is_empty() && polls > MAX_POLLS {
+        return Err(WorkerError::Conflict(format!(
+            "still waiting for {} after {MAX_POLLS} polls",
+            pending.join(", ")
+        )));
+    }
+    Ok(
+        json!({ "ready": pending.is_empty(), "pending": pending, "wait": next_wait(wait), "polls": polls }),
+    )
+}
+
+/// A failed action, named for the flows' Retry and Catch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    /// The cloud or the store throttled: retry with backoff and jitter.
+    #[error("{0}")]
+    Throttled(String),
+    /// A passing failure: retry.
+    #[error("{0}")]
+    Transient(String),
+    /// The request can never succeed: compensate and fail.
+    #[error("{0}")]
+    Invalid(String),
+    /// The state of the world forbids it (the operation no longer holds the environment, a
+    /// dependency, a quota): compensate and fail.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl WorkerError {
+    /// The error name Step Functions sees.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerError::Throttled(_) => "Envplane.Throttled",
+            WorkerError::Transient(_) => "Envplane.Transient",
+            WorkerError::Invalid(_) => "Envplane.Invalid",
+            WorkerError::Conflict(_) => "Envplane.Conflict",
+        }
+    }
+}
+
+impl From<CloudError> for WorkerError {
+    fn from(e: CloudError) -> Self {
+        match e {
+            CloudError::Throttled(m) => WorkerError::Throttled(m),
+            CloudError::Transient(m) => WorkerError::Transient(m),
+            CloudError::Invalid(m) => WorkerError::Invalid(m),
+            CloudError::Conflict(m) => WorkerError::Conflict(m),
+        }
+    }
+}
+
+impl From<StoreError> for WorkerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Throttled(m) => WorkerError::Throttled(m),
+            other => WorkerError::Transient(other.to_string()),
+        }
+    }
+}
+
+impl From<CommitError> for WorkerError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Store(e) => e.into(),
+            // Someone else changed the record between read and write: read again.
+            CommitError::VersionConflict | CommitError::Contended => {
+                WorkerError::Transient(e.to_string())
+            }
+            other => WorkerError::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<WorkerError> for Failure {
+    fn from(e: WorkerError) -> Self {
+        Failure::new(e.name(), e.to_string())
+    }
+}
+
+/// The payload every Task state sends.
+#[derive(Debug, Deserialize)]
+struct Request {
+    action: String,
+    environment: String,
+    operation: String,
+    /// Poll interval used last time, for wait loops.
+    #[serde(default)]
+    wait: Option<u64>,
+    /// Polls made so far by this wait loop.
+    #[serde(default)]
+    polls: u64,
+    /// Resource group, for `ensure`.
+    #[serde(default)]
+    group: Option<Group>,
+    /// Resource kinds, for `teardown`.
+    #[serde(default)]
+    kinds: Vec<ResourceKind>,
+    /// The error a Catch recorded, for `operation.fail`.
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Runs the flows' actions against a store and a cloud.
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn StateStore>,
+    cloud: Arc<dyn Cloud>,
+}
+
+fn next_wait(previous: Option<u64>) -> u64 {
+    previous.map_or(FIRST_WAIT, |w| (w * 2).clamp(FIRST_WAIT, MAX_WAIT))
+}
+
+fn condition(
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    at: OffsetDateTime,
+) -> Condition {
+    Condition {
+        kind: kind.into(),
+        status,
+        reason: reason.into(),
+        message,
+        since: at,
+    }
+}
+
+impl Worker {
+    /// A worker over a store and a cloud.
+    pub fn new(store: Arc<dyn StateStore>, cloud: Arc<dyn Cloud>) -> Self {
+        Self { store, cloud }
+    }
+
+    /// Runs one action.
+    pub async fn handle(&self, payload: Value) -> Result<Value, WorkerError> {
+        let request: Request = serde_json::from_value(payload)
+            .map_err(|e| WorkerError::Invalid(format!("bad task payload: {e}")))?;
+        let env = EnvName::parse(&request.environment)
+            .map_err(|e| WorkerError::Invalid(format!("environment: {e}")))?;
+        let span = tracing::info_span!("step", action = %request.action, environment = %env, operation = %request.operation);
+        let _entered = span.enter();
+        match request.action.as_str() {
+            "operation.start" => self.start(&env, &request.operation).await,
+            "ensure" => {
+                let group = request
+                    .group
+                    .ok_or_else(|| WorkerError::Invalid("ensure needs a group".into()))?;
+                self.ensure(&env, &request.operation, group, request.wait, request.polls)
+                    .await
+            }
+            "teardown" => {
+                self.teardown(
+                    &env,
+                    &request.operation,
+                    &request.kinds,
+                    request.wait,
+                    request.polls,
+                )
+                .await
+            }
+            "operation.succeed" => self.succeed(&env, &request.operation).await,
+            "operation.fail" => {
+                self.fail(
+                    &env,
+                    &request.operation,
+                    request.error.unwrap_or(Value::Null),
+                )
+                .await
+            }
+            other => Err(WorkerError::Invalid(format!("unknown action {other:?}"))),
+        }
+    }
+
+    /// The environment and its operation, provided the operation still holds the environment.
+    async fn held(
+        &self,
+        env: &EnvName,
+        operation: &str,
+    ) -> Result<(Environment, Operation), WorkerError> {
+        let record =
+            self.store.environment(env).await?.ok_or_else(|| {
+                WorkerError::Conflict(format!("environment {env} does not exist"))
+            })?;
+        if record.active_operation.as_deref() != Some(operation) {
+            return Err(WorkerError::Conflict(format!(
+                "operation {operation} no longer holds {env} (held by {})",
+                record.active_operation.as_deref().unwrap_or("nothing")
+            )));
+        }
+        let op = self.store.operation(operation).await?.ok_or_else(|| {
+            WorkerError::Transient(format!("operation {operation} is not visible yet"))
+        })?;
+        Ok((record, op))
+    }
+
+    async fn write(
+        &self,
+        before: &Environment,
+        environment: Environment,
+        operation: Operation,
+        audit: Option<AuditEvent>,
+        release: bool,
+    ) -> Result<(), WorkerError> {
+        let release_cidr = release.then_some(before.spec.network.vpc_cidr);
+        let change = Change {
+            environment,
+            expected: Expected::Version(before.version),
+            operation: Some(operation),
+            audit,
+            idempotency: None,
+            claim_cidr: None,
+            release_cidr,
+        };
+        self.store.commit(change).await.map_err(Into::into)
+    }
+
+    async fn start(&self, env: &EnvName, operation: &str) -> Result<Value, WorkerError> {
+        let (record, mut op) = self.held(env, operation).await?;
+        if op.status == OperationStatus::Running {
+            return Ok(json!({ "started": false }));
+        }
+        let now = OffsetDateTime::now_utc();
+        op.status = OperationStatus::Running;
+        op.updated_at = now;
+        let mut next = record.clone();
+        next.version += 1;
+        next.status.phase = match op.kind {
+            OperationKind::Create => Phase::Provisioning,
+            OperationKind::Update => Phase::Updating,
+            OperationKind::Delete => Phase::Deleting,
+        };
+        next.updated_at = now;
+        self.write(&record, next, op, None, false).await?;
+        Ok(json!({ "started": true }))
+    }
+
+    async fn ensure(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        group: Group,
+        wait: Option<u64>,
+        polls: u64,
+    ) -> Result<Value, WorkerError> {
+        let (record, _) = self.held(env, operation).await?;
+        let planned: Vec<_> = resources::plan(env, &record.spec)
+            .into_iter()
+            .filter(|p| p.group == group)
+            .collect();
+        let existing = self.cloud.ensure(env, operation, &planned).await?;
+        if let Some(failed) = existing.iter().find(|r| r.state == ResourceState::Failed) {
+            return Err(WorkerError::Conflict(format!(
+                "{} {} ({}) failed to create",
+                failed.kind.as_str(),
+                failed.name,
+                failed.id
+            )));
+        }
+        let pending: Vec<&str> = planned
+            .iter()
+            .filter(|p| {
+                !existing
+                    .iter()
+                    .any(|r| r.name == p.name && r.state == ResourceState::Active)
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        poll_answer(&pending, wait, polls)
+    }
+
+    async fn teardown(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        kinds: &[ResourceKind],
+        wait: Option<u64>,
+        polls: u64,
+    ) -> Result<Value, WorkerError> {
+        self.held(env, operation).await?;
+        let mut remaining: Vec<Resource> = self
+            .cloud
+            .list(env)
+            .await?
+            .into_iter()
+            .filter(|r| kinds.contains(&r.kind))
+            .collect();
+        // Dependents first (reverse plan order), so a step that holds a chain, such as the
+        // security groups that reference each other, mostly clears in one pass.
+        let order: Vec<String> = resources::plan(
+            env,
+            &self
+                .store
+                .environment(env)
+                .await?
+                .map(|e| e.spec)
+                .ok_or_else(|| WorkerError::Conflict(format!("environment {env} vanished")))?,
+        )
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+        remaining.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|n| *n == r.name)));
+        for resource in remaining
+            .iter()
+            .filter(|r| r.state != ResourceState::Deleting)
+        {
+            match self.cloud.delete(resource).await {
+                // AWS refuses while a dependent is still being deleted: the next poll tries again.
+                Ok(()) | Err(CloudError::Conflict(_)) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        let names: Vec<&str> = remaining.iter().map(|r| r.name.as_str()).collect();
+        poll_answer(&names, wait, polls)
+    }
+
+    async fn succeed(&self, env: &EnvName, operation: &str) -> Result<Value, WorkerError> {
+        let (record, mut op) = self.held(env, operation).await?;
+        let now = OffsetDateTime::now_utc();
+        let mut next = record.clone();
+        next.version += 1;
+        next.active_operation = None;
+        next.lease_expires_at = None;
+        next.updated_at = now;
+        let deleted = op.kind == OperationKind::Delete;
+        if deleted {
+            next.status.phase = Phase::Deleted;
+            next.status.conditions = vec![condition(
+                "Ready",
+                false,
+                "Deleted",
+                format!("destroyed by operation {operation}"),
+                now,
+            )];
+        } else {
+            next.status.phase = Phase::Ready;
+            next.status.conditions = ["NetworkReady", "ClusterReady", "DatabaseReady", "Ready"]
+                .into_iter()
+                .map(|kind| {
+                    condition(
+                        kind,
+                        true,
+                        "Provisioned",
+                        format!("applied by operation {operation}"),
+                        now,
+                    )
+                })
+                .collect();
+        }
+        op.status = OperationStatus::Succeeded;
+        op.updated_at = now;
+        let audit = deleted.then(|| {
+            let entry = AuditEntry {
+                principal: SYSTEM_PRINCIPAL.into(),
+                role: Role::Admin,
+                action: "environment.deleted".into(),
+                operation: Some(operation.to_owned()),
+                change: json!({ "released_vpc_cidr": record.spec.network.vpc_cidr }),
+            };
+            AuditEvent::link(env, &record.audit_head, now, entry)
+        });
+        if let Some(event) = &audit {
+            next.audit_head = event.head();
+        }
+        self.write(&record, next, op, audit, deleted).await?;
+        Ok(json!({ "phase": if deleted { "deleted" } else { "ready" } }))
+    }
+
+    async fn fail(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        error: Value,
+    ) -> Result<Value, WorkerError> {
+        let (record, mut op) = self.held(env, operation).await?;
+        let now = OffsetDateTime::now_utc();
+        let name = error
+            .get("Error")
+            .and_then(Value::as_str)
+            .unwrap_or("Envplane.Failed")
+            .to_owned();
+        let cause = error
+            .get("Cause")
+            .and_then(Value::as_str)
+            .unwrap_or("no cause recorded")
+            .to_owned();
+        let mut next = record.clone();
+        next.version += 1;
+        next.active_operation = None;
+        next.lease_expires_at = None;
+        next.updated_at = now;
+        next.status.phase = Phase::Failed;
+        next.status.conditions = vec![condition("Ready", false, &name, cause.clone(), now)];
+        op.status = OperationStatus::Failed;
+        op.error = Some(OperationError {
+            error: name.clone(),
+            cause,
+        });
+        op.updated_at = now;
+        self.write(&record, next, op, None, false).await?;
+        Ok(json!({ "phase": "failed", "error": name }))
+    }
+}
+
+#[async_trait]
+impl TaskRunner for Worker {
+    async fn run(
+        &self,
+        _resource: &str,
+        payload: Value,
+        _context: &TaskContext,
+    ) -> Result<Value, Failure> {
+        self.handle(payload).await.map_err(Into::into)
+    }
+}

@@ -1,0 +1,336 @@
+//! The shipped state machines, run unchanged by the local executor, with the worker on an
+//! embedded store and the simulated cloud.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
+use envplane_domain::commands::{self, Request};
+use envplane_domain::environment::Phase;
+use envplane_domain::operation::OperationStatus;
+use envplane_domain::resources::ResourceKind;
+use envplane_domain::{Blueprint, Caller, EnvName, Role, Tier};
+use envplane_store::{Change, Expected, StateStore};
+use envplane_worker::{Worker, execution_input};
+use envplane_workflow::executor::Clock;
+use envplane_workflow::{Executor, Outcome, StateMachine, VirtualClock};
+use time::OffsetDateTime;
+
+fn definition(name: &str) -> StateMachine {
+    let path = format!(
+        "{}/../../statemachines/{name}.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let json = std::fs::read_to_string(&path).unwrap();
+    StateMachine::load(
+        &json,
+        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
+    )
+    .unwrap()
+}
+
+struct Plane {
+    store: Arc<dyn StateStore>,
+    simulator: Arc<Simulator>,
+    executor: Executor,
+    _dir: tempfile::TempDir,
+}
+
+impl Plane {
+    fn new(faults: Faults) -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let clock = Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH));
+        let reader = clock.clone();
+        let simulator = Arc::new(Simulator::new(
+            LatencyProfile::Instant,
+            faults,
+            Arc::new(move || reader.now()),
+        ));
+        let worker = Worker::new(store.clone(), simulator.clone());
+        let executor = Executor::new(Arc::new(worker), clock);
+        Self {
+            store,
+            simulator,
+            executor,
+            _dir: dir,
+        }
+    }
+
+    async fn create(&self, name: &str, tier: Tier, cidr: u8) -> String {
+        let caller = Caller {
+            principal: "alice".into(),
+            role: Role::Admin,
+        };
+        let spec =
+            Blueprint::for_tier(tier).spec(envplane_domain::VpcCidr::from_second_octet(cidr));
+        let env = EnvName::parse(name).unwrap();
+        let previous = self.store.environment(&env).await.unwrap();
+        let request = Request {
+            caller: &caller,
+            at: OffsetDateTime::now_utc(),
+            operation_id: ulid::Ulid::new().to_string(),
+        };
+        let mutation = commands::create(env, tier, spec.clone(), previous.as_ref(), &request);
+        let expected = previous
+            .as_ref()
+            .map_or(Expected::Absent, |p| Expected::Version(p.version));
+        let op = mutation.operation.id.clone();
+        let change = Change {
+            environment: mutation.environment,
+            expected,
+            operation: Some(mutation.operation),
+            audit: Some(mutation.audit),
+            idempotency: None,
+            claim_cidr: Some(spec.network.vpc_cidr),
+            release_cidr: None,
+        };
+        self.store.commit(change).await.unwrap();
+        op
+    }
+
+    async fn delete(&self, name: &str) -> String {
+        let caller = Caller {
+            principal: "alice".into(),
+            role: Role::Admin,
+        };
+        let env = self
+            .store
+            .environment(&EnvName::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let request = Request {
+            caller: &caller,
+            at: OffsetDateTime::now_utc(),
+            operation_id: ulid::Ulid::new().to_string(),
+        };
+        let mutation = commands::delete(&env, &request).unwrap();
+        let op = mutation.operation.id.clone();
+        let change = Change {
+            environment: mutation.environment,
+            expected: Expected::Version(env.version),
+            operation: Some(mutation.operation),
+            audit: Some(mutation.audit),
+            idempotency: None,
+            claim_cidr: None,
+            release_cidr: None,
+        };
+        self.store.commit(change).await.unwrap();
+        op
+    }
+
+    async fn run(&self, flow: &str, name: &str, op: &str) -> Outcome {
+        let input = execution_input(&EnvName::parse(name).unwrap(), op);
+        self.executor.execute(&definition(flow), input, op).await
+    }
+
+    async fn kinds(&self, name: &str) -> BTreeMap<ResourceKind, usize> {
+        let mut counts = BTreeMap::new();
+        for r in self
+            .simulator
+            .list(&EnvName::parse(name).unwrap())
+            .await
+            .unwrap()
+        {
+            *counts.entry(r.kind).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[tokio::test]
+async fn dev_qa_and_prod_reach_ready_with_their_blueprints_resources() {
+    let plane = Plane::new(Faults::NONE);
+    for (name, tier, cidr) in [
+        ("dev", Tier::Dev, 0),
+        ("qa", Tier::Qa, 1),
+        ("prod", Tier::Prod, 2),
+    ] {
+        let op = plane.create(name, tier, cidr).await;
+        let outcome = plane.run("provision", name, &op).await;
+        assert_eq!(outcome.status, "SUCCEEDED", "{name}: {outcome:?}");
+        let env = plane
+            .store
+            .environment(&EnvName::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(env.status.phase, Phase::Ready);
+        assert_eq!(env.active_operation, None);
+        assert!(env.status.conditions.iter().all(|c| c.status));
+        assert_eq!(
+            plane.store.operation(&op).await.unwrap().unwrap().status,
+            OperationStatus::Succeeded
+        );
+    }
+    let prod = plane.kinds("prod").await;
+    assert_eq!(prod[&ResourceKind::Subnet], 6);
+    assert_eq!(prod[&ResourceKind::NatGateway], 3);
+    assert_eq!(prod[&ResourceKind::NodeGroup], 2);
+    assert_eq!(prod[&ResourceKind::DbInstance], 1);
+    let dev = plane.kinds("dev").await;
+    assert_eq!(
+        (dev[&ResourceKind::Subnet], dev[&ResourceKind::NatGateway]),
+        (4, 1)
+    );
+    let prod_resources = plane
+        .simulator
+        .list(&EnvName::parse("prod").unwrap())
+        .await
+        .unwrap();
+    let backend = prod_resources
+        .iter()
+        .find(|r| r.name == "prod-backend")
+        .unwrap();
+    assert_eq!(
+        (
+            backend.attributes["instance_type"].as_str(),
+            backend.attributes["desired"].as_u64()
+        ),
+        (Some("t3.xlarge"), Some(3))
+    );
+    let volume = prod_resources
+        .iter()
+        .find(|r| r.kind == ResourceKind::Volume)
+        .unwrap();
+    assert_eq!(
+        (
+            volume.attributes["size_gb"].as_u64(),
+            volume.tags.get("Backup").map(String::as_str)
+        ),
+        (Some(100), Some("true"))
+    );
+}
+
+#[tokio::test]
+async fn destroy_leaves_nothing_and_frees_the_name_and_block() {
+    let plane = Plane::new(Faults::NONE);
+    let op = plane.create("prod", Tier::Prod, 2).await;
+    assert_eq!(
+        plane.run("provision", "prod", &op).await.status,
+        "SUCCEEDED"
+    );
+    let op = plane.delete("prod").await;
+    let outcome = plane.run("destroy", "prod", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    assert!(
+        plane.simulator.all_resources().is_empty(),
+        "{:?}",
+        plane.simulator.all_resources()
+    );
+    let env = plane
+        .store
+        .environment(&EnvName::parse("prod").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (env.status.phase, env.active_operation),
+        (Phase::Deleted, None)
+    );
+    assert!(plane.store.cidrs_in_use().await.unwrap().is_empty());
+
+    // The name comes back with its audit chain continued.
+    let op = plane.create("prod", Tier::Prod, 2).await;
+    assert_eq!(
+        plane.run("provision", "prod", &op).await.status,
+        "SUCCEEDED"
+    );
+    let env = plane
+        .store
+        .environment(&EnvName::parse("prod").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let events = plane
+        .store
+        .audit_events(&env.name, 0, 100)
+        .await
+        .unwrap()
+        .items;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "environment.create",
+            "environment.delete",
+            "environment.deleted",
+            "environment.create"
+        ]
+    );
+    assert!(envplane_domain::audit::verify_chain(&events, &env.audit_head).valid);
+}
+
+#[tokio::test]
+async fn fifty_create_delete_cycles_under_faults_leave_no_orphans_and_no_locks() {
+    let plane = Plane::new(Faults {
+        throttle: 0.1,
+        error: 0.05,
+        seed: 42,
+    });
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in 0..50u8 {
+        let name = format!("cycle-{i}");
+        let op = plane.create(&name, Tier::Dev, 16 + i).await;
+        let created = plane.run("provision", &name, &op).await;
+        let env = plane
+            .store
+            .environment(&EnvName::parse(&name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        match created.status {
+            "SUCCEEDED" => assert_eq!(env.status.phase, Phase::Ready),
+            _ => {
+                assert_eq!(env.status.phase, Phase::Failed, "{created:?}");
+                let op = plane.store.operation(&op).await.unwrap().unwrap();
+                assert!(
+                    !op.error.as_ref().unwrap().cause.is_empty(),
+                    "a failure names its cause"
+                );
+            }
+        }
+        *outcomes
+            .entry(if created.status == "SUCCEEDED" {
+                "ready"
+            } else {
+                "failed"
+            })
+            .or_default() += 1;
+        // A failed teardown is simply run again, as an operator would.
+        let mut destroyed = false;
+        for _ in 0..3 {
+            let op = plane.delete(&name).await;
+            if plane.run("destroy", &name, &op).await.status == "SUCCEEDED" {
+                destroyed = true;
+                break;
+            }
+        }
+        assert!(destroyed, "{name} could not be destroyed in three tries");
+    }
+    let orphans = plane.simulator.all_resources().len();
+    let page = plane
+        .store
+        .list_environments(&envplane_store::EnvironmentQuery {
+            limit: 100,
+            phase: Some(Phase::Deleted),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stuck_locks = page
+        .items
+        .iter()
+        .filter(|e| e.active_operation.is_some())
+        .count();
+    let distinct: BTreeSet<_> = page.items.iter().map(|e| e.name.to_string()).collect();
+    println!(
+        "50 cycles with throttle=0.1,error=0.05: {outcomes:?}; orphaned resources: {orphans}; stuck locks: {stuck_locks}; simulated API calls: {}",
+        plane.simulator.calls()
+    );
+    assert_eq!(distinct.len(), 50);
+    assert_eq!(orphans, 0);
+    assert_eq!(stuck_locks, 0);
+}
