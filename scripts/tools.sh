@@ -10,6 +10,7 @@ MOTO_VERSION=5.2.5
 SAM_VERSION=1.170.0
 # cfn-lint from 1.54 on no longer runs the SAM transform; 1.53 still does.
 CFN_LINT_VERSION=1.53.3
+ASL_VALIDATOR_VERSION=4.0.0
 
 venv() { # name, pip specs...
   local name=$1; shift
@@ -26,3 +27,13 @@ mkdir -p "$tools"
 venv moto "moto[server]==$MOTO_VERSION"
 venv sam "aws-sam-cli==$SAM_VERSION"
 venv cfn-lint "cfn-lint==$CFN_LINT_VERSION"
+
+# asl-validator from npm, pinned, into .tools/node (no global install).
+node_dir="$tools/node"
+if [[ ! -x "$node_dir/node_modules/.bin/asl-validator" || "$(cat "$node_dir/.pinned" 2>/dev/null)" != "$ASL_VALIDATOR_VERSION" ]]; then
+  echo "tools: installing asl-validator@$ASL_VALIDATOR_VERSION into .tools/node" >&2
+  rm -rf "$node_dir"
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --no-audit --no-fund --loglevel=error "asl-validator@$ASL_VALIDATOR_VERSION" >&2
+  echo "$ASL_VALIDATOR_VERSION" > "$node_dir/.pinned"
+fi
