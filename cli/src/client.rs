@@ -24,6 +24,9 @@ pub enum EnvCommand {
         /// Idempotency key (default: a fresh one, reused by this command's own retries).
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Follow the provisioning until it ends.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -68,6 +71,9 @@ pub enum EnvCommand {
         /// Only if the environment is still at this ETag.
         #[arg(long)]
         if_match: Option<String>,
+        /// Follow the teardown until it ends.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -76,6 +82,16 @@ pub enum EnvCommand {
 /// `envplane ops …`
 #[derive(Debug, clap::Subcommand)]
 pub enum OpsCommand {
+    /// Follow an operation's steps until it ends; fails when the operation fails.
+    Watch {
+        /// Operation id.
+        id: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one operation.
     Get {
         /// Operation id.
@@ -384,6 +400,7 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
             tier,
             set,
             idempotency_key,
+            wait,
             client,
         } => {
             let mut body = overrides(&set)?;
@@ -398,7 +415,11 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
                     &[("idempotency-key", key)],
                 )
                 .await?;
-            mutation_result(&client, &answer, "create")
+            mutation_result(&client, &answer, "create")?;
+            match answer.body["operation"]["id"].as_str() {
+                Some(id) if wait => watch(&client, id, Duration::from_secs(1)).await,
+                _ => Ok(()),
+            }
         }
         EnvCommand::Get { name, client } => {
             let answer = Api::new(&client)?
@@ -502,6 +523,7 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
         EnvCommand::Delete {
             name,
             if_match,
+            wait,
             client,
         } => {
             let mut headers = vec![("idempotency-key", ulid::Ulid::new().to_string())];
@@ -514,7 +536,11 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
                     &headers,
                 )
                 .await?;
-            mutation_result(&client, &answer, "delete")
+            mutation_result(&client, &answer, "delete")?;
+            match answer.body["operation"]["id"].as_str() {
+                Some(id) if wait => watch(&client, id, Duration::from_secs(1)).await,
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -537,8 +563,67 @@ fn mutation_result(client: &ClientArgs, answer: &Answer, verb: &str) -> anyhow::
     Ok(())
 }
 
+/// Polls an operation, printing each step as it starts and ends, until the operation ends.
+async fn watch(client: &ClientArgs, id: &str, interval: Duration) -> anyhow::Result<()> {
+    let api = Api::new(client)?;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let op = api
+            .call(Method::GET, &format!("/v1/operations/{id}"), None, &[])
+            .await?
+            .body;
+        let steps = op["steps"].as_array().cloned().unwrap_or_default();
+        for (i, step) in steps.iter().enumerate() {
+            let entry = (
+                step["name"].as_str().unwrap_or("").to_owned(),
+                step["status"].as_str().unwrap_or("").to_owned(),
+            );
+            if seen.get(i) != Some(&entry) {
+                if client.output == Output::Json {
+                    println!("{step}");
+                } else {
+                    println!(
+                        "[{:>6.1}s] {:<20} {}",
+                        started.elapsed().as_secs_f64(),
+                        entry.0,
+                        entry.1
+                    );
+                }
+                if i < seen.len() {
+                    seen[i] = entry;
+                } else {
+                    seen.push(entry);
+                }
+            }
+        }
+        match op["status"].as_str() {
+            Some("succeeded") => {
+                println!(
+                    "operation {id} succeeded after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Some(status @ ("failed" | "cancelled")) => {
+                bail!(
+                    "operation {id} {status}: {}: {}",
+                    op["error"]["error"].as_str().unwrap_or("unknown error"),
+                    op["error"]["cause"].as_str().unwrap_or("no cause recorded")
+                );
+            }
+            _ => tokio::time::sleep(interval).await,
+        }
+    }
+}
+
 pub async fn ops(command: OpsCommand) -> anyhow::Result<()> {
     match command {
+        OpsCommand::Watch {
+            id,
+            interval,
+            client,
+        } => watch(&client, &id, Duration::from_secs_f64(interval.max(0.05))).await,
         OpsCommand::Get { id, client } => {
             let answer = Api::new(&client)?
                 .call(Method::GET, &format!("/v1/operations/{id}"), None, &[])

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod flow;
 mod serve;
 
 use std::path::PathBuf;
@@ -71,6 +72,9 @@ enum Command {
     /// Inspect operations.
     #[command(subcommand)]
     Ops(client::OpsCommand),
+    /// Run state machine definitions on the local executor.
+    #[command(subcommand)]
+    Flow(flow::FlowCommand),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             Command::Blueprints { client } => client::blueprints(&client).await,
             Command::Env(command) => client::env(command).await,
             Command::Ops(command) => client::ops(command).await,
+            Command::Flow(command) => flow::run(command).await,
         }
     });
     match result {

@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use envplane_api::{AppState, Authenticator};
+use envplane_cloud::{Faults, LatencyProfile, Simulator};
 use envplane_domain::{Caller, Role};
-use envplane_store::EmbeddedStore;
+use envplane_store::{EmbeddedStore, StateStore};
+use envplane_worker::Worker;
+use envplane_workflow::executor::Clock;
+use envplane_workflow::{Executor, LocalWorkflows, ScaledClock};
 
 /// Options of `envplane serve`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +28,15 @@ pub struct ServeArgs {
     /// Single-user mode: every request acts as `local-dev` with the admin role. For a laptop only.
     #[arg(long)]
     dev_auth: bool,
+    /// How long simulated resources take: instant, or realistic (EKS ~10 min, NAT ~2 min…).
+    #[arg(long, default_value = "instant", value_parser = LatencyProfile::parse)]
+    latency: LatencyProfile,
+    /// With --latency realistic: how many times faster than real time flows run.
+    #[arg(long, default_value_t = 60.0)]
+    time_scale: f64,
+    /// Inject cloud failures, e.g. throttle=0.1,error=0.05,seed=7.
+    #[arg(long, value_parser = Faults::parse)]
+    faults: Option<Faults>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -54,8 +67,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store_path = args.data_dir.join("state.redb");
-    let store = EmbeddedStore::open(&store_path)?;
-    let app = envplane_api::router(AppState::new(Arc::new(store), auth));
+    let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(&store_path)?);
+    let scale = if args.latency == LatencyProfile::Instant {
+        1.0
+    } else {
+        args.time_scale
+    };
+    let clock = Arc::new(ScaledClock::new(scale));
+    let reader = clock.clone();
+    let cloud = Simulator::persistent(
+        args.latency,
+        args.faults.unwrap_or(Faults::NONE),
+        Arc::new(move || reader.now()),
+        &args.data_dir.join("cloud.json"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let worker = Worker::new(store.clone(), Arc::new(cloud));
+    let executor = Executor::new(Arc::new(worker), clock);
+    let workflows = Arc::new(LocalWorkflows::new(
+        executor,
+        &args.data_dir.join("executions"),
+    )?);
+    let resumed = workflows.resume_all()?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed executions interrupted by the last stop");
+    }
+    let app = envplane_api::router(AppState::new(store, auth).with_workflows(workflows));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

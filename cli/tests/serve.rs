@@ -16,6 +16,10 @@ struct Plane {
 impl Plane {
     /// Starts `envplane serve` on a free port and waits for its "listening" line.
     fn start(data_dir: &Path) -> Plane {
+        Plane::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Plane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_envplane"))
             .args([
                 "serve",
@@ -25,6 +29,7 @@ impl Plane {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -97,7 +102,11 @@ async fn an_environment_survives_kill_9_and_restart() {
         .await
         .unwrap();
     assert_eq!(env["spec"]["network"]["vpc_cidr"], "10.0.0.0/16");
-    assert_eq!(env["active_operation"], created["operation"]["id"]);
+    assert_eq!(env["created_by"], "local-dev");
+    let op = created["operation"]["id"].as_str().unwrap();
+    // The provision was interrupted by the kill too; the restarted plane finishes it.
+    let finished = wait_for_operation(&http, &plane.endpoint, op, Duration::from_secs(30)).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
     let verify: Value = http
         .get(format!(
             "{}/v1/environments/dev/audit/verify",
@@ -181,4 +190,189 @@ fn serve_refuses_to_start_without_an_auth_choice() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--dev-auth"));
+}
+
+async fn wait_for_operation(
+    http: &reqwest::Client,
+    endpoint: &str,
+    op: &str,
+    limit: Duration,
+) -> Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let body: Value = http
+            .get(format!("{endpoint}/v1/operations/{op}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["succeeded", "failed"].contains(&body["status"].as_str().unwrap_or(""))
+            || std::time::Instant::now() > deadline
+        {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_provision_interrupted_by_kill_9_goes_on_to_ready_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Realistic latencies 600 times faster: EKS takes a second, the whole provision about two.
+    let fast = ["--latency", "realistic", "--time-scale", "600"];
+    let plane = Plane::start_with(dir.path(), &fast);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{}/v1/environments", plane.endpoint))
+        .json(&json!({"name": "prod", "tier": "prod"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = created["operation"]["id"].as_str().unwrap().to_owned();
+    // Kill once the flow is well under way (past the network), and before it ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let midway = loop {
+        let body: Value = http
+            .get(format!("{}/v1/operations/{op}", plane.endpoint))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let steps = body["steps"].as_array().map_or(0, Vec::len);
+        if (body["status"] == "running" && steps >= 4)
+            || body["status"] == "succeeded"
+            || std::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        midway["status"], "running",
+        "killed too late to prove anything: {midway}"
+    );
+    let steps_before = midway["steps"].as_array().map_or(0, Vec::len);
+    plane.kill_9();
+
+    let plane = Plane::start_with(dir.path(), &fast);
+    let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["steps"].as_array().map_or(0, Vec::len) > steps_before);
+    let env: Value = http
+        .get(format!("{}/v1/environments/prod", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(env["status"]["phase"], "ready");
+    assert_eq!(env["active_operation"], Value::Null);
+    // The simulated cloud holds exactly one of each planned resource: nothing was created twice.
+    let cloud: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cloud.json")).unwrap()).unwrap();
+    let names: Vec<&str> = cloud["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| r["resource"]["name"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(names.len(), unique.len(), "{names:?}");
+    assert!(
+        unique.contains("prod-nat-3")
+            && unique.contains("prod-backend")
+            && unique.contains("prod-db-data")
+    );
+}
+
+#[test]
+fn flow_run_executes_a_definition_and_reports_like_describe_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pure.asl.json");
+    let definition = json!({
+        "StartAt": "Double",
+        "States": {
+            "Double": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, $.n)"}, "Next": "Big?"},
+            "Big?": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 10, "Next": "Done"}], "Default": "Double"},
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    std::fs::write(&path, definition.to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_envplane"))
+        .args(["flow", "run"])
+        .arg(&path)
+        .args(["--input", r#"{"n": 3}"#])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outcome: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        outcome,
+        json!({"status": "SUCCEEDED", "output": {"n": 12}, "error": null, "cause": null})
+    );
+
+    std::fs::write(&path, json!({"StartAt": "A", "States": {"A": {"Type": "Fail", "Error": "Boom", "Cause": "on purpose"}}}).to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_envplane"))
+        .args(["flow", "run"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let outcome: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (
+            outcome["status"].as_str(),
+            outcome["error"].as_str(),
+            outcome["cause"].as_str()
+        ),
+        (Some("FAILED"), Some("Boom"), Some("on purpose"))
+    );
+
+    std::fs::write(&path, json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "x", "HeartbeatSeconds": 3, "End": true}}}).to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_envplane"))
+        .args(["flow", "run"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HeartbeatSeconds"));
+}
+
+#[test]
+fn the_cli_follows_a_create_and_a_delete_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = Plane::start(dir.path());
+    let (ok, out, err) = cli(
+        &plane.endpoint,
+        &["env", "create", "dev", "--tier", "dev", "--wait"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Network") && out.contains("succeeded after"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&plane.endpoint, &["env", "get", "dev"]);
+    assert!(ok && out.contains("ready"), "{out}");
+    let (ok, out, err) = cli(&plane.endpoint, &["env", "delete", "dev", "--wait"]);
+    assert!(ok && out.contains("Teardown"), "{out}{err}");
+    let (ok, _, err) = cli(&plane.endpoint, &["env", "get", "dev"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let cloud: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cloud.json")).unwrap()).unwrap();
+    assert_eq!(cloud["resources"], json!({}), "delete leaves nothing");
 }

@@ -127,8 +127,37 @@ impl Idempotency {
             Some(record) if record.fingerprint != self.fingerprint => {
                 Err(ApiError::IdempotencyKeyReused)
             }
-            Some(record) => Ok(Some(stored_response(&record, true))),
+            Some(record) => {
+                launch(state, &record).await;
+                Ok(Some(stored_response(&record, true)))
+            }
         }
+    }
+}
+
+/// Starts the flow of the operation a mutation recorded. Starting is idempotent (the operation
+/// id names the execution), so a replayed request also makes sure its flow runs. A failure to
+/// start leaves the operation pending, to be started by a retry of the request.
+async fn launch(state: &AppState, record: &IdempotencyRecord) {
+    let Some(workflows) = &state.workflows else {
+        return;
+    };
+    let Ok(body) = serde_json::from_str::<Value>(&record.body) else {
+        return;
+    };
+    let op = &body["operation"];
+    let kind = serde_json::from_value::<envplane_domain::OperationKind>(op["kind"].clone()).ok();
+    let (Some(flow), Some(id), Some(env)) = (
+        kind.and_then(envplane_workflow::Flow::for_operation),
+        op["id"].as_str(),
+        op["environment"]
+            .as_str()
+            .and_then(|e| EnvName::parse(e).ok()),
+    ) else {
+        return;
+    };
+    if let Err(error) = workflows.start(flow, &env, id).await {
+        tracing::error!(%error, operation = id, "the operation's flow did not start; it stays pending");
     }
 }
 
@@ -193,6 +222,7 @@ async fn commit_mutation(
         release_cidr: None,
     };
     state.store.commit(change).await?;
+    launch(state, &record).await;
     Ok(stored_response(&record, false))
 }
 
@@ -673,12 +703,17 @@ pub(crate) async fn get_operation(
             format!("{id:?} is not an operation id (a ULID)"),
         ));
     }
-    let op = state
+    let mut op = state
         .store
         .operation(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
     record_span(op.environment.as_str(), Some(&op.id));
+    if let Some(workflows) = &state.workflows
+        && let Ok(Some(steps)) = workflows.steps(&op.id).await
+    {
+        op.steps = steps;
+    }
     Ok(Json(op))
 }
 

@@ -30,6 +30,8 @@ pub struct AppState {
     pub store: Arc<dyn StateStore>,
     /// How callers are identified.
     pub auth: Arc<Authenticator>,
+    /// Where operations' flows run; `None` records operations without starting them.
+    pub workflows: Option<Arc<dyn envplane_workflow::Workflows>>,
 }
 
 impl AppState {
@@ -38,7 +40,14 @@ impl AppState {
         Self {
             store,
             auth: Arc::new(auth),
+            workflows: None,
         }
+    }
+
+    /// Starts each recorded operation's flow on `workflows`.
+    pub fn with_workflows(mut self, workflows: Arc<dyn envplane_workflow::Workflows>) -> Self {
+        self.workflows = Some(workflows);
+        self
     }
 }
 

@@ -125,6 +125,7 @@ impl Faults {
 /// The simulator's clock.
 pub type Now = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Simulated {
     resource: Resource,
     depends_on: Vec<String>,
@@ -132,6 +133,7 @@ struct Simulated {
     gone_at: Option<OffsetDateTime>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct State {
     resources: BTreeMap<String, Simulated>,
     next_id: u64,
@@ -145,6 +147,7 @@ pub struct Simulator {
     profile: LatencyProfile,
     faults: Faults,
     now: Now,
+    file: Option<std::path::PathBuf>,
 }
 
 enum Fault {
@@ -167,7 +170,41 @@ impl Simulator {
             profile,
             faults,
             now,
+            file: None,
         }
+    }
+
+    /// A simulator whose resources are kept in `file`, so they outlive a restart (or a kill -9)
+    /// of the process, as real resources outlive their creator.
+    pub fn persistent(
+        profile: LatencyProfile,
+        faults: Faults,
+        now: Now,
+        file: &std::path::Path,
+    ) -> Result<Self, String> {
+        let mut simulator = Self::new(profile, faults, now);
+        if file.exists() {
+            let bytes =
+                std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+            let state: State = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not a simulator state: {e}", file.display()))?;
+            simulator.state = Mutex::new(state);
+        }
+        simulator.file = Some(file.to_owned());
+        Ok(simulator)
+    }
+
+    /// Writes the state to the file, atomically, after a change.
+    fn save(&self, state: &State) -> Result<(), CloudError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let tmp = file.with_extension("tmp");
+        let bytes = serde_json::to_vec(state)
+            .map_err(|e| CloudError::Transient(format!("simulator state: {e}")))?;
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .map_err(|e| CloudError::Transient(format!("saving simulator state: {e}")))
     }
 
     /// API calls served so far.
@@ -272,67 +309,70 @@ impl Cloud for Simulator {
         if let Fault::Before(error) = fault {
             return Err(error);
         }
-        let mut out = Vec::new();
-        for p in planned {
-            if let Some(existing) = find(&state, env, &p.name) {
-                out.push(existing.resource.clone());
-                continue;
+        // Passes until nothing more can be created: what depends on a resource that became
+        // active at once (the instant profile, or a VPC) is created in the same call.
+        loop {
+            let mut created = false;
+            for p in planned {
+                if find(&state, env, &p.name).is_some() {
+                    continue;
+                }
+                let ready = p.depends_on.iter().all(|dep| {
+                    find(&state, env, dep)
+                        .is_some_and(|d| d.resource.state == ResourceState::Active)
+                });
+                if !ready {
+                    continue;
+                }
+                let id = format!("{}-{:08x}", prefix(p.kind), state.next_id);
+                state.next_id += 1;
+                let mut resource_tags = BTreeMap::from([
+                    (tags::ENVIRONMENT.to_owned(), env.to_string()),
+                    (tags::OPERATION.to_owned(), operation.to_owned()),
+                    ("Name".to_owned(), p.name.clone()),
+                ]);
+                if p.attributes
+                    .get("backup")
+                    .and_then(serde_json::Value::as_bool)
+                    == Some(true)
+                {
+                    resource_tags.insert(tags::BACKUP.to_owned(), "true".to_owned());
+                }
+                let resource = Resource {
+                    kind: p.kind,
+                    id: id.clone(),
+                    name: p.name.clone(),
+                    state: ResourceState::Creating,
+                    attributes: p.attributes.clone(),
+                    tags: resource_tags,
+                };
+                let ready_at = now + self.profile.create(p.kind);
+                state.resources.insert(
+                    id,
+                    Simulated {
+                        resource,
+                        depends_on: p.depends_on.clone(),
+                        ready_at,
+                        gone_at: None,
+                    },
+                );
+                refresh(&mut state, now);
+                created = true;
             }
-            let ready = p.depends_on.iter().all(|dep| {
-                find(&state, env, dep).is_some_and(|d| d.resource.state == ResourceState::Active)
-            });
-            if !ready {
-                continue;
+            if !created {
+                break;
             }
-            let id = format!("{}-{:08x}", prefix(p.kind), state.next_id);
-            state.next_id += 1;
-            let mut resource_tags = BTreeMap::from([
-                (tags::ENVIRONMENT.to_owned(), env.to_string()),
-                (tags::OPERATION.to_owned(), operation.to_owned()),
-                ("Name".to_owned(), p.name.clone()),
-            ]);
-            if p.attributes
-                .get("backup")
-                .and_then(serde_json::Value::as_bool)
-                == Some(true)
-            {
-                resource_tags.insert(tags::BACKUP.to_owned(), "true".to_owned());
-            }
-            let resource = Resource {
-                kind: p.kind,
-                id: id.clone(),
-                name: p.name.clone(),
-                state: ResourceState::Creating,
-                attributes: p.attributes.clone(),
-                tags: resource_tags,
-            };
-            let ready_at = now + self.profile.create(p.kind);
-            state.resources.insert(
-                id,
-                Simulated {
-                    resource: resource.clone(),
-                    depends_on: p.depends_on.clone(),
-                    ready_at,
-                    gone_at: None,
-                },
-            );
-            out.push(resource);
         }
+        let out: Vec<Resource> = planned
+            .iter()
+            .filter_map(|p| find(&state, env, &p.name).map(|s| s.resource.clone()))
+            .collect();
         refresh(&mut state, now);
+        self.save(&state)?;
         if let Fault::After(error) = fault {
             return Err(error);
         }
-        // Report states after the refresh, so instant resources show as active.
-        Ok(out
-            .into_iter()
-            .map(|r| {
-                state
-                    .resources
-                    .get(&r.id)
-                    .map(|s| s.resource.clone())
-                    .unwrap_or(r)
-            })
-            .collect())
+        Ok(out)
     }
 
     async fn list(&self, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
@@ -395,6 +435,7 @@ impl Cloud for Simulator {
             s.gone_at = Some(now + profile.delete(resource.kind));
         }
         refresh(&mut state, now);
+        self.save(&state)?;
         if let Fault::After(error) = fault {
             return Err(error);
         }

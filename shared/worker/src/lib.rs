@@ -30,15 +30,7 @@ pub const MAX_WAIT: u64 = 120;
 /// far beyond any resource's creation or deletion time.
 pub const MAX_POLLS: u64 = 100;
 
-/// The input of a provision or destroy execution: ids, and the first state of every wait loop.
-pub fn execution_input(environment: &EnvName, operation: &str) -> Value {
-    let first = json!({ "wait": 0, "polls": 0, "ready": false });
-    json!({
-        "environment": environment,
-        "operation": operation,
-        "poll": { "network": first, "cluster": first, "node_groups": first, "database": first, "targets": first },
-    })
-}
+pub use envplane_workflow::execution_input;
 
 fn poll_answer(pending: &[&str], wait: Option<u64>, polls: u64) -> Result<Value, WorkerError> {
     let polls = polls + 1;
@@ -356,7 +348,18 @@ impl Worker {
                 Err(other) => return Err(other.into()),
             }
         }
-        let names: Vec<&str> = remaining.iter().map(|r| r.name.as_str()).collect();
+        // What is left after this pass: deletions that finish at once do not cost a wait.
+        let left: Vec<Resource> = if remaining.is_empty() {
+            Vec::new()
+        } else {
+            self.cloud
+                .list(env)
+                .await?
+                .into_iter()
+                .filter(|r| kinds.contains(&r.kind))
+                .collect()
+        };
+        let names: Vec<&str> = left.iter().map(|r| r.name.as_str()).collect();
         poll_answer(&names, wait, polls)
     }
 

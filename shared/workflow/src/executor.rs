@@ -231,6 +231,7 @@ struct Run {
     input: Value,
     started: OffsetDateTime,
     history: Mutex<Vec<HistoryEvent>>,
+    observer: Arc<dyn Observer>,
 }
 
 impl Executor {
@@ -270,14 +271,31 @@ impl Executor {
 
     /// Runs `machine` on `input` to its end.
     pub async fn execute(&self, machine: &StateMachine, input: Value, execution: &str) -> Outcome {
+        self.execute_with(machine, input, execution, None, Arc::new(NoObserver))
+            .await
+    }
+
+    /// Runs `machine` from `resume_at` (a top-level state; its start when `None`) with `input`,
+    /// telling `observer` about every event and every top-level state entered, so that an
+    /// interrupted execution can be resumed from its last checkpoint.
+    pub async fn execute_with(
+        &self,
+        machine: &StateMachine,
+        input: Value,
+        execution: &str,
+        resume_at: Option<&str>,
+        observer: Arc<dyn Observer>,
+    ) -> Outcome {
         let run = Arc::new(Run {
             executor: self.clone(),
             execution: execution.to_owned(),
             input: input.clone(),
             started: self.clock.now(),
             history: Mutex::new(Vec::new()),
+            observer,
         });
-        let body = run_machine(run.clone(), machine.clone(), input, None);
+        let start = resume_at.unwrap_or(&machine.start_at).to_owned();
+        let body = run_machine(run.clone(), machine.clone(), input, None, Some(start));
         let result = match machine.timeout_seconds {
             Some(limit) => match tokio::time::timeout(Duration::from_secs(limit), body).await {
                 Ok(result) => result,
@@ -308,15 +326,28 @@ impl Executor {
     }
 }
 
+/// Hears what an execution does, e.g. to persist its progress.
+pub trait Observer: Send + Sync {
+    /// A top-level state is about to run with `input`: resuming here repeats only this state.
+    fn checkpoint(&self, _state: &str, _input: &Value) {}
+    /// Something happened.
+    fn event(&self, _event: &HistoryEvent) {}
+}
+
+struct NoObserver;
+
+impl Observer for NoObserver {}
+
 impl Run {
     fn record(&self, state: &str, kind: EventKind) {
-        let at = self.executor.clock.now();
+        let event = HistoryEvent {
+            at: self.executor.clock.now(),
+            state: state.to_owned(),
+            kind,
+        };
+        self.observer.event(&event);
         if let Ok(mut history) = self.history.lock() {
-            history.push(HistoryEvent {
-                at,
-                state: state.to_owned(),
-                kind,
-            });
+            history.push(event);
         }
     }
 
@@ -454,15 +485,20 @@ fn run_machine(
     machine: StateMachine,
     input: Value,
     item: Option<(usize, Value)>,
+    top_level_start: Option<String>,
 ) -> BoxFuture<'static, Result<Value, Failure>> {
     Box::pin(async move {
-        let mut current = machine.start_at.clone();
+        let top_level = top_level_start.is_some();
+        let mut current = top_level_start.unwrap_or_else(|| machine.start_at.clone());
         let mut input = input;
         loop {
             let state = machine
                 .states
                 .get(&current)
                 .ok_or_else(|| Failure::new("States.Runtime", format!("no state {current}")))?;
+            if top_level {
+                run.observer.checkpoint(&current, &input);
+            }
             run.record(&current, EventKind::StateEntered);
             let (output, next) = run_state(
                 &run,
@@ -652,7 +688,7 @@ async fn run_state(
                 let branches: Vec<_> = p
                     .branches
                     .iter()
-                    .map(|b| run_machine(run.clone(), b.clone(), effective.clone(), None))
+                    .map(|b| run_machine(run.clone(), b.clone(), effective.clone(), None, None))
                     .collect();
                 Box::pin(async move { try_join_all(branches).await.map(Value::Array) })
             })
@@ -714,6 +750,7 @@ async fn run_state(
                                 processor.clone(),
                                 input,
                                 Some((index, item)),
+                                None,
                             ))
                         })
                         .collect::<Result<Vec<_>, _>>()?;

@@ -6,9 +6,117 @@
 pub mod asl;
 pub mod choice;
 pub mod executor;
+pub mod local;
 pub mod paths;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use envplane_domain::EnvName;
+use envplane_domain::operation::{OperationKind, OperationStep};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 pub use asl::{DefinitionError, StateMachine};
 pub use executor::{
-    Clock, Executor, Failure, Outcome, ScaledClock, TaskContext, TaskRunner, VirtualClock,
+    Clock, Executor, Failure, Observer, Outcome, ScaledClock, TaskContext, TaskRunner, VirtualClock,
 };
+pub use local::LocalWorkflows;
+
+/// The flows envplane runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// Create every resource of an environment.
+    Provision,
+    /// Remove every resource of an environment.
+    Destroy,
+}
+
+/// The definitions as shipped: the same bytes `template.yaml` deploys.
+const PROVISION: &str = include_str!("../../../statemachines/provision.asl.json");
+const DESTROY: &str = include_str!("../../../statemachines/destroy.asl.json");
+
+/// The substitution the shipped definitions' Task resources use for the worker.
+pub const WORKER_SUBSTITUTION: &str = "WorkerFunctionArn";
+/// What the local executor substitutes for the worker's ARN.
+pub const LOCAL_WORKER: &str = "local:worker";
+
+impl Flow {
+    /// Every flow.
+    pub const ALL: [Flow; 2] = [Flow::Provision, Flow::Destroy];
+
+    /// The flow that carries out an operation of this kind, if one exists yet.
+    pub fn for_operation(kind: OperationKind) -> Option<Flow> {
+        match kind {
+            OperationKind::Create => Some(Flow::Provision),
+            OperationKind::Delete => Some(Flow::Destroy),
+            // The update flow comes with day-2 operations; until then updates stay pending.
+            OperationKind::Update => None,
+        }
+    }
+
+    /// The shipped definition's text.
+    pub fn definition(self) -> &'static str {
+        match self {
+            Flow::Provision => PROVISION,
+            Flow::Destroy => DESTROY,
+        }
+    }
+
+    /// The shipped definition, loaded for the local executor.
+    pub fn local_definition(self) -> Result<StateMachine, DefinitionError> {
+        StateMachine::load(
+            self.definition(),
+            &BTreeMap::from([(WORKER_SUBSTITUTION.to_owned(), LOCAL_WORKER.to_owned())]),
+        )
+    }
+}
+
+/// The input of a provision or destroy execution: ids, and the first state of every wait loop.
+pub fn execution_input(environment: &EnvName, operation: &str) -> Value {
+    let first = json!({ "wait": 0, "polls": 0, "ready": false });
+    json!({
+        "environment": environment,
+        "operation": operation,
+        "poll": { "network": first, "cluster": first, "node_groups": first, "database": first, "targets": first },
+    })
+}
+
+/// Why a flow could not be started or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    /// The workflow service (or local storage) failed; try again.
+    #[error("workflow service unavailable: {0}")]
+    Unavailable(String),
+    /// A definition is unusable.
+    #[error("invalid definition: {0}")]
+    Invalid(String),
+}
+
+/// Starts and observes flows: Step Functions in AWS, the local executor in `envplane serve`.
+#[async_trait]
+pub trait Workflows: Send + Sync {
+    /// Starts `flow` for an operation; starting the same operation again does nothing.
+    async fn start(
+        &self,
+        flow: Flow,
+        environment: &EnvName,
+        operation: &str,
+    ) -> Result<(), WorkflowError>;
+
+    /// The steps an operation's flow has gone through, if it has run.
+    async fn steps(&self, operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_definitions_load() {
+        for flow in Flow::ALL {
+            assert!(flow.local_definition().is_ok(), "{flow:?}");
+        }
+    }
+}

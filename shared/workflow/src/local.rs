@@ -1,0 +1,240 @@
+//! The local adapter of the workflow port: the shipped definitions run in-process by the
+//! executor, each execution's progress kept in a file so that a restarted `envplane serve`
+//! resumes it from its last top-level state (every step being idempotent, repeating that one
+//! state is safe).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use envplane_domain::EnvName;
+use envplane_domain::operation::{OperationStatus, OperationStep};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::executor::{EventKind, HistoryEvent, Observer};
+use crate::{Executor, Flow, StateMachine, WorkflowError, Workflows, execution_input};
+
+/// What is kept of one execution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExecutionRecord {
+    flow: Flow,
+    environment: String,
+    operation: String,
+    status: String,
+    checkpoint: Option<(String, Value)>,
+    steps: Vec<OperationStep>,
+    error: Option<String>,
+    cause: Option<String>,
+    transitions: usize,
+}
+
+/// Runs flows in this process.
+pub struct LocalWorkflows {
+    executor: Executor,
+    definitions: BTreeMap<Flow, StateMachine>,
+    dir: PathBuf,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+fn io(error: impl std::fmt::Display) -> WorkflowError {
+    WorkflowError::Unavailable(error.to_string())
+}
+
+struct Recorder {
+    path: PathBuf,
+    record: Mutex<ExecutionRecord>,
+}
+
+impl Recorder {
+    fn save(&self) {
+        let Ok(record) = self.record.lock() else {
+            return;
+        };
+        if let Err(e) = write_atomically(&self.path, &record) {
+            tracing::error!(error = %e, path = %self.path.display(), "cannot save execution progress");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, record: &ExecutionRecord) -> Result<(), WorkflowError> {
+    let tmp = path.with_extension("tmp");
+    let json = serde_json::to_vec_pretty(record).map_err(io)?;
+    std::fs::write(&tmp, json).map_err(io)?;
+    // Rename is atomic: a crash leaves the old record or the new one, never half of one.
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+impl Observer for Recorder {
+    fn checkpoint(&self, state: &str, input: &Value) {
+        if let Ok(mut record) = self.record.lock() {
+            record.checkpoint = Some((state.to_owned(), input.clone()));
+        }
+        self.save();
+    }
+
+    fn event(&self, event: &HistoryEvent) {
+        let Ok(mut record) = self.record.lock() else {
+            return;
+        };
+        match &event.kind {
+            EventKind::StateEntered => {
+                record.transitions += 1;
+                record.steps.push(OperationStep {
+                    name: event.state.clone(),
+                    status: OperationStatus::Running,
+                    started_at: event.at,
+                    ended_at: None,
+                });
+            }
+            EventKind::StateExited | EventKind::Caught { .. } => {
+                let status = if matches!(event.kind, EventKind::StateExited) {
+                    OperationStatus::Succeeded
+                } else {
+                    OperationStatus::Failed
+                };
+                if let Some(step) = record
+                    .steps
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.name == event.state && s.status == OperationStatus::Running)
+                {
+                    step.status = status;
+                    step.ended_at = Some(event.at);
+                }
+            }
+            EventKind::TaskFailed { .. } | EventKind::Retrying { .. } => {}
+        }
+    }
+}
+
+impl LocalWorkflows {
+    /// Loads the shipped definitions and keeps execution records under `dir`.
+    pub fn new(executor: Executor, dir: &Path) -> Result<Self, WorkflowError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut definitions = BTreeMap::new();
+        for flow in Flow::ALL {
+            definitions.insert(
+                flow,
+                flow.local_definition()
+                    .map_err(|e| WorkflowError::Invalid(e.to_string()))?,
+            );
+        }
+        Ok(Self {
+            executor,
+            definitions,
+            dir: dir.to_owned(),
+            running: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    fn path(&self, operation: &str) -> PathBuf {
+        self.dir.join(format!("{operation}.json"))
+    }
+
+    fn read(&self, operation: &str) -> Option<ExecutionRecord> {
+        let bytes = std::fs::read(self.path(operation)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn spawn(&self, record: ExecutionRecord) {
+        let Some(machine) = self.definitions.get(&record.flow).cloned() else {
+            return;
+        };
+        if let Ok(mut running) = self.running.lock()
+            && !running.insert(record.operation.clone())
+        {
+            return;
+        }
+        let (input, resume_at) = match &record.checkpoint {
+            Some((state, input)) => (input.clone(), Some(state.clone())),
+            None => match EnvName::parse(&record.environment) {
+                Ok(env) => (execution_input(&env, &record.operation), None),
+                Err(_) => return,
+            },
+        };
+        let recorder = Arc::new(Recorder {
+            path: self.path(&record.operation),
+            record: Mutex::new(record.clone()),
+        });
+        recorder.save();
+        let (executor, running) = (self.executor.clone(), self.running.clone());
+        tokio::spawn(async move {
+            let operation = record.operation.clone();
+            tracing::info!(%operation, flow = ?record.flow, resume_at = ?resume_at, "execution started");
+            let outcome = executor
+                .execute_with(
+                    &machine,
+                    input,
+                    &operation,
+                    resume_at.as_deref(),
+                    recorder.clone(),
+                )
+                .await;
+            if let Ok(mut r) = recorder.record.lock() {
+                r.status = outcome.status.to_owned();
+                r.error = outcome.error.clone();
+                r.cause = outcome.cause.clone();
+            }
+            recorder.save();
+            tracing::info!(%operation, status = outcome.status, error = ?outcome.error, "execution ended");
+            if let Ok(mut running) = running.lock() {
+                running.remove(&operation);
+            }
+        });
+    }
+
+    /// Resumes every execution that was running when the process stopped; returns how many.
+    pub fn resume_all(&self) -> Result<usize, WorkflowError> {
+        let mut resumed = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(record) = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ExecutionRecord>(&b).ok())
+            else {
+                continue;
+            };
+            if record.status == "RUNNING" {
+                self.spawn(record);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+}
+
+#[async_trait]
+impl Workflows for LocalWorkflows {
+    async fn start(
+        &self,
+        flow: Flow,
+        environment: &EnvName,
+        operation: &str,
+    ) -> Result<(), WorkflowError> {
+        // The operation id names the execution: a second start of the same operation is a no-op.
+        if self.read(operation).is_some() {
+            return Ok(());
+        }
+        self.spawn(ExecutionRecord {
+            flow,
+            environment: environment.to_string(),
+            operation: operation.to_owned(),
+            status: "RUNNING".into(),
+            checkpoint: None,
+            steps: Vec::new(),
+            error: None,
+            cause: None,
+            transitions: 0,
+        });
+        Ok(())
+    }
+
+    async fn steps(&self, operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
+        Ok(self.read(operation).map(|r| r.steps))
+    }
+}
