@@ -258,7 +258,11 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
         ResourceKind::Cluster,
         n("eks"),
         Group::Cluster,
-        private_names.clone(),
+        private_names
+            .iter()
+            .cloned()
+            .chain([n("sg-cluster")])
+            .collect(),
         json!({ "version": spec.cluster.version, "subnets": private_names, "security_group": n("sg-cluster") }),
     );
     for (role, group) in [
@@ -307,6 +311,31 @@ pub fn count_by_kind(plan: &[Planned]) -> BTreeMap<ResourceKind, usize> {
         *counts.entry(p.kind).or_insert(0) += 1;
     }
     counts
+}
+
+/// Cloud-init user data of the database host: PostgreSQL of the spec's major version with its
+/// extensions, its data directory on the gp3 volume attached as `/dev/sdf`.
+pub fn database_user_data(engine_version: &str, extensions: &[String]) -> String {
+    let create_extensions: String = extensions
+        .iter()
+        .map(|e| format!("sudo -u postgres psql -c 'CREATE EXTENSION IF NOT EXISTS \"{e}\";'\n"))
+        .collect();
+    format!(
+        r#"#!/bin/bash
+# envplane database host: PostgreSQL {engine_version} on the gp3 data volume.
+set -euo pipefail
+device=/dev/sdf
+[ -e /dev/nvme1n1 ] && device=/dev/nvme1n1
+until [ -e "$device" ]; do sleep 2; done
+blkid "$device" || mkfs -t xfs "$device"
+mkdir -p /var/lib/pgsql
+grep -q /var/lib/pgsql /etc/fstab || echo "$device /var/lib/pgsql xfs defaults,nofail 0 2" >> /etc/fstab
+mount -a
+dnf install -y postgresql{engine_version}-server postgresql{engine_version}-contrib
+postgresql-setup --initdb || true
+systemctl enable --now postgresql
+{create_extensions}"#
+    )
 }
 
 #[cfg(test)]

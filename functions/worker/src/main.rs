@@ -1,0 +1,51 @@
+//! Lambda entry point of the worker: clients built once, then one action per invocation.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use envplane_aws::{AwsCloud, AwsSettings};
+use envplane_store::DynamoStore;
+use envplane_worker::Worker;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(true)
+        .with_target(false)
+        .without_time()
+        .init();
+    // Step Functions retries with backoff and jitter (Envplane.Throttled / Envplane.Transient):
+    // the SDK tries once more at most, so a throttled step gives the flow's policy the say.
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(45))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await;
+    let table = std::env::var("TABLE_NAME").context("TABLE_NAME is not set")?;
+    let settings = AwsSettings::from_env().map_err(anyhow::Error::msg)?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let worker = Worker::new(Arc::new(store), Arc::new(AwsCloud::new(&config, settings)));
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let worker = worker.clone();
+        async move { envplane_fn_worker::handle(&worker, event).await }
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,1091 @@
+//! The cloud port on EC2, EKS and ELBv2. Every resource carries the tags `envplane:environment`,
+//! `envplane:operation` and `Name`; ensure finds what exists by those tags (or by its
+//! deterministic name, for EKS and ELBv2) before it creates anything, and passes client tokens
+//! where the API takes one, so a retried step never creates twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, Filter, InstanceStateName, InstanceType, IpPermission,
+    IpRange, NatGatewayState, ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeState,
+    VolumeType,
+};
+use aws_sdk_eks::types::{
+    ClusterStatus, NodegroupScalingConfig, NodegroupStatus, VpcConfigRequest,
+};
+use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+use base64::Engine;
+use envplane_cloud::{Cloud, CloudError, Resource, ResourceState};
+use envplane_domain::EnvName;
+use envplane_domain::resources::{self, Planned, ResourceKind, tags};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use crate::errors::{NOT_FOUND, cloud_error, code};
+
+/// What the adapter needs beyond the spec: IAM roles and the database host's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Role the EKS control plane assumes.
+    pub cluster_role_arn: String,
+    /// Role of the node groups' instances.
+    pub node_role_arn: String,
+    /// AMI of the database host (an Amazon Linux 2023 image).
+    pub db_image_id: String,
+}
+
+impl AwsSettings {
+    /// Reads `ENVPLANE_CLUSTER_ROLE_ARN`, `ENVPLANE_NODE_ROLE_ARN` and `ENVPLANE_DB_IMAGE_ID`.
+    pub fn from_env() -> Result<Self, String> {
+        let get = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{name} is not set"))
+        };
+        Ok(Self {
+            cluster_role_arn: get("ENVPLANE_CLUSTER_ROLE_ARN")?,
+            node_role_arn: get("ENVPLANE_NODE_ROLE_ARN")?,
+            db_image_id: get("ENVPLANE_DB_IMAGE_ID")?,
+        })
+    }
+}
+
+/// The cloud port on AWS.
+pub struct AwsCloud {
+    ec2: aws_sdk_ec2::Client,
+    eks: aws_sdk_eks::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    settings: AwsSettings,
+    zones: OnceCell<Vec<String>>,
+}
+
+/// ELBv2 target group names are at most 32 characters: longer ones keep a prefix and a hash.
+pub fn target_group_name(planned: &str) -> String {
+    if planned.len() <= 32 {
+        return planned.to_owned();
+    }
+    let hash = planned.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{}-{:08x}", &planned[..23], hash as u32)
+}
+
+fn env_filter(env: &EnvName) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{}", tags::ENVIRONMENT))
+        .values(env.as_str())
+        .build()
+}
+
+fn tag_spec(
+    kind: ResourceType,
+    env: &EnvName,
+    operation: &str,
+    planned: &Planned,
+) -> TagSpecification {
+    let mut builder = TagSpecification::builder()
+        .resource_type(kind)
+        .tags(
+            Tag::builder()
+                .key(tags::ENVIRONMENT)
+                .value(env.as_str())
+                .build(),
+        )
+        .tags(Tag::builder().key(tags::OPERATION).value(operation).build())
+        .tags(Tag::builder().key("Name").value(&planned.name).build());
+    if planned.attributes.get("backup").and_then(Value::as_bool) == Some(true) {
+        builder = builder.tags(Tag::builder().key(tags::BACKUP).value("true").build());
+    }
+    if planned.kind == ResourceKind::Subnet {
+        let role = if planned.attributes["public"].as_bool() == Some(true) {
+            "kubernetes.io/role/elb"
+        } else {
+            "kubernetes.io/role/internal-elb"
+        };
+        builder = builder.tags(Tag::builder().key(role).value("1").build());
+    }
+    builder.build()
+}
+
+fn ec2_tags(list: &[Tag]) -> BTreeMap<String, String> {
+    list.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect()
+}
+
+fn resource(
+    kind: ResourceKind,
+    id: &str,
+    tags: BTreeMap<String, String>,
+    state: ResourceState,
+    attributes: Value,
+) -> Resource {
+    let name = tags.get("Name").cloned().unwrap_or_else(|| id.to_owned());
+    Resource {
+        kind,
+        id: id.to_owned(),
+        name,
+        state,
+        attributes,
+        tags,
+    }
+}
+
+/// A client token for a create call: the same for every retry of one step of one operation.
+fn client_token(operation: &str, name: &str) -> String {
+    let token = format!("{operation}-{name}");
+    token.chars().take(64).collect()
+}
+
+impl AwsCloud {
+    /// The adapter over SDK clients built from `config` (once, at start).
+    pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
+        Self {
+            ec2: aws_sdk_ec2::Client::new(config),
+            eks: aws_sdk_eks::Client::new(config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            settings,
+            zones: OnceCell::new(),
+        }
+    }
+
+    async fn zone(&self, index: u64) -> Result<String, CloudError> {
+        let zones = self
+            .zones
+            .get_or_try_init(|| async {
+                let output = self
+                    .ec2
+                    .describe_availability_zones()
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeAvailabilityZones", e))?;
+                let mut names: Vec<String> = output
+                    .availability_zones()
+                    .iter()
+                    .filter_map(|z| z.zone_name().map(str::to_owned))
+                    .collect();
+                names.sort();
+                Ok::<_, CloudError>(names)
+            })
+            .await?;
+        zones
+            .get(usize::try_from(index).unwrap_or(usize::MAX))
+            .cloned()
+            .ok_or_else(|| {
+                CloudError::Invalid(format!(
+                    "the region has no availability zone #{}",
+                    index + 1
+                ))
+            })
+    }
+
+    /// Every resource of the given kinds carrying the environment's tag: one describe per kind.
+    async fn discover(
+        &self,
+        env: &EnvName,
+        kinds: &BTreeSet<ResourceKind>,
+    ) -> Result<Vec<Resource>, CloudError> {
+        let mut out = Vec::new();
+        for kind in kinds {
+            match kind {
+                ResourceKind::Vpc => {
+                    let o = self
+                        .ec2
+                        .describe_vpcs()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeVpcs", e))?;
+                    for v in o.vpcs() {
+                        let state = if v.state().is_some_and(|s| s.as_str() == "available") {
+                            ResourceState::Active
+                        } else {
+                            ResourceState::Creating
+                        };
+                        out.push(resource(
+                            *kind,
+                            v.vpc_id().unwrap_or(""),
+                            ec2_tags(v.tags()),
+                            state,
+                            json!({ "cidr": v.cidr_block() }),
+                        ));
+                    }
+                }
+                ResourceKind::Subnet => {
+                    let o = self
+                        .ec2
+                        .describe_subnets()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeSubnets", e))?;
+                    for s in o.subnets() {
+                        let state = if s.state().is_some_and(|s| s.as_str() == "available") {
+                            ResourceState::Active
+                        } else {
+                            ResourceState::Creating
+                        };
+                        out.push(resource(
+                            *kind,
+                            s.subnet_id().unwrap_or(""),
+                            ec2_tags(s.tags()),
+                            state,
+                            json!({ "cidr": s.cidr_block(), "az": s.availability_zone() }),
+                        ));
+                    }
+                }
+                ResourceKind::InternetGateway => {
+                    let o = self
+                        .ec2
+                        .describe_internet_gateways()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeInternetGateways", e))?;
+                    for g in o.internet_gateways() {
+                        let vpc = g.attachments().first().and_then(|a| a.vpc_id());
+                        let state = if vpc.is_some() {
+                            ResourceState::Active
+                        } else {
+                            ResourceState::Creating
+                        };
+                        out.push(resource(
+                            *kind,
+                            g.internet_gateway_id().unwrap_or(""),
+                            ec2_tags(g.tags()),
+                            state,
+                            json!({ "vpc_id": vpc }),
+                        ));
+                    }
+                }
+                ResourceKind::ElasticIp => {
+                    let o = self
+                        .ec2
+                        .describe_addresses()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeAddresses", e))?;
+                    for a in o.addresses() {
+                        out.push(resource(
+                            *kind,
+                            a.allocation_id().unwrap_or(""),
+                            ec2_tags(a.tags()),
+                            ResourceState::Active,
+                            json!({ "public_ip": a.public_ip() }),
+                        ));
+                    }
+                }
+                ResourceKind::NatGateway => {
+                    let o = self
+                        .ec2
+                        .describe_nat_gateways()
+                        .filter(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeNatGateways", e))?;
+                    for g in o.nat_gateways() {
+                        let state = match g.state() {
+                            Some(NatGatewayState::Available) => ResourceState::Active,
+                            Some(NatGatewayState::Deleted) => continue,
+                            Some(NatGatewayState::Deleting) => ResourceState::Deleting,
+                            Some(NatGatewayState::Failed) => ResourceState::Failed,
+                            _ => ResourceState::Creating,
+                        };
+                        out.push(resource(
+                            *kind,
+                            g.nat_gateway_id().unwrap_or(""),
+                            ec2_tags(g.tags()),
+                            state,
+                            json!({ "subnet_id": g.subnet_id() }),
+                        ));
+                    }
+                }
+                ResourceKind::RouteTable => {
+                    let o = self
+                        .ec2
+                        .describe_route_tables()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeRouteTables", e))?;
+                    for t in o.route_tables() {
+                        let associations: Vec<&str> = t
+                            .associations()
+                            .iter()
+                            .filter(|a| a.main() != Some(true))
+                            .filter_map(|a| a.route_table_association_id())
+                            .collect();
+                        let subnets: Vec<&str> = t
+                            .associations()
+                            .iter()
+                            .filter_map(|a| a.subnet_id())
+                            .collect();
+                        let routed = t
+                            .routes()
+                            .iter()
+                            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+                        let state = if routed && !subnets.is_empty() {
+                            ResourceState::Active
+                        } else {
+                            ResourceState::Creating
+                        };
+                        out.push(resource(
+                            *kind,
+                            t.route_table_id().unwrap_or(""),
+                            ec2_tags(t.tags()),
+                            state,
+                            json!({ "associations": associations, "subnets": subnets }),
+                        ));
+                    }
+                }
+                ResourceKind::SecurityGroup => {
+                    let o = self
+                        .ec2
+                        .describe_security_groups()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeSecurityGroups", e))?;
+                    for g in o.security_groups() {
+                        let rules: Vec<Value> = g
+                            .ip_permissions()
+                            .iter()
+                            .map(|p| {
+                                json!({
+                                    "port": p.from_port(),
+                                    "cidrs": p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).collect::<Vec<_>>(),
+                                    "groups": p.user_id_group_pairs().iter().filter_map(|g| g.group_id()).collect::<Vec<_>>(),
+                                })
+                            })
+                            .collect();
+                        let state = if rules.is_empty() {
+                            ResourceState::Creating
+                        } else {
+                            ResourceState::Active
+                        };
+                        out.push(resource(
+                            *kind,
+                            g.group_id().unwrap_or(""),
+                            ec2_tags(g.tags()),
+                            state,
+                            json!({ "ingress": rules }),
+                        ));
+                    }
+                }
+                ResourceKind::Volume => {
+                    let o = self
+                        .ec2
+                        .describe_volumes()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeVolumes", e))?;
+                    for v in o.volumes() {
+                        let state = match v.state() {
+                            Some(VolumeState::Available | VolumeState::InUse) => {
+                                ResourceState::Active
+                            }
+                            Some(VolumeState::Deleting) => ResourceState::Deleting,
+                            Some(VolumeState::Deleted) => continue,
+                            Some(VolumeState::Error) => ResourceState::Failed,
+                            _ => ResourceState::Creating,
+                        };
+                        let attached = v.attachments().first().and_then(|a| a.instance_id());
+                        out.push(resource(*kind, v.volume_id().unwrap_or(""), ec2_tags(v.tags()), state, json!({
+                            "size_gb": v.size(), "iops": v.iops(), "throughput_mibps": v.throughput(), "az": v.availability_zone(), "attached_to": attached,
+                        })));
+                    }
+                }
+                ResourceKind::DbInstance => {
+                    let o = self
+                        .ec2
+                        .describe_instances()
+                        .filters(env_filter(env))
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeInstances", e))?;
+                    for i in o.reservations().iter().flat_map(|r| r.instances()) {
+                        let state = match i.state().and_then(|s| s.name()) {
+                            Some(InstanceStateName::Running) => ResourceState::Active,
+                            Some(InstanceStateName::Terminated) => continue,
+                            Some(InstanceStateName::ShuttingDown | InstanceStateName::Stopping) => {
+                                ResourceState::Deleting
+                            }
+                            _ => ResourceState::Creating,
+                        };
+                        out.push(resource(*kind, i.instance_id().unwrap_or(""), ec2_tags(i.tags()), state, json!({
+                            "instance_type": i.instance_type().map(|t| t.as_str()), "az": i.placement().and_then(|p| p.availability_zone()),
+                        })));
+                    }
+                }
+                ResourceKind::Cluster => {
+                    let name = format!("{env}-eks");
+                    match self.eks.describe_cluster().name(&name).send().await {
+                        Ok(o) => {
+                            if let Some(c) = o.cluster() {
+                                let state = match c.status() {
+                                    Some(ClusterStatus::Active | ClusterStatus::Updating) => {
+                                        ResourceState::Active
+                                    }
+                                    Some(ClusterStatus::Deleting) => ResourceState::Deleting,
+                                    Some(ClusterStatus::Failed) => ResourceState::Failed,
+                                    _ => ResourceState::Creating,
+                                };
+                                let tags: BTreeMap<String, String> = c
+                                    .tags()
+                                    .map(|t| {
+                                        t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                                    })
+                                    .unwrap_or_default();
+                                let mut r = resource(
+                                    *kind,
+                                    &name,
+                                    tags,
+                                    state,
+                                    json!({ "version": c.version() }),
+                                );
+                                r.name = name.clone();
+                                out.push(r);
+                            }
+                        }
+                        Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => {}
+                        Err(e) => return Err(cloud_error("DescribeCluster", e)),
+                    }
+                }
+                ResourceKind::NodeGroup => {
+                    let cluster = format!("{env}-eks");
+                    // No cluster, no node groups; moto answers 500 rather than NotFound when
+                    // listing the node groups of a cluster that is gone.
+                    match self.eks.describe_cluster().name(&cluster).send().await {
+                        Ok(_) => {}
+                        Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => continue,
+                        Err(e) => return Err(cloud_error("DescribeCluster", e)),
+                    }
+                    let names = match self
+                        .eks
+                        .list_nodegroups()
+                        .cluster_name(&cluster)
+                        .send()
+                        .await
+                    {
+                        Ok(o) => o.nodegroups().to_vec(),
+                        Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => Vec::new(),
+                        Err(e) => return Err(cloud_error("ListNodegroups", e)),
+                    };
+                    for name in names {
+                        let o = self
+                            .eks
+                            .describe_nodegroup()
+                            .cluster_name(&cluster)
+                            .nodegroup_name(&name)
+                            .send()
+                            .await
+                            .map_err(|e| cloud_error("DescribeNodegroup", e))?;
+                        let Some(g) = o.nodegroup() else { continue };
+                        let state = match g.status() {
+                            Some(
+                                NodegroupStatus::Active
+                                | NodegroupStatus::Updating
+                                | NodegroupStatus::Degraded,
+                            ) => ResourceState::Active,
+                            Some(NodegroupStatus::Deleting) => ResourceState::Deleting,
+                            Some(NodegroupStatus::CreateFailed | NodegroupStatus::DeleteFailed) => {
+                                ResourceState::Failed
+                            }
+                            _ => ResourceState::Creating,
+                        };
+                        let scaling = g.scaling_config();
+                        let tags: BTreeMap<String, String> = g
+                            .tags()
+                            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                            .unwrap_or_default();
+                        let mut r = resource(
+                            *kind,
+                            &name,
+                            tags,
+                            state,
+                            json!({
+                                "cluster": cluster, "instance_types": g.instance_types(),
+                                "min": scaling.and_then(|s| s.min_size()), "desired": scaling.and_then(|s| s.desired_size()), "max": scaling.and_then(|s| s.max_size()),
+                            }),
+                        );
+                        r.name = name.clone();
+                        out.push(r);
+                    }
+                }
+                ResourceKind::TargetGroup => {
+                    for role in ["frontend", "backend"] {
+                        let name = target_group_name(&format!("{env}-tg-{role}"));
+                        match self.elb.describe_target_groups().names(&name).send().await {
+                            Ok(o) => {
+                                for g in o.target_groups() {
+                                    let arn = g.target_group_arn().unwrap_or("");
+                                    let tags = BTreeMap::from([
+                                        (tags::ENVIRONMENT.to_owned(), env.to_string()),
+                                        ("Name".to_owned(), format!("{env}-tg-{role}")),
+                                    ]);
+                                    out.push(resource(
+                                        *kind,
+                                        arn,
+                                        tags,
+                                        ResourceState::Active,
+                                        json!({ "name": name, "port": g.port() }),
+                                    ));
+                                }
+                            }
+                            Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => {}
+                            Err(e) => return Err(cloud_error("DescribeTargetGroups", e)),
+                        }
+                    }
+                }
+            }
+        }
+        // AWS applies the tag filters; some emulators ignore them (moto, for NAT gateways).
+        out.retain(|r| r.tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str()));
+        Ok(out)
+    }
+
+    /// Creates one planned resource whose dependencies exist (`known` maps names to them).
+    async fn create(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        p: &Planned,
+        known: &HashMap<String, Resource>,
+    ) -> Result<(), CloudError> {
+        let id = |name: &Value| -> Result<String, CloudError> {
+            let name = name.as_str().unwrap_or("");
+            known
+                .get(name)
+                .map(|r| r.id.clone())
+                .ok_or_else(|| CloudError::Transient(format!("{name} is not visible yet")))
+        };
+        let vpc = || id(&json!(format!("{env}-vpc")));
+        let a = &p.attributes;
+        match p.kind {
+            ResourceKind::Vpc => {
+                let o = self
+                    .ec2
+                    .create_vpc()
+                    .cidr_block(a["cidr"].as_str().unwrap_or(""))
+                    .tag_specifications(tag_spec(ResourceType::Vpc, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateVpc", e))?;
+                let vpc_id = o.vpc().and_then(|v| v.vpc_id()).unwrap_or("").to_owned();
+                // EKS needs DNS hostnames and resolution in the VPC.
+                for hostnames in [true, false] {
+                    let mut request = self.ec2.modify_vpc_attribute().vpc_id(&vpc_id);
+                    let on = AttributeBooleanValue::builder().value(true).build();
+                    request = if hostnames {
+                        request.enable_dns_hostnames(on)
+                    } else {
+                        request.enable_dns_support(on)
+                    };
+                    request
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("ModifyVpcAttribute", e))?;
+                }
+            }
+            ResourceKind::Subnet => {
+                let zone = self.zone(a["az_index"].as_u64().unwrap_or(0)).await?;
+                let o = self
+                    .ec2
+                    .create_subnet()
+                    .vpc_id(vpc()?)
+                    .cidr_block(a["cidr"].as_str().unwrap_or(""))
+                    .availability_zone(zone)
+                    .tag_specifications(tag_spec(ResourceType::Subnet, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateSubnet", e))?;
+                if a["public"].as_bool() == Some(true) {
+                    let subnet = o.subnet().and_then(|s| s.subnet_id()).unwrap_or("");
+                    self.ec2
+                        .modify_subnet_attribute()
+                        .subnet_id(subnet)
+                        .map_public_ip_on_launch(
+                            AttributeBooleanValue::builder().value(true).build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("ModifySubnetAttribute", e))?;
+                }
+            }
+            ResourceKind::InternetGateway => {
+                let o = self
+                    .ec2
+                    .create_internet_gateway()
+                    .tag_specifications(tag_spec(ResourceType::InternetGateway, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateInternetGateway", e))?;
+                let igw = o
+                    .internet_gateway()
+                    .and_then(|g| g.internet_gateway_id())
+                    .unwrap_or("");
+                self.ec2
+                    .attach_internet_gateway()
+                    .internet_gateway_id(igw)
+                    .vpc_id(vpc()?)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("AttachInternetGateway", e))?;
+            }
+            ResourceKind::ElasticIp => {
+                self.ec2
+                    .allocate_address()
+                    .domain(DomainType::Vpc)
+                    .tag_specifications(tag_spec(ResourceType::ElasticIp, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("AllocateAddress", e))?;
+            }
+            ResourceKind::NatGateway => {
+                self.ec2
+                    .create_nat_gateway()
+                    .subnet_id(id(&a["subnet"])?)
+                    .allocation_id(id(&a["eip"])?)
+                    .client_token(client_token(operation, &p.name))
+                    .tag_specifications(tag_spec(ResourceType::Natgateway, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateNatGateway", e))?;
+            }
+            ResourceKind::RouteTable => {
+                let o = self
+                    .ec2
+                    .create_route_table()
+                    .vpc_id(vpc()?)
+                    .tag_specifications(tag_spec(ResourceType::RouteTable, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateRouteTable", e))?;
+                let table = o
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .unwrap_or("")
+                    .to_owned();
+                let target = known
+                    .get(a["default_route"].as_str().unwrap_or(""))
+                    .ok_or_else(|| CloudError::Transient("route target not visible yet".into()))?;
+                let route = self
+                    .ec2
+                    .create_route()
+                    .route_table_id(&table)
+                    .destination_cidr_block("0.0.0.0/0");
+                let route = if target.kind == ResourceKind::NatGateway {
+                    route.nat_gateway_id(&target.id)
+                } else {
+                    route.gateway_id(&target.id)
+                };
+                route
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateRoute", e))?;
+                for subnet in a["subnets"].as_array().into_iter().flatten() {
+                    self.ec2
+                        .associate_route_table()
+                        .route_table_id(&table)
+                        .subnet_id(id(subnet)?)
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("AssociateRouteTable", e))?;
+                }
+            }
+            ResourceKind::SecurityGroup => {
+                let o = self
+                    .ec2
+                    .create_security_group()
+                    .group_name(&p.name)
+                    .description(format!("envplane {}", p.name))
+                    .vpc_id(vpc()?)
+                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateSecurityGroup", e))?;
+                let group = o.group_id().unwrap_or("").to_owned();
+                let mut request = self.ec2.authorize_security_group_ingress().group_id(&group);
+                for rule in a["ingress"].as_array().into_iter().flatten() {
+                    let port = i32::try_from(rule["port"].as_i64().unwrap_or(0)).unwrap_or(0);
+                    let mut permission = IpPermission::builder()
+                        .ip_protocol("tcp")
+                        .from_port(port)
+                        .to_port(port);
+                    if let Some(cidr) = rule["from"].as_str() {
+                        permission = permission.ip_ranges(IpRange::builder().cidr_ip(cidr).build());
+                    }
+                    if rule.get("from_group").is_some() {
+                        permission = permission.user_id_group_pairs(
+                            UserIdGroupPair::builder()
+                                .group_id(id(&rule["from_group"])?)
+                                .build(),
+                        );
+                    }
+                    request = request.ip_permissions(permission.build());
+                }
+                request
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("AuthorizeSecurityGroupIngress", e))?;
+            }
+            ResourceKind::Volume => {
+                let zone = self.zone(a["az_index"].as_u64().unwrap_or(0)).await?;
+                let int = |v: &Value| i32::try_from(v.as_i64().unwrap_or(0)).unwrap_or(0);
+                self.ec2
+                    .create_volume()
+                    .availability_zone(zone)
+                    .volume_type(VolumeType::Gp3)
+                    .size(int(&a["size_gb"]))
+                    .iops(int(&a["iops"]))
+                    .throughput(int(&a["throughput_mibps"]))
+                    .encrypted(true)
+                    .client_token(client_token(operation, &p.name))
+                    .tag_specifications(tag_spec(ResourceType::Volume, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateVolume", e))?;
+            }
+            ResourceKind::DbInstance => {
+                let extensions: Vec<String> = a["extensions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect();
+                let user_data = resources::database_user_data(
+                    a["engine_version"].as_str().unwrap_or("13"),
+                    &extensions,
+                );
+                self.ec2
+                    .run_instances()
+                    .image_id(&self.settings.db_image_id)
+                    .instance_type(InstanceType::from(
+                        a["instance_type"].as_str().unwrap_or(""),
+                    ))
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(id(&a["subnet"])?)
+                    .security_group_ids(id(&a["security_group"])?)
+                    .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+                    .client_token(client_token(operation, &p.name))
+                    .tag_specifications(tag_spec(ResourceType::Instance, env, operation, p))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("RunInstances", e))?;
+            }
+            ResourceKind::Cluster => {
+                let subnets = a["subnets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(id)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.eks
+                    .create_cluster()
+                    .name(&p.name)
+                    .version(a["version"].as_str().unwrap_or(""))
+                    .role_arn(&self.settings.cluster_role_arn)
+                    .resources_vpc_config(
+                        VpcConfigRequest::builder()
+                            .set_subnet_ids(Some(subnets))
+                            .security_group_ids(id(&a["security_group"])?)
+                            .build(),
+                    )
+                    .tags(tags::ENVIRONMENT, env.as_str())
+                    .tags(tags::OPERATION, operation)
+                    .client_request_token(client_token(operation, &p.name))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateCluster", e))?;
+            }
+            ResourceKind::NodeGroup => {
+                let int = |v: &Value| i32::try_from(v.as_i64().unwrap_or(0)).unwrap_or(0);
+                let subnets: Vec<String> = known
+                    .values()
+                    .filter(|r| r.kind == ResourceKind::Subnet && r.name.contains("-private-"))
+                    .map(|r| r.id.clone())
+                    .collect();
+                self.eks
+                    .create_nodegroup()
+                    .cluster_name(a["cluster"].as_str().unwrap_or(""))
+                    .nodegroup_name(&p.name)
+                    .scaling_config(
+                        NodegroupScalingConfig::builder()
+                            .min_size(int(&a["min"]))
+                            .desired_size(int(&a["desired"]))
+                            .max_size(int(&a["max"]))
+                            .build(),
+                    )
+                    .instance_types(a["instance_type"].as_str().unwrap_or(""))
+                    .set_subnets(Some(subnets))
+                    .node_role(&self.settings.node_role_arn)
+                    .labels("envplane/role", a["role"].as_str().unwrap_or(""))
+                    .tags(tags::ENVIRONMENT, env.as_str())
+                    .tags(tags::OPERATION, operation)
+                    .client_request_token(client_token(operation, &p.name))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateNodegroup", e))?;
+            }
+            ResourceKind::TargetGroup => {
+                self.elb
+                    .create_target_group()
+                    .name(target_group_name(&p.name))
+                    .protocol(ProtocolEnum::Http)
+                    .port(i32::try_from(a["port"].as_i64().unwrap_or(80)).unwrap_or(80))
+                    .vpc_id(vpc()?)
+                    .target_type(TargetTypeEnum::Ip)
+                    .health_check_path(a["health_path"].as_str().unwrap_or("/health"))
+                    .tags(
+                        aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                            .key(tags::ENVIRONMENT)
+                            .value(env.as_str())
+                            .build(),
+                    )
+                    .tags(
+                        aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                            .key(tags::OPERATION)
+                            .value(operation)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateTargetGroup", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches the data volume to the database host once both are up.
+    async fn attach_data_volume(
+        &self,
+        env: &EnvName,
+        known: &HashMap<String, Resource>,
+    ) -> Result<bool, CloudError> {
+        let (Some(instance), Some(volume)) = (
+            known.get(&format!("{env}-db")),
+            known.get(&format!("{env}-db-data")),
+        ) else {
+            return Ok(false);
+        };
+        if volume.attributes["attached_to"].as_str() == Some(instance.id.as_str()) {
+            return Ok(true);
+        }
+        if instance.state != ResourceState::Active || volume.state != ResourceState::Active {
+            return Ok(false);
+        }
+        self.ec2
+            .attach_volume()
+            .volume_id(&volume.id)
+            .instance_id(&instance.id)
+            .device("/dev/sdf")
+            .send()
+            .await
+            .map_err(|e| cloud_error("AttachVolume", e))?;
+        Ok(false)
+    }
+}
+
+fn dependency_kinds(planned: &[Planned], env: &EnvName) -> BTreeSet<ResourceKind> {
+    // Dependencies are named; their kinds follow from the plan of the same environment.
+    let mut kinds: BTreeSet<ResourceKind> = planned.iter().map(|p| p.kind).collect();
+    let names: BTreeSet<&str> = planned
+        .iter()
+        .flat_map(|p| p.depends_on.iter().map(String::as_str))
+        .collect();
+    for name in names {
+        let suffix = name.strip_prefix(&format!("{env}-")).unwrap_or(name);
+        let kind = match suffix {
+            "vpc" => ResourceKind::Vpc,
+            "igw" => ResourceKind::InternetGateway,
+            "eks" => ResourceKind::Cluster,
+            "db-data" => ResourceKind::Volume,
+            s if s.starts_with("public-") || s.starts_with("private-") => ResourceKind::Subnet,
+            s if s.starts_with("eip-") => ResourceKind::ElasticIp,
+            s if s.starts_with("nat-") => ResourceKind::NatGateway,
+            s if s.starts_with("sg-") => ResourceKind::SecurityGroup,
+            s if s.starts_with("rt-") => ResourceKind::RouteTable,
+            _ => continue,
+        };
+        kinds.insert(kind);
+    }
+    if kinds.contains(&ResourceKind::NodeGroup) {
+        kinds.insert(ResourceKind::Subnet);
+    }
+    if kinds.contains(&ResourceKind::DbInstance) || kinds.contains(&ResourceKind::Volume) {
+        kinds.extend([ResourceKind::DbInstance, ResourceKind::Volume]);
+    }
+    kinds
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    async fn ensure(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        planned: &[Planned],
+    ) -> Result<Vec<Resource>, CloudError> {
+        let kinds = dependency_kinds(planned, env);
+        // A few passes: what depends on a resource created in this call (a subnet on its VPC)
+        // can often be created in the same call, since many EC2 resources are usable at once.
+        let mut known: HashMap<String, Resource> = HashMap::new();
+        for _ in 0..6 {
+            known = self
+                .discover(env, &kinds)
+                .await?
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect();
+            let mut created = false;
+            for p in planned {
+                if known.contains_key(&p.name) {
+                    continue;
+                }
+                let ready = p.depends_on.iter().all(|d| {
+                    known
+                        .get(d)
+                        .is_some_and(|r| r.state == ResourceState::Active)
+                });
+                if ready {
+                    self.create(env, operation, p, &known).await?;
+                    created = true;
+                }
+            }
+            if !created {
+                break;
+            }
+        }
+        let attached = self.attach_data_volume(env, &known).await?;
+        Ok(planned
+            .iter()
+            .filter_map(|p| known.get(&p.name).cloned())
+            .map(|mut r| {
+                // The database host is ready only with its data volume attached.
+                if r.kind == ResourceKind::DbInstance
+                    && r.state == ResourceState::Active
+                    && !attached
+                {
+                    r.state = ResourceState::Creating;
+                }
+                r
+            })
+            .collect())
+    }
+
+    async fn list(&self, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+        self.discover(env, &ResourceKind::TEARDOWN.into_iter().collect())
+            .await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), CloudError> {
+        let id = r.id.as_str();
+        let gone = |c: Option<&str>| c.is_some_and(|c| NOT_FOUND.contains(&c));
+        macro_rules! call {
+            ($what:literal, $request:expr) => {
+                match $request.send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if gone(code(&e)) => Ok(()),
+                    Err(e) => Err(cloud_error($what, e)),
+                }
+            };
+        }
+        match r.kind {
+            ResourceKind::TargetGroup => call!(
+                "DeleteTargetGroup",
+                self.elb.delete_target_group().target_group_arn(id)
+            ),
+            ResourceKind::NodeGroup => {
+                let cluster = r.attributes["cluster"].as_str().unwrap_or("");
+                call!(
+                    "DeleteNodegroup",
+                    self.eks
+                        .delete_nodegroup()
+                        .cluster_name(cluster)
+                        .nodegroup_name(id)
+                )
+            }
+            ResourceKind::Cluster => call!("DeleteCluster", self.eks.delete_cluster().name(id)),
+            ResourceKind::DbInstance => call!(
+                "TerminateInstances",
+                self.ec2.terminate_instances().instance_ids(id)
+            ),
+            ResourceKind::Volume => call!("DeleteVolume", self.ec2.delete_volume().volume_id(id)),
+            ResourceKind::NatGateway => call!(
+                "DeleteNatGateway",
+                self.ec2.delete_nat_gateway().nat_gateway_id(id)
+            ),
+            ResourceKind::ElasticIp => call!(
+                "ReleaseAddress",
+                self.ec2.release_address().allocation_id(id)
+            ),
+            ResourceKind::RouteTable => {
+                for association in r.attributes["associations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    call!(
+                        "DisassociateRouteTable",
+                        self.ec2
+                            .disassociate_route_table()
+                            .association_id(association)
+                    )?;
+                }
+                call!(
+                    "DeleteRouteTable",
+                    self.ec2.delete_route_table().route_table_id(id)
+                )
+            }
+            ResourceKind::InternetGateway => {
+                if let Some(vpc) = r.attributes["vpc_id"].as_str() {
+                    call!(
+                        "DetachInternetGateway",
+                        self.ec2
+                            .detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc)
+                    )?;
+                }
+                call!(
+                    "DeleteInternetGateway",
+                    self.ec2.delete_internet_gateway().internet_gateway_id(id)
+                )
+            }
+            ResourceKind::Subnet => call!("DeleteSubnet", self.ec2.delete_subnet().subnet_id(id)),
+            ResourceKind::SecurityGroup => call!(
+                "DeleteSecurityGroup",
+                self.ec2.delete_security_group().group_id(id)
+            ),
+            ResourceKind::Vpc => call!("DeleteVpc", self.ec2.delete_vpc().vpc_id(id)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_group_names_fit_elbv2() {
+        assert_eq!(target_group_name("dev-tg-frontend"), "dev-tg-frontend");
+        let long = target_group_name(&format!("{}-tg-frontend", "a".repeat(40)));
+        assert_eq!(long.len(), 32);
+        assert_ne!(
+            long,
+            target_group_name(&format!("{}-tg-backend", "a".repeat(40)))
+        );
+    }
+
+    #[test]
+    fn client_tokens_are_stable_and_bounded() {
+        assert_eq!(client_token("op1", "dev-nat-1"), "op1-dev-nat-1");
+        assert_eq!(client_token(&"x".repeat(60), "dev-nat-1").len(), 64);
+    }
+}

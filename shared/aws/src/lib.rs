@@ -1,0 +1,11 @@
+//! AWS adapters of envplane's ports: [`AwsCloud`] creates, finds (by tags) and deletes an
+//! environment's resources through EC2, EKS and ELBv2; [`StepFunctions`] starts and follows
+//! the flows on AWS Step Functions.
+#![forbid(unsafe_code)]
+
+mod cloud;
+mod errors;
+mod sfn;
+
+pub use cloud::{AwsCloud, AwsSettings, target_group_name};
+pub use sfn::StepFunctions;

@@ -1,0 +1,152 @@
+//! The workflow port on AWS Step Functions.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use envplane_domain::EnvName;
+use envplane_domain::operation::OperationStep;
+use envplane_workflow::{Flow, WorkflowError, Workflows, execution_input};
+
+/// Starts envplane's flows on Step Functions; the execution name is the operation id, so a
+/// retried start cannot run an operation twice.
+pub struct StepFunctions {
+    client: aws_sdk_sfn::Client,
+    state_machines: BTreeMap<Flow, String>,
+}
+
+impl StepFunctions {
+    /// The adapter over a client and the ARNs of the deployed state machines.
+    pub fn new(client: aws_sdk_sfn::Client, state_machines: BTreeMap<Flow, String>) -> Self {
+        Self {
+            client,
+            state_machines,
+        }
+    }
+
+    /// The ARN of an operation's execution.
+    fn execution_arn(&self, flow: Flow, operation: &str) -> Option<String> {
+        let machine = self.state_machines.get(&flow)?;
+        Some(format!(
+            "{}:{operation}",
+            machine.replacen(":stateMachine:", ":execution:", 1)
+        ))
+    }
+
+    /// Completes a `.waitForTaskToken` task (an approval).
+    pub async fn send_task_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        self.client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Fails a `.waitForTaskToken` task (a rejection).
+    pub async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.client
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Stops an operation's execution (a cancel).
+    pub async fn stop(
+        &self,
+        flow: Flow,
+        operation: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        let arn = self
+            .execution_arn(flow, operation)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no state machine for {flow:?}")))?;
+        self.client
+            .stop_execution()
+            .execution_arn(arn)
+            .error("Envplane.Cancelled")
+            .cause(cause)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// An execution's status (`RUNNING`, `SUCCEEDED`, `FAILED`, …).
+    pub async fn status(
+        &self,
+        flow: Flow,
+        operation: &str,
+    ) -> Result<Option<String>, WorkflowError> {
+        let arn = self
+            .execution_arn(flow, operation)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no state machine for {flow:?}")))?;
+        match self
+            .client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(o.status().as_str().to_owned())),
+            Err(e) if crate::errors::code(&e) == Some("ExecutionDoesNotExist") => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(error: E) -> WorkflowError {
+    WorkflowError::Unavailable(
+        aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
+    )
+}
+
+#[async_trait]
+impl Workflows for StepFunctions {
+    async fn start(
+        &self,
+        flow: Flow,
+        environment: &EnvName,
+        operation: &str,
+    ) -> Result<(), WorkflowError> {
+        let machine = self
+            .state_machines
+            .get(&flow)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no state machine for {flow:?}")))?;
+        let input = execution_input(environment, operation);
+        match self
+            .client
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(operation)
+            .input(input.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Started before, with the same input: that is the idempotent case.
+            Err(e) if crate::errors::code(&e) == Some("ExecutionAlreadyExists") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn steps(&self, _operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
+        // The worker records progress on the operation itself in AWS.
+        Ok(None)
+    }
+}

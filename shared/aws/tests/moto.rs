@@ -1,0 +1,358 @@
+//! The AWS adapters against moto's server: the shipped flows provision and destroy a prod
+//! environment through EC2, EKS and ELBv2, and the AWS side is inspected directly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::types::Filter;
+use envplane_aws::{AwsCloud, AwsSettings};
+use envplane_cloud::Cloud;
+use envplane_domain::commands::{self, Request};
+use envplane_domain::environment::Phase;
+use envplane_domain::{Blueprint, Caller, EnvName, Role, Tier, VpcCidr};
+use envplane_store::{Change, Expected, StateStore};
+use envplane_worker::{Worker, execution_input};
+use envplane_workflow::{Executor, Flow, VirtualClock};
+use time::OffsetDateTime;
+
+async fn moto_config() -> Option<aws_config::SdkConfig> {
+    let endpoint = envplane_store::testing::moto_endpoint()?;
+    Some(
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await,
+    )
+}
+
+async fn any_image(config: &aws_config::SdkConfig) -> String {
+    let images = aws_sdk_ec2::Client::new(config)
+        .describe_images()
+        .send()
+        .await
+        .unwrap();
+    images
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .expect("moto ships images")
+        .to_owned()
+}
+
+fn env_filter(env: &str) -> Filter {
+    Filter::builder()
+        .name("tag:envplane:environment")
+        .values(env)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
+    let Some(config) = moto_config().await else {
+        return;
+    };
+    let settings = AwsSettings {
+        cluster_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-cluster".into(),
+        node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
+        db_image_id: any_image(&config).await,
+    };
+    let cloud = Arc::new(AwsCloud::new(&config, settings));
+    let (_dir, store) = envplane_store::testing::embedded_store();
+    let store: Arc<dyn StateStore> = Arc::new(store);
+    let executor = Executor::new(
+        Arc::new(Worker::new(store.clone(), cloud.clone())),
+        Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
+    );
+    // A unique name: the moto server is shared by every test of the run.
+    let name = format!("p{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
+    let env = EnvName::parse(&name).unwrap();
+    let caller = Caller {
+        principal: "alice".into(),
+        role: Role::Admin,
+    };
+
+    let spec = Blueprint::for_tier(Tier::Prod).spec(VpcCidr::from_second_octet(2));
+    let request = Request {
+        caller: &caller,
+        at: OffsetDateTime::now_utc(),
+        operation_id: ulid::Ulid::new().to_string(),
+    };
+    let created = commands::create(env.clone(), Tier::Prod, spec, None, &request);
+    let op = created.operation.id.clone();
+    let change = Change {
+        environment: created.environment,
+        expected: Expected::Absent,
+        operation: Some(created.operation),
+        audit: Some(created.audit),
+        idempotency: None,
+        claim_cidr: None,
+        release_cidr: None,
+    };
+    store.commit(change).await.unwrap();
+    let outcome = executor
+        .execute(
+            &Flow::Provision.local_definition().unwrap(),
+            execution_input(&env, &op),
+            &op,
+        )
+        .await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    assert_eq!(
+        store.environment(&env).await.unwrap().unwrap().status.phase,
+        Phase::Ready
+    );
+
+    // What AWS holds, read with the SDK, not through the adapter.
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        vpcs.vpcs()
+            .iter()
+            .map(|v| v.cidr_block().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["10.2.0.0/16"]
+    );
+    let subnets = ec2
+        .describe_subnets()
+        .filters(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    let cidrs: BTreeSet<&str> = subnets
+        .subnets()
+        .iter()
+        .map(|s| s.cidr_block().unwrap())
+        .collect();
+    assert_eq!(
+        cidrs,
+        (1..=6)
+            .map(|i| format!("10.2.{i}.0/24"))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+    let zones: BTreeSet<&str> = subnets
+        .subnets()
+        .iter()
+        .map(|s| s.availability_zone().unwrap())
+        .collect();
+    assert_eq!(zones.len(), 3);
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(igws.internet_gateways().len(), 1);
+    assert_eq!(igws.internet_gateways()[0].attachments().len(), 1);
+    // moto ignores the tag filter of DescribeNatGateways: filter here too.
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    let ours = |tags: &[aws_sdk_ec2::types::Tag]| {
+        tags.iter()
+            .any(|t| t.key() == Some("envplane:environment") && t.value() == Some(name.as_str()))
+    };
+    let nats: Vec<_> = nats
+        .nat_gateways()
+        .iter()
+        .filter(|g| ours(g.tags()) && g.state().map(|s| s.as_str()) != Some("deleted"))
+        .collect();
+    assert_eq!(nats.len(), 3);
+    let groups = ec2
+        .describe_security_groups()
+        .filters(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    let by_name = |suffix: &str| {
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| g.group_name() == Some(&format!("{name}-{suffix}")))
+            .unwrap()
+    };
+    let (db, cluster) = (by_name("sg-db"), by_name("sg-cluster"));
+    let rule = &db.ip_permissions()[0];
+    assert_eq!((rule.from_port(), rule.to_port()), (Some(5432), Some(5432)));
+    assert_eq!(
+        rule.user_id_group_pairs()[0].group_id(),
+        cluster.group_id(),
+        "5432 only from the cluster's group"
+    );
+    assert!(rule.ip_ranges().is_empty());
+
+    let eks = aws_sdk_eks::Client::new(&config);
+    let described = eks
+        .describe_cluster()
+        .name(format!("{name}-eks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.cluster().unwrap().version(), Some("1.31"));
+    for (group, instance_type) in [("frontend", "t3.large"), ("backend", "t3.xlarge")] {
+        let ng = eks
+            .describe_nodegroup()
+            .cluster_name(format!("{name}-eks"))
+            .nodegroup_name(format!("{name}-{group}"))
+            .send()
+            .await
+            .unwrap();
+        let ng = ng.nodegroup().unwrap();
+        let scaling = ng.scaling_config().unwrap();
+        assert_eq!(
+            (
+                scaling.min_size(),
+                scaling.desired_size(),
+                scaling.max_size()
+            ),
+            (Some(3), Some(3), Some(6))
+        );
+        assert_eq!(ng.instance_types(), [instance_type.to_owned()]);
+    }
+    let instances = ec2
+        .describe_instances()
+        .filters(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    let instance = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
+        .unwrap();
+    assert_eq!(
+        instance.instance_type().map(|t| t.as_str()),
+        Some("t3.xlarge")
+    );
+    let volumes = ec2
+        .describe_volumes()
+        .filters(env_filter(&name))
+        .send()
+        .await
+        .unwrap();
+    let volume = &volumes.volumes()[0];
+    assert_eq!(
+        (
+            volume.size(),
+            volume.volume_type().map(|t| t.as_str()),
+            volume.iops()
+        ),
+        (Some(100), Some("gp3"), Some(3000))
+    );
+    assert_eq!(
+        volume.attachments()[0].instance_id(),
+        instance.instance_id()
+    );
+    assert!(
+        volume
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("Backup") && t.value() == Some("true"))
+    );
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let tgs = elb
+        .describe_target_groups()
+        .names(format!("{name}-tg-frontend"))
+        .names(format!("{name}-tg-backend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tgs.target_groups()
+            .iter()
+            .map(|t| t.port().unwrap())
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([3000, 3001])
+    );
+
+    // Ensuring the network again finds everything by its tags and creates nothing more.
+    let spec = Blueprint::for_tier(Tier::Prod).spec(VpcCidr::from_second_octet(2));
+    let network: Vec<_> = envplane_domain::resources::plan(&env, &spec)
+        .into_iter()
+        .filter(|p| p.group == envplane_domain::resources::Group::Network)
+        .collect();
+    let again = cloud
+        .ensure(&env, "another-operation", &network)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), network.len());
+    assert!(
+        again.iter().all(|r| r.tags["envplane:operation"] == op),
+        "nothing new was created"
+    );
+    let before = cloud.list(&env).await.unwrap().len();
+
+    // Destroy: nothing tagged with the environment is left.
+    let current = store.environment(&env).await.unwrap().unwrap();
+    let request = Request {
+        caller: &caller,
+        at: OffsetDateTime::now_utc(),
+        operation_id: ulid::Ulid::new().to_string(),
+    };
+    let deleted = commands::delete(&current, &request).unwrap();
+    let op = deleted.operation.id.clone();
+    let change = Change {
+        environment: deleted.environment,
+        expected: Expected::Version(current.version),
+        operation: Some(deleted.operation),
+        audit: Some(deleted.audit),
+        idempotency: None,
+        claim_cidr: None,
+        release_cidr: None,
+    };
+    store.commit(change).await.unwrap();
+    let outcome = executor
+        .execute(
+            &Flow::Destroy.local_definition().unwrap(),
+            execution_input(&env, &op),
+            &op,
+        )
+        .await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let left = cloud.list(&env).await.unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let planned = envplane_domain::resources::plan(
+        &env,
+        &Blueprint::for_tier(Tier::Prod).spec(VpcCidr::from_second_octet(2)),
+    )
+    .len();
+    assert_eq!(
+        before, planned,
+        "one AWS resource per planned resource, none twice"
+    );
+    assert!(
+        ec2.describe_vpcs()
+            .filters(env_filter(&name))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_subnets()
+            .filters(env_filter(&name))
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .is_empty()
+    );
+}
