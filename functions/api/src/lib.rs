@@ -7,17 +7,24 @@ use std::sync::Arc;
 use envplane_api::{AppState, Authenticator};
 use envplane_domain::Role;
 use envplane_store::StateStore;
+use envplane_workflow::Workflows;
 
 /// Environment variable holding a JSON map of IAM principal ARNs to roles, for IAM-authorized calls.
 pub const IAM_ROLES_VAR: &str = "ENVPLANE_IAM_ROLES";
 
 /// The handler Lambda runs: the API router over `store`, identifying callers from the
-/// authorizer context API Gateway attaches to each event.
-pub fn app(store: Arc<dyn StateStore>, iam_roles: HashMap<String, Role>) -> axum::Router {
-    envplane_api::router(AppState::new(
-        store,
-        Authenticator::ApiGateway { iam_roles },
-    ))
+/// authorizer context API Gateway attaches to each event, starting flows on `workflows`.
+pub fn app(
+    store: Arc<dyn StateStore>,
+    iam_roles: HashMap<String, Role>,
+    workflows: Option<Arc<dyn Workflows>>,
+) -> axum::Router {
+    let state = AppState::new(store, Authenticator::ApiGateway { iam_roles });
+    let state = match workflows {
+        Some(workflows) => state.with_workflows(workflows),
+        None => state,
+    };
+    envplane_api::router(state)
 }
 
 /// Parses the IAM role map (`{"arn:aws:iam::123:role/ci": "operator"}`); empty when unset.

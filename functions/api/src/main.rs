@@ -8,7 +8,11 @@ use anyhow::Context;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use std::collections::BTreeMap;
+
+use envplane_aws::StepFunctions;
 use envplane_store::DynamoStore;
+use envplane_workflow::Flow;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -42,6 +46,17 @@ async fn main() -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
-    let app = envplane_fn_api::app(Arc::new(store), iam_roles);
+    let mut machines = BTreeMap::new();
+    for (flow, variable) in [
+        (Flow::Provision, "PROVISION_STATE_MACHINE_ARN"),
+        (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
+    ] {
+        machines.insert(
+            flow,
+            std::env::var(variable).with_context(|| format!("{variable} is not set"))?,
+        );
+    }
+    let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
+    let app = envplane_fn_api::app(Arc::new(store), iam_roles, Some(Arc::new(workflows)));
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

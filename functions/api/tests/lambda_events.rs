@@ -32,7 +32,7 @@ impl Lambda {
             Role::Operator,
         )]);
         Self {
-            app: envplane_fn_api::app(Arc::new(store), iam),
+            app: envplane_fn_api::app(Arc::new(store), iam, None),
             _dir: dir,
         }
     }
