@@ -75,14 +75,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let clock = Arc::new(ScaledClock::new(scale));
     let reader = clock.clone();
+    let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
     let cloud = Simulator::persistent(
         args.latency,
         args.faults.unwrap_or(Faults::NONE),
-        Arc::new(move || reader.now()),
+        now.clone(),
         &args.data_dir.join("cloud.json"),
     )
     .map_err(anyhow::Error::msg)?;
-    let worker = Worker::new(store.clone(), Arc::new(cloud));
+    let worker = Worker::new(store.clone(), Arc::new(cloud)).with_clock(now);
     let executor = Executor::new(Arc::new(worker), clock);
     let workflows = Arc::new(LocalWorkflows::new(
         executor,

@@ -79,7 +79,7 @@ async fn steps_answer_small_json() {
             network["wait"].as_u64(),
             network["polls"].as_u64()
         ),
-        (Some(true), Some(15), Some(1))
+        (Some(true), Some(2), Some(1))
     );
     let env = store
         .environment(&EnvName::parse("dev").unwrap())

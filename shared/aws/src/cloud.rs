@@ -130,7 +130,13 @@ fn resource(
         state,
         attributes,
         tags,
+        created_at: None,
     }
+}
+
+/// An SDK timestamp as the ports' time.
+fn timestamp(t: Option<&aws_smithy_types::DateTime>) -> Option<time::OffsetDateTime> {
+    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())
 }
 
 /// A client token for a create call: the same for every retry of one step of one operation.
@@ -294,13 +300,15 @@ impl AwsCloud {
                             Some(NatGatewayState::Failed) => ResourceState::Failed,
                             _ => ResourceState::Creating,
                         };
-                        out.push(resource(
+                        let mut r = resource(
                             *kind,
                             g.nat_gateway_id().unwrap_or(""),
                             ec2_tags(g.tags()),
                             state,
                             json!({ "subnet_id": g.subnet_id() }),
-                        ));
+                        );
+                        r.created_at = timestamp(g.create_time());
+                        out.push(r);
                     }
                 }
                 ResourceKind::RouteTable => {
@@ -394,9 +402,17 @@ impl AwsCloud {
                             _ => ResourceState::Creating,
                         };
                         let attached = v.attachments().first().and_then(|a| a.instance_id());
-                        out.push(resource(*kind, v.volume_id().unwrap_or(""), ec2_tags(v.tags()), state, json!({
-                            "size_gb": v.size(), "iops": v.iops(), "throughput_mibps": v.throughput(), "az": v.availability_zone(), "attached_to": attached,
-                        })));
+                        let mut r = resource(
+                            *kind,
+                            v.volume_id().unwrap_or(""),
+                            ec2_tags(v.tags()),
+                            state,
+                            json!({
+                                "size_gb": v.size(), "iops": v.iops(), "throughput_mibps": v.throughput(), "az": v.availability_zone(), "attached_to": attached,
+                            }),
+                        );
+                        r.created_at = timestamp(v.create_time());
+                        out.push(r);
                     }
                 }
                 ResourceKind::DbInstance => {
@@ -416,9 +432,17 @@ impl AwsCloud {
                             }
                             _ => ResourceState::Creating,
                         };
-                        out.push(resource(*kind, i.instance_id().unwrap_or(""), ec2_tags(i.tags()), state, json!({
-                            "instance_type": i.instance_type().map(|t| t.as_str()), "az": i.placement().and_then(|p| p.availability_zone()),
-                        })));
+                        let mut r = resource(
+                            *kind,
+                            i.instance_id().unwrap_or(""),
+                            ec2_tags(i.tags()),
+                            state,
+                            json!({
+                                "instance_type": i.instance_type().map(|t| t.as_str()), "az": i.placement().and_then(|p| p.availability_zone()),
+                            }),
+                        );
+                        r.created_at = timestamp(i.launch_time());
+                        out.push(r);
                     }
                 }
                 ResourceKind::Cluster => {
@@ -448,6 +472,7 @@ impl AwsCloud {
                                     json!({ "version": c.version() }),
                                 );
                                 r.name = name.clone();
+                                r.created_at = timestamp(c.created_at());
                                 out.push(r);
                             }
                         }
@@ -513,6 +538,7 @@ impl AwsCloud {
                             }),
                         );
                         r.name = name.clone();
+                        r.created_at = timestamp(g.created_at());
                         out.push(r);
                     }
                 }
@@ -913,6 +939,11 @@ fn dependency_kinds(planned: &[Planned], env: &EnvName) -> BTreeSet<ResourceKind
             _ => continue,
         };
         kinds.insert(kind);
+    }
+    // Most creates need the VPC's id, and route tables the ids of the subnets they serve.
+    kinds.insert(ResourceKind::Vpc);
+    if kinds.contains(&ResourceKind::RouteTable) {
+        kinds.insert(ResourceKind::Subnet);
     }
     if kinds.contains(&ResourceKind::NodeGroup) {
         kinds.insert(ResourceKind::Subnet);

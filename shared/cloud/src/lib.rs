@@ -44,6 +44,9 @@ pub struct Resource {
     pub attributes: Value,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
+    /// When it was created, where the cloud says; how long it has been coming tells when to look again.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_at: Option<time::OffsetDateTime>,
 }
 
 /// Why a cloud call failed; the worker turns each into the `Envplane.*` error the flows match.

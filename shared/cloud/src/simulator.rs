@@ -36,36 +36,18 @@ impl LatencyProfile {
 
     /// Time from a create call to the resource being active.
     pub fn create(self, kind: ResourceKind) -> Duration {
-        if self == Self::Instant {
-            return Duration::ZERO;
+        match self {
+            Self::Instant => Duration::ZERO,
+            Self::Realistic => Duration::from_secs(kind.typical_create_seconds()),
         }
-        Duration::from_secs(match kind {
-            ResourceKind::Cluster => 600,
-            ResourceKind::NodeGroup => 240,
-            ResourceKind::NatGateway => 120,
-            ResourceKind::DbInstance => 60,
-            ResourceKind::Volume => 10,
-            ResourceKind::TargetGroup
-            | ResourceKind::Vpc
-            | ResourceKind::InternetGateway
-            | ResourceKind::SecurityGroup => 2,
-            ResourceKind::Subnet | ResourceKind::RouteTable | ResourceKind::ElasticIp => 1,
-        })
     }
 
     /// Time from a delete call to the resource being gone.
     pub fn delete(self, kind: ResourceKind) -> Duration {
-        if self == Self::Instant {
-            return Duration::ZERO;
+        match self {
+            Self::Instant => Duration::ZERO,
+            Self::Realistic => Duration::from_secs(kind.typical_delete_seconds()),
         }
-        Duration::from_secs(match kind {
-            ResourceKind::Cluster => 300,
-            ResourceKind::NodeGroup => 180,
-            ResourceKind::NatGateway => 60,
-            ResourceKind::DbInstance => 45,
-            ResourceKind::Volume => 5,
-            _ => 1,
-        })
     }
 }
 
@@ -339,6 +321,7 @@ impl Cloud for Simulator {
                     resource_tags.insert(tags::BACKUP.to_owned(), "true".to_owned());
                 }
                 let resource = Resource {
+                    created_at: Some(now),
                     kind: p.kind,
                     id: id.clone(),
                     name: p.name.clone(),
@@ -472,7 +455,7 @@ mod tests {
         let first = sim.ensure(&env, "op", &network).await.expect("ensure");
         assert_eq!(
             first.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            vec!["dev-vpc", "dev-eip-1"],
+            vec!["dev-vpc"],
             "only what has no pending dependency"
         );
         *now.lock().expect("clock") += Duration::from_secs(2);

@@ -69,6 +69,35 @@ impl ResourceKind {
         ResourceKind::Vpc,
     ];
 
+    /// Typical seconds from a create call until AWS reports the resource usable: what the
+    /// realistic simulator takes, and what the flows expect before they look again.
+    pub fn typical_create_seconds(self) -> u64 {
+        match self {
+            ResourceKind::Cluster => 600,
+            ResourceKind::NodeGroup => 240,
+            ResourceKind::NatGateway => 120,
+            ResourceKind::DbInstance => 60,
+            ResourceKind::Volume => 10,
+            ResourceKind::TargetGroup
+            | ResourceKind::Vpc
+            | ResourceKind::InternetGateway
+            | ResourceKind::SecurityGroup => 2,
+            ResourceKind::Subnet | ResourceKind::RouteTable | ResourceKind::ElasticIp => 1,
+        }
+    }
+
+    /// Typical seconds from a delete call until the resource is gone.
+    pub fn typical_delete_seconds(self) -> u64 {
+        match self {
+            ResourceKind::Cluster => 300,
+            ResourceKind::NodeGroup => 180,
+            ResourceKind::NatGateway => 60,
+            ResourceKind::DbInstance => 45,
+            ResourceKind::Volume => 5,
+            _ => 1,
+        }
+    }
+
     /// The kind's name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,8 +121,10 @@ impl ResourceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Group {
-    /// VPC, subnets, gateways, routes, security groups.
+    /// VPC, subnets, internet gateway, security groups.
     Network,
+    /// Elastic IPs, NAT gateways and route tables: the way out of the private subnets.
+    Egress,
     /// The EKS control plane.
     Cluster,
     /// The node groups (after the cluster is active).
@@ -106,8 +137,9 @@ pub enum Group {
 
 impl Group {
     /// Every group, in creation order.
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Network,
+        Group::Egress,
         Group::Cluster,
         Group::NodeGroups,
         Group::Database,
@@ -197,14 +229,14 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
         add(
             ResourceKind::ElasticIp,
             n(&format!("eip-{i}")),
-            Group::Network,
+            Group::Egress,
             vec![],
             json!({}),
         );
         add(
             ResourceKind::NatGateway,
             n(&format!("nat-{i}")),
-            Group::Network,
+            Group::Egress,
             vec![n(&format!("public-{i}")), n(&format!("eip-{i}")), n("igw")],
             json!({ "subnet": n(&format!("public-{i}")), "eip": n(&format!("eip-{i}")) }),
         );
@@ -212,7 +244,7 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
     add(
         ResourceKind::RouteTable,
         n("rt-public"),
-        Group::Network,
+        Group::Egress,
         vec![n("igw")],
         json!({ "default_route": n("igw"), "subnets": (1..=azs).map(|i| n(&format!("public-{i}"))).collect::<Vec<_>>() }),
     );
@@ -221,7 +253,7 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
         add(
             ResourceKind::RouteTable,
             n(&format!("rt-private-{i}")),
-            Group::Network,
+            Group::Egress,
             vec![nat.clone()],
             json!({ "default_route": nat, "subnets": [n(&format!("private-{i}"))] }),
         );
@@ -273,7 +305,10 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
             ResourceKind::NodeGroup,
             n(role),
             Group::NodeGroups,
-            vec![n("eks")],
+            // Nodes in the private subnets reach the registries through the NAT gateways.
+            std::iter::once(n("eks"))
+                .chain((1..=azs).map(|i| n(&format!("rt-private-{i}"))))
+                .collect(),
             json!({ "cluster": n("eks"), "role": role, "instance_type": group.instance_type, "min": group.min, "desired": group.desired, "max": group.max, "version": spec.cluster.version }),
         );
     }
@@ -289,7 +324,8 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
         ResourceKind::DbInstance,
         n("db"),
         Group::Database,
-        vec![n("private-1"), n("sg-db"), n("db-data")],
+        // The host installs PostgreSQL at first boot, through the NAT gateway.
+        vec![n("private-1"), n("sg-db"), n("db-data"), n("rt-private-1")],
         json!({ "instance_type": spec.database.instance_type, "engine_version": spec.database.engine_version, "extensions": spec.database.extensions, "subnet": n("private-1"), "security_group": n("sg-db"), "volume": n("db-data") }),
     );
     for (role, port) in [("frontend", FRONTEND_PORT), ("backend", BACKEND_PORT)] {

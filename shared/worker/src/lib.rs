@@ -22,17 +22,30 @@ use time::OffsetDateTime;
 /// Principal recorded for changes the flows make on their own.
 pub const SYSTEM_PRINCIPAL: &str = "envplane";
 
-/// First poll interval of a wait loop, seconds; doubles up to [`MAX_WAIT`].
-pub const FIRST_WAIT: u64 = 15;
-/// Longest poll interval, seconds.
-pub const MAX_WAIT: u64 = 120;
-/// Polls after which a wait loop gives up: 100 polls at up to two minutes is over three hours,
-/// far beyond any resource's creation or deletion time.
+/// Shortest poll interval, seconds: what a loop waits while dependencies are being created.
+pub const MIN_WAIT: u64 = 2;
+/// Longest interval between polls of a resource that is already overdue, seconds.
+pub const MAX_OVERDUE_WAIT: u64 = 60;
+/// Longest single wait, seconds: an EKS cluster's typical creation time and a margin.
+pub const MAX_WAIT: u64 = 900;
+/// Polls after which a wait loop gives up: far beyond any resource's creation or deletion time
+/// at these intervals.
 pub const MAX_POLLS: u64 = 100;
 
 pub use envplane_workflow::execution_input;
 
-fn poll_answer(pending: &[&str], wait: Option<u64>, polls: u64) -> Result<Value, WorkerError> {
+/// When to look again: once the slowest pending resource is typically done (plus a second),
+/// so a loop rarely polls more than twice; when resources are overdue, back off from the last
+/// wait; when nothing pending exists yet (its dependencies are being made), soon.
+fn next_wait(remaining_seconds: Option<i64>, previous: Option<u64>) -> u64 {
+    match remaining_seconds {
+        Some(r) if r > 0 => (r.unsigned_abs() + 1).clamp(MIN_WAIT, MAX_WAIT),
+        Some(_) => previous.map_or(MIN_WAIT, |w| (w * 2).clamp(MIN_WAIT, MAX_OVERDUE_WAIT)),
+        None => MIN_WAIT,
+    }
+}
+
+fn poll_answer(pending: &[&str], wait: u64, polls: u64) -> Result<Value, WorkerError> {
     let polls = polls + 1;
     if !pending.is_empty() && polls > MAX_POLLS {
         return Err(WorkerError::Conflict(format!(
@@ -40,9 +53,7 @@ fn poll_answer(pending: &[&str], wait: Option<u64>, polls: u64) -> Result<Value,
             pending.join(", ")
         )));
     }
-    Ok(
-        json!({ "ready": pending.is_empty(), "pending": pending, "wait": next_wait(wait), "polls": polls }),
-    )
+    Ok(json!({ "ready": pending.is_empty(), "pending": pending, "wait": wait, "polls": polls }))
 }
 
 /// A failed action, named for the flows' Retry and Catch.
@@ -142,10 +153,7 @@ struct Request {
 pub struct Worker {
     store: Arc<dyn StateStore>,
     cloud: Arc<dyn Cloud>,
-}
-
-fn next_wait(previous: Option<u64>) -> u64 {
-    previous.map_or(FIRST_WAIT, |w| (w * 2).clamp(FIRST_WAIT, MAX_WAIT))
+    now: envplane_cloud::simulator::Now,
 }
 
 fn condition(
@@ -167,7 +175,17 @@ fn condition(
 impl Worker {
     /// A worker over a store and a cloud.
     pub fn new(store: Arc<dyn StateStore>, cloud: Arc<dyn Cloud>) -> Self {
-        Self { store, cloud }
+        Self {
+            store,
+            cloud,
+            now: Arc::new(OffsetDateTime::now_utc),
+        }
+    }
+
+    /// The same worker reading time from `now` (the clock of a time-scaled local plane).
+    pub fn with_clock(mut self, now: envplane_cloud::simulator::Now) -> Self {
+        self.now = now;
+        self
     }
 
     /// Runs one action.
@@ -304,7 +322,17 @@ impl Worker {
             })
             .map(|p| p.name.as_str())
             .collect();
-        poll_answer(&pending, wait, polls)
+        let now = (self.now)();
+        // Seconds until the slowest pending resource that exists is typically ready.
+        let remaining = existing
+            .iter()
+            .filter(|r| pending.contains(&r.name.as_str()))
+            .map(|r| {
+                let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
+                i64::try_from(r.kind.typical_create_seconds()).unwrap_or(i64::MAX) - age
+            })
+            .max();
+        poll_answer(&pending, next_wait(remaining, wait), polls)
     }
 
     async fn teardown(
@@ -360,7 +388,16 @@ impl Worker {
                 .collect()
         };
         let names: Vec<&str> = left.iter().map(|r| r.name.as_str()).collect();
-        poll_answer(&names, wait, polls)
+        // Deletions report no start time: the first look waits for the slowest kind's typical
+        // deletion, later ones back off.
+        let remaining = match polls {
+            0 => left
+                .iter()
+                .map(|r| i64::try_from(r.kind.typical_delete_seconds()).unwrap_or(i64::MAX))
+                .max(),
+            _ => left.first().map(|_| 0),
+        };
+        poll_answer(&names, next_wait(remaining, wait), polls)
     }
 
     async fn succeed(&self, env: &EnvName, operation: &str) -> Result<Value, WorkerError> {

@@ -79,7 +79,7 @@ pub fn execution_input(environment: &EnvName, operation: &str) -> Value {
     json!({
         "environment": environment,
         "operation": operation,
-        "poll": { "network": first, "cluster": first, "node_groups": first, "database": first, "targets": first },
+        "poll": { "network": first, "egress": first, "cluster": first, "node_groups": first, "database": first, "targets": first },
     })
 }
 
