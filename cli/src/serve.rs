@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use envplane_api::{AppState, Authenticator};
-use envplane_cloud::{Faults, LatencyProfile, Simulator};
+use envplane_aws::{AwsCloud, AwsSettings};
+use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
 use envplane_domain::{Caller, Role};
-use envplane_store::{EmbeddedStore, StateStore};
+use envplane_store::{DynamoStore, EmbeddedStore, StateStore};
 use envplane_worker::Worker;
 use envplane_workflow::executor::Clock;
 use envplane_workflow::{Executor, LocalWorkflows, ScaledClock};
@@ -35,8 +36,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 60.0)]
     time_scale: f64,
     /// Inject cloud failures, e.g. throttle=0.1,error=0.05,seed=7.
-    #[arg(long, value_parser = Faults::parse)]
+    #[arg(long, value_parser = Faults::parse, conflicts_with = "aws")]
     faults: Option<Faults>,
+    /// Use AWS (the standard AWS configuration; AWS_ENDPOINT_URL is honoured, e.g. moto's
+    /// server) instead of the simulated cloud; flows still run here. Needs
+    /// ENVPLANE_CLUSTER_ROLE_ARN, ENVPLANE_NODE_ROLE_ARN and ENVPLANE_DB_IMAGE_ID.
+    #[arg(long, conflicts_with = "latency")]
+    aws: bool,
+    /// With --aws: keep state in this DynamoDB table (created when missing), not in DATA_DIR.
+    #[arg(long, requires = "aws")]
+    table: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -67,8 +76,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store_path = args.data_dir.join("state.redb");
-    let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(&store_path)?);
-    let scale = if args.latency == LatencyProfile::Instant {
+    let sdk = if args.aws {
+        Some(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await,
+        )
+    } else {
+        None
+    };
+    let store: Arc<dyn StateStore> = match (&sdk, &args.table) {
+        (Some(config), Some(table)) => {
+            let client = aws_sdk_dynamodb::Client::new(config);
+            DynamoStore::ensure_table(&client, table).await?;
+            Arc::new(DynamoStore::new(client, table.clone()))
+        }
+        _ => Arc::new(EmbeddedStore::open(&store_path)?),
+    };
+    let scale = if args.latency == LatencyProfile::Instant || args.aws {
         1.0
     } else {
         args.time_scale
@@ -76,14 +101,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Arc::new(ScaledClock::new(scale));
     let reader = clock.clone();
     let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
-    let cloud = Simulator::persistent(
-        args.latency,
-        args.faults.unwrap_or(Faults::NONE),
-        now.clone(),
-        &args.data_dir.join("cloud.json"),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let worker = Worker::new(store.clone(), Arc::new(cloud)).with_clock(now);
+    let cloud: Arc<dyn Cloud> = match &sdk {
+        Some(config) => {
+            let settings = AwsSettings::from_env().map_err(|e| anyhow::anyhow!("--aws: {e}"))?;
+            Arc::new(AwsCloud::new(config, settings))
+        }
+        None => Arc::new(
+            Simulator::persistent(
+                args.latency,
+                args.faults.unwrap_or(Faults::NONE),
+                now.clone(),
+                &args.data_dir.join("cloud.json"),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let worker = Worker::new(store.clone(), cloud).with_clock(now);
     let executor = Executor::new(Arc::new(worker), clock);
     let workflows = Arc::new(LocalWorkflows::new(
         executor,

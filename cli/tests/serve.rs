@@ -20,7 +20,12 @@ impl Plane {
     }
 
     fn start_with(data_dir: &Path, extra: &[&str]) -> Plane {
+        Plane::start_env(data_dir, extra, &[])
+    }
+
+    fn start_env(data_dir: &Path, extra: &[&str], vars: &[(&str, String)]) -> Plane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_envplane"))
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .args([
                 "serve",
                 "--dev-auth",
@@ -375,4 +380,164 @@ fn the_cli_follows_a_create_and_a_delete_to_the_end() {
     let cloud: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("cloud.json")).unwrap()).unwrap();
     assert_eq!(cloud["resources"], json!({}), "delete leaves nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_aws_creates_and_deletes_on_moto() {
+    let Some(endpoint) = envplane_store::testing::moto_endpoint() else {
+        return;
+    };
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let image = ec2
+        .describe_images()
+        .send()
+        .await
+        .unwrap()
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .unwrap()
+        .to_owned();
+    let vars = [
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        (
+            "ENVPLANE_CLUSTER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/eks-cluster".to_owned(),
+        ),
+        (
+            "ENVPLANE_NODE_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/eks-node".to_owned(),
+        ),
+        ("ENVPLANE_DB_IMAGE_ID", image),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let table = format!(
+        "envplane-serve-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let plane = Plane::start_env(dir.path(), &["--aws", "--table", &table], &vars);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let name = format!("q{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
+    let created: Value = http
+        .post(format!("{}/v1/environments", plane.endpoint))
+        .json(&json!({"name": name, "tier": "qa", "network": {"vpc_cidr": "10.77.0.0/16"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = created["operation"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:envplane:environment")
+        .values(&name)
+        .build();
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(filter.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        vpcs.vpcs()
+            .iter()
+            .map(|v| v.cidr_block().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["10.77.0.0/16"]
+    );
+    let eks = aws_sdk_eks::Client::new(&config);
+    let ng = eks
+        .describe_nodegroup()
+        .cluster_name(format!("{name}-eks"))
+        .nodegroup_name(format!("{name}-frontend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ng.nodegroup()
+            .unwrap()
+            .scaling_config()
+            .unwrap()
+            .desired_size(),
+        Some(2)
+    );
+    // The state is in DynamoDB: the table holds the environment's record.
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let meta = dynamo
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("ENV#{name}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("META".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.item().unwrap()["phase"],
+        aws_sdk_dynamodb::types::AttributeValue::S("ready".into())
+    );
+
+    let deleted: Value = http
+        .delete(format!("{}/v1/environments/{name}", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = deleted["operation"]["id"].as_str().unwrap().to_owned();
+    let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        ec2.describe_vpcs()
+            .filters(filter.clone())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_subnets()
+            .filters(filter.clone())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_security_groups()
+            .filters(filter)
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .is_empty()
+    );
 }

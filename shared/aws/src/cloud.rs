@@ -913,7 +913,8 @@ impl AwsCloud {
             .send()
             .await
             .map_err(|e| cloud_error("AttachVolume", e))?;
-        Ok(false)
+        // Attached: the volume shows in-use within seconds; the host mounts it at boot.
+        Ok(true)
     }
 }
 

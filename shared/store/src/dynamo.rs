@@ -159,6 +159,17 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Creates the table unless it exists: for local runs against an emulator or a dev account.
+    pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        match client.describe_table().table_name(table).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                Self::create_table(client, table).await
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     /// The client, for callers that add instrumentation or administration.
     pub fn client(&self) -> &Client {
         &self.client
