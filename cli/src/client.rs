@@ -311,6 +311,23 @@ fn print_environment(env: &Value) {
     for (key, value) in rows {
         println!("{key:<10} {value}");
     }
+    let resources = env["resources"].as_array().cloned().unwrap_or_default();
+    if !resources.is_empty() {
+        let mut kinds: std::collections::BTreeMap<String, usize> =
+            std::collections::BTreeMap::new();
+        for r in &resources {
+            *kinds
+                .entry(r["kind"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        let summary: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "{:<10} {} ({})",
+            "resources",
+            resources.len(),
+            summary.join(", ")
+        );
+    }
 }
 
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {

@@ -373,6 +373,12 @@ fn the_cli_follows_a_create_and_a_delete_to_the_end() {
     );
     let (ok, out, _) = cli(&plane.endpoint, &["env", "get", "dev"]);
     assert!(ok && out.contains("ready"), "{out}");
+    assert!(
+        out.contains("resources  21 (")
+            && out.contains("4 subnet")
+            && out.contains("1 nat_gateway"),
+        "{out}"
+    );
     let (ok, out, err) = cli(&plane.endpoint, &["env", "delete", "dev", "--wait"]);
     assert!(ok && out.contains("Teardown"), "{out}{err}");
     let (ok, _, err) = cli(&plane.endpoint, &["env", "get", "dev"]);

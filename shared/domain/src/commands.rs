@@ -123,6 +123,7 @@ pub fn create(
         created_by: request.caller.principal.clone(),
         updated_at: request.at,
         updated_by: request.caller.principal.clone(),
+        resources: Vec::new(),
         expires_at,
     };
     let operation = start(

@@ -130,10 +130,26 @@ pub struct Environment {
     pub updated_at: OffsetDateTime,
     /// Who last changed it.
     pub updated_by: String,
+    /// The resources found in the cloud when the last operation finished.
+    #[serde(default)]
+    pub resources: Vec<ObservedResource>,
     /// When a preview is due for destruction.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A resource of the environment as last observed in the cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ObservedResource {
+    /// Its kind.
+    pub kind: crate::resources::ResourceKind,
+    /// The cloud's id.
+    pub id: String,
+    /// envplane's name for it.
+    pub name: String,
+    /// Its state as the cloud reported it.
+    pub state: String,
 }
 
 impl Environment {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use envplane_cloud::{Cloud, CloudError, Resource, ResourceState};
 use envplane_domain::audit::{AuditEntry, AuditEvent};
-use envplane_domain::environment::{Condition, Phase};
+use envplane_domain::environment::{Condition, ObservedResource, Phase};
 use envplane_domain::operation::{OperationError, OperationKind, OperationStatus};
 use envplane_domain::resources::{self, Group, ResourceKind};
 use envplane_domain::{EnvName, Environment, Operation, Role};
@@ -418,7 +418,23 @@ impl Worker {
                 format!("destroyed by operation {operation}"),
                 now,
             )];
+            next.resources = Vec::new();
         } else {
+            next.resources = self
+                .cloud
+                .list(env)
+                .await?
+                .into_iter()
+                .map(|r| ObservedResource {
+                    kind: r.kind,
+                    id: r.id,
+                    name: r.name,
+                    state: serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                })
+                .collect();
             next.status.phase = Phase::Ready;
             next.status.conditions = ["NetworkReady", "ClusterReady", "DatabaseReady", "Ready"]
                 .into_iter()

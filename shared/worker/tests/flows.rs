@@ -165,6 +165,24 @@ async fn dev_qa_and_prod_reach_ready_with_their_blueprints_resources() {
             OperationStatus::Succeeded
         );
     }
+    // The environment records what was found in the cloud.
+    let recorded = plane
+        .store
+        .environment(&EnvName::parse("prod").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .resources;
+    let subnets = recorded
+        .iter()
+        .filter(|r| r.kind == ResourceKind::Subnet)
+        .count();
+    let nats = recorded
+        .iter()
+        .filter(|r| r.kind == ResourceKind::NatGateway)
+        .count();
+    assert_eq!((recorded.len(), subnets, nats), (28, 6, 3));
+    assert!(recorded.iter().all(|r| r.state == "active"));
     let prod = plane.kinds("prod").await;
     assert_eq!(prod[&ResourceKind::Subnet], 6);
     assert_eq!(prod[&ResourceKind::NatGateway], 3);
