@@ -148,10 +148,25 @@ fn client_token(operation: &str, name: &str) -> String {
 impl AwsCloud {
     /// The adapter over SDK clients built from `config` (once, at start).
     pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
+        Self::from_clients(
+            aws_sdk_ec2::Client::new(config),
+            aws_sdk_eks::Client::new(config),
+            aws_sdk_elasticloadbalancingv2::Client::new(config),
+            settings,
+        )
+    }
+
+    /// The adapter over clients configured by the caller (interceptors, retry policy).
+    pub fn from_clients(
+        ec2: aws_sdk_ec2::Client,
+        eks: aws_sdk_eks::Client,
+        elb: aws_sdk_elasticloadbalancingv2::Client,
+        settings: AwsSettings,
+    ) -> Self {
         Self {
-            ec2: aws_sdk_ec2::Client::new(config),
-            eks: aws_sdk_eks::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            ec2,
+            eks,
+            elb,
             settings,
             zones: OnceCell::new(),
         }
@@ -848,6 +863,7 @@ impl AwsCloud {
                             .build(),
                     )
                     .instance_types(a["instance_type"].as_str().unwrap_or(""))
+                    .version(a["version"].as_str().unwrap_or(""))
                     .set_subnets(Some(subnets))
                     .node_role(&self.settings.node_role_arn)
                     .labels("envplane/role", a["role"].as_str().unwrap_or(""))

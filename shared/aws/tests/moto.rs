@@ -5,8 +5,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::sync::Mutex;
+
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::Filter;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use envplane_aws::{AwsCloud, AwsSettings};
 use envplane_cloud::Cloud;
 use envplane_domain::commands::{self, Request};
@@ -45,6 +52,44 @@ async fn any_image(config: &aws_config::SdkConfig) -> String {
         .to_owned()
 }
 
+/// Keeps the body of every request sent, to check what moto drops from its answers.
+#[derive(Debug, Default, Clone)]
+struct RequestLog(Arc<Mutex<Vec<String>>>);
+
+impl Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let body = context
+            .request()
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(body);
+        Ok(())
+    }
+}
+
+impl RequestLog {
+    fn find(&self, needle: &str) -> String {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b.contains(needle))
+            .cloned()
+            .unwrap_or_else(|| panic!("no request with {needle}"))
+    }
+}
+
 fn env_filter(env: &str) -> Filter {
     Filter::builder()
         .name("tag:envplane:environment")
@@ -62,7 +107,21 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
         node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
         db_image_id: any_image(&config).await,
     };
-    let cloud = Arc::new(AwsCloud::new(&config, settings));
+    let log = RequestLog::default();
+    let cloud = Arc::new(AwsCloud::from_clients(
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&config)
+                .interceptor(log.clone())
+                .build(),
+        ),
+        aws_sdk_eks::Client::from_conf(
+            aws_sdk_eks::config::Builder::from(&config)
+                .interceptor(log.clone())
+                .build(),
+        ),
+        aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        settings,
+    ));
     let (_dir, store) = envplane_store::testing::embedded_store();
     let store: Arc<dyn StateStore> = Arc::new(store);
     let executor = Executor::new(
@@ -280,6 +339,31 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
             .map(|t| t.port().unwrap())
             .collect::<BTreeSet<_>>(),
         BTreeSet::from([3000, 3001])
+    );
+
+    // What moto leaves out of its answers, checked on the requests the SDK sent.
+    let volume_request = log.find("Action=CreateVolume");
+    for field in [
+        "VolumeType=gp3",
+        "Size=100",
+        "Iops=3000",
+        "Throughput=125",
+        "Encrypted=true",
+        "ClientToken=",
+    ] {
+        assert!(
+            volume_request.contains(field),
+            "{field} missing from {volume_request}"
+        );
+    }
+    let nodegroup_request: serde_json::Value =
+        serde_json::from_str(&log.find("\"nodegroupName\":\"")).unwrap();
+    assert_eq!(nodegroup_request["version"], "1.31", "{nodegroup_request}");
+    assert!(nodegroup_request["clientRequestToken"].is_string());
+    let user_data = log.find("Action=RunInstances");
+    assert!(
+        user_data.contains("UserData=") && user_data.contains("ClientToken="),
+        "{user_data}"
     );
 
     // Ensuring the network again finds everything by its tags and creates nothing more.
