@@ -559,6 +559,51 @@ fn settle(result: Result<Response, CommitError>) -> Result<Attempt, ApiError> {
     }
 }
 
+/// A mutation of an existing environment: replays a retried request, reads the environment,
+/// checks the caller's role and `If-Match`, then commits what `mutate` decides under the
+/// version read, re-reading when a concurrent change wins.
+async fn conditional_mutation<F>(
+    state: &AppState,
+    caller: &Caller,
+    name: &EnvName,
+    idempotency: Option<&Idempotency>,
+    precondition: Option<(u64, String)>,
+    mutate: F,
+) -> Result<Response, ApiError>
+where
+    F: Fn(&envplane_domain::Environment) -> Result<(Mutation, String), ApiError>,
+{
+    with_retries(|| async {
+        if let Some(response) = replay_or_none(state, idempotency).await? {
+            return Ok(Attempt::Done(response));
+        }
+        let env = live(state.store.environment(name).await?, name)?;
+        authorize(caller, Action::Mutate(env.tier))?;
+        if let Some((version, given)) = &precondition
+            && env.version != *version
+        {
+            return Err(ApiError::PreconditionFailed {
+                given: given.clone(),
+                current: env.etag(),
+            });
+        }
+        let (mutation, location) = mutate(&env)?;
+        record_span(name.as_str(), Some(&mutation.operation.id));
+        settle(
+            commit_mutation(
+                state,
+                mutation,
+                Expected::Version(env.version),
+                None,
+                idempotency,
+                location,
+            )
+            .await,
+        )
+    })
+    .await
+}
+
 /// Changes the desired spec with a JSON merge patch; the update runs as an operation.
 #[utoipa::path(patch, path = "/v1/environments/{name}", tag = "environments",
     request_body(content = Object, content_type = "application/merge-patch+json", description = "RFC 7396 merge patch of the spec, e.g. {\"cluster\": {\"frontend\": {\"desired\": 3}}}"),
@@ -590,36 +635,20 @@ pub(crate) async fn patch_environment(
         &format!("/v1/environments/{name}"),
         &patch,
     )?;
-    let (version, given) = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
-    with_retries(|| async {
-        if let Some(response) = replay_or_none(&state, idempotency.as_ref()).await? {
-            return Ok(Attempt::Done(response));
-        }
-        let env = live(state.store.environment(&name).await?, &name)?;
-        authorize(&caller, Action::Mutate(env.tier))?;
-        if env.version != version {
-            return Err(ApiError::PreconditionFailed {
-                given: given.clone(),
-                current: env.etag(),
-            });
-        }
-        let spec = spec::apply_patch(&env.spec, env.tier, &patch)?;
-        let mutation =
-            commands::update(&env, spec, &new_request(&caller)).map_err(command_error)?;
-        record_span(name.as_str(), Some(&mutation.operation.id));
-        let location = format!("/v1/environments/{name}");
-        settle(
-            commit_mutation(
-                &state,
-                mutation,
-                Expected::Version(env.version),
-                None,
-                idempotency.as_ref(),
-                location,
-            )
-            .await,
-        )
-    })
+    let precondition = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
+    conditional_mutation(
+        &state,
+        &caller,
+        &name,
+        idempotency.as_ref(),
+        Some(precondition),
+        |env| {
+            let spec = spec::apply_patch(&env.spec, env.tier, &patch)?;
+            let mutation =
+                commands::update(env, spec, &new_request(&caller)).map_err(command_error)?;
+            Ok((mutation, format!("/v1/environments/{name}")))
+        },
+    )
     .await
 }
 
@@ -652,35 +681,18 @@ pub(crate) async fn delete_environment(
         &Value::Null,
     )?;
     let precondition = if_match(&headers)?;
-    with_retries(|| async {
-        if let Some(response) = replay_or_none(&state, idempotency.as_ref()).await? {
-            return Ok(Attempt::Done(response));
-        }
-        let env = live(state.store.environment(&name).await?, &name)?;
-        authorize(&caller, Action::Mutate(env.tier))?;
-        if let Some((version, given)) = &precondition
-            && env.version != *version
-        {
-            return Err(ApiError::PreconditionFailed {
-                given: given.clone(),
-                current: env.etag(),
-            });
-        }
-        let mutation = commands::delete(&env, &new_request(&caller)).map_err(command_error)?;
-        record_span(name.as_str(), Some(&mutation.operation.id));
-        let location = format!("/v1/operations/{}", mutation.operation.id);
-        settle(
-            commit_mutation(
-                &state,
-                mutation,
-                Expected::Version(env.version),
-                None,
-                idempotency.as_ref(),
-                location,
-            )
-            .await,
-        )
-    })
+    conditional_mutation(
+        &state,
+        &caller,
+        &name,
+        idempotency.as_ref(),
+        precondition,
+        |env| {
+            let mutation = commands::delete(env, &new_request(&caller)).map_err(command_error)?;
+            let location = format!("/v1/operations/{}", mutation.operation.id);
+            Ok((mutation, location))
+        },
+    )
     .await
 }
 

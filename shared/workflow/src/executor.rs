@@ -542,13 +542,33 @@ async fn run_state(
             )),
         }
     };
+    // ResultSelector, ResultPath and OutputPath, in that order; a catcher's output skips them.
+    let complete = |result: Value,
+                    caught: Option<String>,
+                    selector: Option<&Value>,
+                    result_path: Option<&str>,
+                    output_path: Option<&str>| {
+        if caught.is_some() {
+            return finish(result, None, caught);
+        }
+        let result = match selector {
+            Some(t) => paths::template(t, &result, &context)?,
+            None => result,
+        };
+        finish(paths::place(result_path, &raw, result)?, output_path, None)
+    };
+    // InputPath, then Parameters.
+    let prepare =
+        |input_path: Option<&str>, parameters: Option<&Value>| -> Result<Value, Failure> {
+            let effective = paths::filter(input_path, &raw, &context)?;
+            match parameters {
+                Some(t) => Ok(paths::template(t, &effective, &context)?),
+                None => Ok(effective),
+            }
+        };
     match state {
         State::Pass(s) => {
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
-            let effective = match &s.parameters {
-                Some(t) => paths::template(t, &effective, &context)?,
-                None => effective,
-            };
+            let effective = prepare(s.input_path.as_deref(), s.parameters.as_ref())?;
             let result = s.result.clone().unwrap_or(effective);
             finish(
                 paths::place(s.result_path.as_deref(), &raw, result)?,
@@ -664,26 +684,17 @@ async fn run_state(
                 })
             })
             .await?;
-            if caught.is_some() {
-                return finish(result, None, caught);
-            }
-            let result = match &s.result_selector {
-                Some(t) => paths::template(t, &result, &context)?,
-                None => result,
-            };
-            finish(
-                paths::place(s.result_path.as_deref(), &raw, result)?,
+            complete(
+                result,
+                caught,
+                s.result_selector.as_ref(),
+                s.result_path.as_deref(),
                 s.output_path.as_deref(),
-                None,
             )
         }
         State::Parallel(p) => {
             let s = &p.raw;
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
-            let effective = match &s.parameters {
-                Some(t) => paths::template(t, &effective, &context)?,
-                None => effective,
-            };
+            let effective = prepare(s.input_path.as_deref(), s.parameters.as_ref())?;
             let (result, caught) = with_retry(run, name, &s.retry, &s.catch, &raw, |_| {
                 let branches: Vec<_> = p
                     .branches
@@ -693,17 +704,12 @@ async fn run_state(
                 Box::pin(async move { try_join_all(branches).await.map(Value::Array) })
             })
             .await?;
-            if caught.is_some() {
-                return finish(result, None, caught);
-            }
-            let result = match &s.result_selector {
-                Some(t) => paths::template(t, &result, &context)?,
-                None => result,
-            };
-            finish(
-                paths::place(s.result_path.as_deref(), &raw, result)?,
+            complete(
+                result,
+                caught,
+                s.result_selector.as_ref(),
+                s.result_path.as_deref(),
                 s.output_path.as_deref(),
-                None,
             )
         }
         State::Map(m) => {
@@ -762,17 +768,12 @@ async fn run_state(
                 })
             })
             .await?;
-            if caught.is_some() {
-                return finish(result, None, caught);
-            }
-            let result = match &s.result_selector {
-                Some(t) => paths::template(t, &result, &context)?,
-                None => result,
-            };
-            finish(
-                paths::place(s.result_path.as_deref(), &raw, result)?,
+            complete(
+                result,
+                caught,
+                s.result_selector.as_ref(),
+                s.result_path.as_deref(),
                 s.output_path.as_deref(),
-                None,
             )
         }
     }
