@@ -64,6 +64,16 @@ pub enum EnvCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// What a change would do (resources, monthly cost, time, approvals), without doing it.
+    Plan {
+        /// Environment name.
+        name: String,
+        /// Field to change (repeatable), as with `update`.
+        #[arg(long = "set", value_name = "PATH=VALUE", required = true)]
+        set: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Destroy an environment.
     Delete {
         /// Environment name.
@@ -517,6 +527,59 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
             if let Some(cursor) = cursor {
                 println!("(more: --all, or the API with cursor={cursor})");
             }
+            Ok(())
+        }
+        EnvCommand::Plan { name, set, client } => {
+            let patch = overrides(&set)?;
+            let answer = Api::new(&client)?
+                .call(
+                    Method::POST,
+                    &format!("/v1/environments/{name}/plan"),
+                    Some(&patch),
+                    &[],
+                )
+                .await?;
+            let plan = &answer.body;
+            if client.output == Output::Json {
+                print_json(plan);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = plan["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let changes: Vec<String> = r["changes"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}: {} → {}", v[0], v[1]))
+                        .collect();
+                    vec![
+                        r["action"].as_str().unwrap_or("").to_owned(),
+                        r["kind"].as_str().unwrap_or("").to_owned(),
+                        r["name"].as_str().unwrap_or("").to_owned(),
+                        changes.join(", "),
+                    ]
+                })
+                .collect();
+            print_table(&["ACTION", "KIND", "NAME", "CHANGES"], &rows);
+            println!(
+                "monthly cost: ${:.2} → ${:.2} ({:+.2}); about {} s and {} state transitions to apply; approvals: {}",
+                plan["monthly_cost_before"].as_f64().unwrap_or(0.0),
+                plan["monthly_cost_after"].as_f64().unwrap_or(0.0),
+                plan["monthly_cost_delta_usd"].as_f64().unwrap_or(0.0),
+                plan["estimated_seconds"],
+                plan["estimated_transitions"],
+                plan["approvals"]
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .map_or("none".to_owned(), |a| a
+                        .iter()
+                        .filter_map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+            );
             Ok(())
         }
         EnvCommand::Update { name, set, client } => {

@@ -178,6 +178,24 @@ fn the_cli_creates_lists_and_explains_errors() {
         "{err}"
     );
 
+    let (ok, out, err) = cli(
+        &plane.endpoint,
+        &[
+            "env",
+            "plan",
+            "qa",
+            "--set",
+            "cluster.backend.instance_type=t3.xlarge",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("replace")
+            && out.contains("qa-backend")
+            && out.contains("$402.09 → $523.56 (+121.47)"),
+        "{out}"
+    );
+
     let (ok, out, _) = cli(&plane.endpoint, &["blueprints"]);
     assert!(
         ok && out.contains("prod") && out.contains("$869.07"),

@@ -100,6 +100,7 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             handlers::patch_environment,
             handlers::delete_environment
         ))
+        .routes(routes!(handlers::plan_change))
         .routes(routes!(handlers::get_operation))
         .routes(routes!(handlers::list_audit))
         .routes(routes!(handlers::verify_audit))

@@ -846,6 +846,46 @@ async fn listing_filters_and_pages_through_the_api() {
 }
 
 #[tokio::test]
+async fn a_plan_prices_a_change_and_writes_nothing() {
+    let h = Harness::embedded();
+    h.ready("prod", "prod").await;
+    let before = h.snapshot().await;
+    let reply = h
+        .request(
+            Method::POST,
+            "/v1/environments/prod/plan",
+            Some(VIEWER),
+            &[],
+            Some(r#"{"cluster":{"backend":{"instance_type":"t3.2xlarge"}}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["monthly_cost_before"], 869.07);
+    assert_eq!(reply.body["monthly_cost_after"], 1233.49);
+    assert_eq!(reply.body["monthly_cost_delta_usd"], 364.42);
+    assert_eq!(reply.body["resources"][0]["action"], "replace");
+    assert_eq!(reply.body["resources"][0]["name"], "prod-backend");
+    assert_eq!(reply.body["approvals"], json!(["approver"]));
+    assert_eq!(h.snapshot().await, before, "a plan writes nothing");
+    let bad = h
+        .request(
+            Method::POST,
+            "/v1/environments/prod/plan",
+            Some(VIEWER),
+            &[],
+            Some(r#"{"cluster":{"backend":{"min":9}}}"#),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("cluster.backend.min")
+        )
+    );
+}
+
+#[tokio::test]
 async fn blueprints_list_every_tier_with_its_cost() {
     let h = Harness::embedded();
     let reply = h.get("/v1/blueprints").await;

@@ -14,6 +14,7 @@ pub mod environment;
 pub mod merge_patch;
 pub mod name;
 pub mod operation;
+pub mod plan;
 pub mod resources;
 pub mod spec;
 pub mod validation;
