@@ -283,8 +283,12 @@ fn string_field<'a>(
 /// Creates an environment from its tier's blueprint; provisioning runs as an operation.
 #[utoipa::path(post, path = "/v1/environments", tag = "environments",
     request_body = CreateEnvironmentRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer for 24 h")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer for 24 h"),
+        ("dry_run" = Option<bool>, Query, description = "Validate and plan only: answer 200 with the environment that would be recorded and the plan of provisioning it, writing nothing"),
+    ),
     responses(
+        (status = 200, description = "Dry run: the environment that would be recorded and its provisioning plan", body = Object),
         (status = 202, description = "Recorded; provisioning is pending", body = MutationResponse,
             headers(("Location" = String, description = "The environment"), ("ETag" = String, description = "Its version"))),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
@@ -298,8 +302,25 @@ pub(crate) async fn create_environment(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let pairs = parse_query(query, &["dry_run"])?;
+    let dry_run = match pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "dry_run")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "dry_run",
+                format!("must be true or false, got {other:?}"),
+            ));
+        }
+    };
     let idempotency =
         Idempotency::from_headers(&headers, &caller, "POST", "/v1/environments", &body)?;
     if !body.is_object() {
@@ -325,6 +346,9 @@ pub(crate) async fn create_environment(
         .is_some_and(|v| !v.is_null());
     if blueprint.default_vpc_cidr.is_none() && !requested {
         allocated = Some(allocate(&state, None).await?);
+    }
+    if dry_run {
+        return dry_run_create(&state, &caller, name, tier, &blueprint, &body, allocated).await;
     }
     let location = format!("/v1/environments/{name}");
     let mut tombstone: Option<envplane_domain::Environment> = None;
@@ -397,6 +421,50 @@ pub(crate) async fn create_environment(
         backoff(attempt).await;
     }
     Err(CommitError::Contended.into())
+}
+
+/// A create that writes nothing: the environment it would record, and the plan of provisioning it.
+async fn dry_run_create(
+    state: &AppState,
+    caller: &Caller,
+    name: EnvName,
+    tier: Tier,
+    blueprint: &Blueprint,
+    body: &Value,
+    allocated: Option<VpcCidr>,
+) -> Result<Response, ApiError> {
+    if state
+        .store
+        .environment(&name)
+        .await?
+        .is_some_and(|e| e.status.phase != Phase::Deleted)
+    {
+        return Err(CommitError::AlreadyExists.into());
+    }
+    let in_use = state.store.cidrs_in_use().await?;
+    let allocated = match allocated {
+        Some(cidr) => Some(cidr),
+        None => VpcCidr::allocate(
+            blueprint.default_vpc_cidr,
+            &in_use.keys().copied().collect(),
+        ),
+    };
+    let (spec, choice) = spec::resolve_create(blueprint, body, allocated)?;
+    if let Some(holder) = in_use
+        .get(&spec.network.vpc_cidr)
+        .filter(|_| choice == CidrChoice::Requested)
+    {
+        return Err(ApiError::invalid(
+            "network.vpc_cidr",
+            format!(
+                "{} overlaps environment {holder}; omit vpc_cidr to get a free block",
+                spec.network.vpc_cidr
+            ),
+        ));
+    }
+    let plan = envplane_domain::plan::for_create(&name, tier, &spec);
+    let would_be = commands::create(name, tier, spec, None, &new_request(caller)).environment;
+    Ok(Json(serde_json::json!({ "dry_run": true, "environment": EnvironmentView::from(would_be), "plan": plan })).into_response())
 }
 
 async fn replay_or_none(

@@ -886,6 +886,58 @@ async fn a_plan_prices_a_change_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_dry_run_create_plans_and_writes_nothing() {
+    let h = Harness::embedded();
+    h.ready("dev", "dev").await;
+    let before = h.snapshot().await;
+    let reply = h
+        .post(
+            "/v1/environments?dry_run=true",
+            r#"{"name":"dev2","tier":"dev"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["environment"]["spec"]["network"]["vpc_cidr"], "10.16.0.0/16",
+        "the block a real create would get"
+    );
+    assert_eq!(
+        reply.body["plan"]["resources"].as_array().unwrap().len(),
+        21
+    );
+    assert_eq!(reply.body["plan"]["monthly_cost_after"], 371.72);
+    assert_eq!(h.snapshot().await, before, "a dry run writes nothing");
+    let taken = h
+        .post(
+            "/v1/environments?dry_run=true",
+            r#"{"name":"dev","tier":"dev"}"#,
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    let overlap = h
+        .post(
+            "/v1/environments?dry_run=true",
+            r#"{"name":"x","tier":"qa","network":{"vpc_cidr":"10.0.0.0/16"}}"#,
+        )
+        .await;
+    assert_eq!(
+        (overlap.status, overlap.body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("network.vpc_cidr"))
+    );
+    let bad = h
+        .post(
+            "/v1/environments?dry_run=maybe",
+            r#"{"name":"x","tier":"qa"}"#,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("dry_run"))
+    );
+    assert_eq!(h.snapshot().await, before);
+}
+
+#[tokio::test]
 async fn blueprints_list_every_tier_with_its_cost() {
     let h = Harness::embedded();
     let reply = h.get("/v1/blueprints").await;

@@ -186,6 +186,38 @@ pub fn what_if(
     }
 }
 
+/// The plan of creating an environment: every resource of its spec, its whole monthly cost.
+pub fn for_create(env: &EnvName, tier: Tier, spec: &EnvironmentSpec) -> ChangePlan {
+    let resources: Vec<ResourceChange> = resources::plan(env, spec)
+        .into_iter()
+        .map(|p| ResourceChange {
+            action: ResourceAction::Create,
+            kind: p.kind,
+            name: p.name,
+            changes: BTreeMap::new(),
+        })
+        .collect();
+    let after = CostBreakdown::of(spec, tier).monthly_usd;
+    let estimated_seconds = resources
+        .iter()
+        .map(|r| r.kind.typical_create_seconds())
+        .sum();
+    ChangePlan {
+        spec_changes: BTreeMap::new(),
+        estimated_transitions: 4 + 3 * resources.len() as u64,
+        resources,
+        monthly_cost_before: MonthlyCost::default(),
+        monthly_cost_after: after,
+        monthly_cost_delta_usd: after.usd(),
+        estimated_seconds,
+        approvals: if tier == Tier::Prod {
+            vec![Role::Approver]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
