@@ -93,6 +93,25 @@ fn audit(
     )
 }
 
+/// Starts the operation of a mutation and links its audit event after `head`, updating the
+/// new record's chain head: the common end of create, update and delete.
+fn record(
+    mut environment: Environment,
+    head: &AuditHead,
+    kind: OperationKind,
+    change: Value,
+    request: &Request<'_>,
+) -> Mutation {
+    let operation = start(&environment.name, kind, change.clone(), request);
+    let event = audit(&environment, head, &operation, change, request);
+    environment.audit_head = event.head();
+    Mutation {
+        environment,
+        operation,
+        audit: event,
+    }
+}
+
 /// Records a new environment, pending its provisioning operation. `previous` is the tombstone
 /// of a destroyed environment of the same name, whose version and audit chain go on.
 pub fn create(
@@ -107,7 +126,7 @@ pub fn create(
         .map(|h| request.at + Duration::hours(i64::from(h)));
     let change = json!({ "tier": tier, "spec": spec });
     let head = previous.map(|p| p.audit_head.clone()).unwrap_or_default();
-    let mut environment = Environment {
+    let environment = Environment {
         name,
         tier,
         spec,
@@ -126,19 +145,7 @@ pub fn create(
         resources: Vec::new(),
         expires_at,
     };
-    let operation = start(
-        &environment.name,
-        OperationKind::Create,
-        change.clone(),
-        request,
-    );
-    let event = audit(&environment, &head, &operation, change, request);
-    environment.audit_head = event.head();
-    Mutation {
-        environment,
-        operation,
-        audit: event,
-    }
+    record(environment, &head, OperationKind::Create, change, request)
 }
 
 fn take_lock(current: &Environment) -> Result<(), CommandError> {
@@ -179,51 +186,27 @@ pub fn update(
     let change = json!({ "changes": changes });
     let mut environment = next_version(current, Phase::Updating, request);
     environment.spec = spec;
-    let operation = start(
-        &environment.name,
-        OperationKind::Update,
-        change.clone(),
-        request,
-    );
-    let event = audit(
-        &environment,
+    Ok(record(
+        environment,
         &current.audit_head,
-        &operation,
+        OperationKind::Update,
         change,
         request,
-    );
-    environment.audit_head = event.head();
-    Ok(Mutation {
-        environment,
-        operation,
-        audit: event,
-    })
+    ))
 }
 
 /// Marks the environment for destruction, starting a delete operation.
 pub fn delete(current: &Environment, request: &Request<'_>) -> Result<Mutation, CommandError> {
     take_lock(current)?;
     let change = json!({ "phase": { "from": current.status.phase, "to": Phase::Deleting } });
-    let mut environment = next_version(current, Phase::Deleting, request);
-    let operation = start(
-        &environment.name,
-        OperationKind::Delete,
-        change.clone(),
-        request,
-    );
-    let event = audit(
-        &environment,
+    let environment = next_version(current, Phase::Deleting, request);
+    Ok(record(
+        environment,
         &current.audit_head,
-        &operation,
+        OperationKind::Delete,
         change,
         request,
-    );
-    environment.audit_head = event.head();
-    Ok(Mutation {
-        environment,
-        operation,
-        audit: event,
-    })
+    ))
 }
 
 #[cfg(test)]

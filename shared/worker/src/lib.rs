@@ -343,7 +343,7 @@ impl Worker {
         wait: Option<u64>,
         polls: u64,
     ) -> Result<Value, WorkerError> {
-        self.held(env, operation).await?;
+        let (record, _) = self.held(env, operation).await?;
         let mut remaining: Vec<Resource> = self
             .cloud
             .list(env)
@@ -353,18 +353,10 @@ impl Worker {
             .collect();
         // Dependents first (reverse plan order), so a step that holds a chain, such as the
         // security groups that reference each other, mostly clears in one pass.
-        let order: Vec<String> = resources::plan(
-            env,
-            &self
-                .store
-                .environment(env)
-                .await?
-                .map(|e| e.spec)
-                .ok_or_else(|| WorkerError::Conflict(format!("environment {env} vanished")))?,
-        )
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+        let order: Vec<String> = resources::plan(env, &record.spec)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         remaining.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|n| *n == r.name)));
         for resource in remaining
             .iter()
