@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     for (flow, variable) in [
         (Flow::Provision, "PROVISION_STATE_MACHINE_ARN"),
         (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
+        (Flow::Update, "UPDATE_STATE_MACHINE_ARN"),
     ] {
         machines.insert(
             flow,

@@ -306,21 +306,7 @@ pub(crate) async fn create_environment(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let pairs = parse_query(query, &["dry_run"])?;
-    let dry_run = match pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "dry_run")
-        .map(|(_, v)| v.as_str())
-    {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "dry_run",
-                format!("must be true or false, got {other:?}"),
-            ));
-        }
-    };
+    let dry_run = flag(&pairs, "dry_run")?;
     let idempotency =
         Idempotency::from_headers(&headers, &caller, "POST", "/v1/environments", &body)?;
     if !body.is_object() {
@@ -488,6 +474,23 @@ async fn allocate(state: &AppState, taken: Option<VpcCidr>) -> Result<VpcCidr, A
             "the address pool 10.0.0.0/8 has no free /16 left",
         )
     })
+}
+
+/// A boolean query parameter, false when absent; the last occurrence wins.
+fn flag(pairs: &[(String, String)], name: &str) -> Result<bool, ApiError> {
+    match pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            name,
+            format!("must be true or false, got {other:?}"),
+        )),
+    }
 }
 
 fn parse_query(
@@ -679,9 +682,10 @@ where
         ("name" = String, Path, description = "Environment name"),
         ("If-Match" = String, Header, description = "The ETag the change is based on"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+        ("allow_replacement" = Option<bool>, Query, description = "Allow changes that replace a resource (a node group's instance type); refused otherwise"),
     ),
     responses(
-        (status = 202, description = "Recorded; the update is pending", body = MutationResponse),
+        (status = 202, description = "Recorded; the update flow applies it", body = MutationResponse),
         (status = 409, description = "Another operation holds the environment", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid change", body = Problem, content_type = "application/problem+json"),
@@ -692,15 +696,20 @@ pub(crate) async fn patch_environment(
     caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     JsonBody(patch): JsonBody,
 ) -> Result<Response, ApiError> {
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
+    let allow_replacement = flag(
+        &parse_query(query, &["allow_replacement"])?,
+        "allow_replacement",
+    )?;
     let idempotency = Idempotency::from_headers(
         &headers,
         &caller,
         "PATCH",
-        &format!("/v1/environments/{name}"),
+        &format!("/v1/environments/{name}?allow_replacement={allow_replacement}"),
         &patch,
     )?;
     let precondition = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
@@ -711,9 +720,9 @@ pub(crate) async fn patch_environment(
         idempotency.as_ref(),
         Some(precondition),
         |env| {
-            let spec = spec::apply_patch(&env.spec, env.tier, &patch)?;
-            let mutation =
-                commands::update(env, spec, &new_request(&caller)).map_err(command_error)?;
+            let spec = spec::apply_patch(&env.spec, env.tier, &patch, allow_replacement)?;
+            let mutation = commands::update(env, spec, allow_replacement, &new_request(&caller))
+                .map_err(command_error)?;
             Ok((mutation, format!("/v1/environments/{name}")))
         },
     )
@@ -783,7 +792,8 @@ pub(crate) async fn plan_change(
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
     let env = live(state.store.environment(&name).await?, &name)?;
-    let next = spec::apply_patch(&env.spec, env.tier, &patch)?;
+    // A plan shows replacements rather than refusing them: that is what it is for.
+    let next = spec::apply_patch(&env.spec, env.tier, &patch, true)?;
     Ok(Json(envplane_domain::plan::what_if(
         &name, env.tier, &env.spec, &next,
     )))

@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, DomainType, Filter, InstanceStateName, InstanceType, IpPermission,
-    IpRange, NatGatewayState, ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeState,
-    VolumeType,
+    AttributeBooleanValue, AttributeValue, DomainType, Filter, InstanceStateName, InstanceType,
+    IpPermission, IpRange, NatGatewayState, ResourceType, SnapshotState as Ec2SnapshotState, Tag,
+    TagSpecification, UserIdGroupPair, VolumeState, VolumeType,
 };
 use aws_sdk_eks::types::{
     ClusterStatus, NodegroupScalingConfig, NodegroupStatus, VpcConfigRequest,
 };
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
 use base64::Engine;
-use envplane_cloud::{Cloud, CloudError, Resource, ResourceState};
+use envplane_cloud::{Cloud, CloudError, Modification, Resource, ResourceState, SnapshotState};
 use envplane_domain::EnvName;
 use envplane_domain::resources::{self, Planned, ResourceKind, tags};
 use serde_json::{Value, json};
@@ -372,18 +372,30 @@ impl AwsCloud {
                         .send()
                         .await
                         .map_err(|e| cloud_error("DescribeSecurityGroups", e))?;
+                    // Rules name their source groups by envplane name, as the plan does.
+                    let names: HashMap<&str, String> = o
+                        .security_groups()
+                        .iter()
+                        .filter_map(|g| {
+                            let name = ec2_tags(g.tags()).get("Name").cloned()?;
+                            Some((g.group_id()?, name))
+                        })
+                        .collect();
                     for g in o.security_groups() {
-                        let rules: Vec<Value> = g
-                            .ip_permissions()
-                            .iter()
-                            .map(|p| {
-                                json!({
-                                    "port": p.from_port(),
-                                    "cidrs": p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).collect::<Vec<_>>(),
-                                    "groups": p.user_id_group_pairs().iter().filter_map(|g| g.group_id()).collect::<Vec<_>>(),
-                                })
-                            })
-                            .collect();
+                        let mut rules: Vec<Value> = Vec::new();
+                        for p in g.ip_permissions() {
+                            for range in p.ip_ranges() {
+                                rules.push(
+                                    json!({ "port": p.from_port(), "from": range.cidr_ip() }),
+                                );
+                            }
+                            for pair in p.user_id_group_pairs() {
+                                let id = pair.group_id().unwrap_or_default();
+                                let source =
+                                    names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+                                rules.push(json!({ "port": p.from_port(), "from_group": source }));
+                            }
+                        }
                         let state = if rules.is_empty() {
                             ResourceState::Creating
                         } else {
@@ -439,12 +451,12 @@ impl AwsCloud {
                         .await
                         .map_err(|e| cloud_error("DescribeInstances", e))?;
                     for i in o.reservations().iter().flat_map(|r| r.instances()) {
-                        let state = match i.state().and_then(|s| s.name()) {
+                        let power = i.state().and_then(|s| s.name());
+                        let state = match power {
                             Some(InstanceStateName::Running) => ResourceState::Active,
                             Some(InstanceStateName::Terminated) => continue,
-                            Some(InstanceStateName::ShuttingDown | InstanceStateName::Stopping) => {
-                                ResourceState::Deleting
-                            }
+                            Some(InstanceStateName::ShuttingDown) => ResourceState::Deleting,
+                            // Pending, or stopped (or stopping) for a resize: not usable now.
                             _ => ResourceState::Creating,
                         };
                         let mut r = resource(
@@ -454,6 +466,7 @@ impl AwsCloud {
                             state,
                             json!({
                                 "instance_type": i.instance_type().map(|t| t.as_str()), "az": i.placement().and_then(|p| p.availability_zone()),
+                                "power": power.map(|p| p.as_str()),
                             }),
                         );
                         r.created_at = timestamp(i.launch_time());
@@ -479,12 +492,13 @@ impl AwsCloud {
                                         t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
                                     })
                                     .unwrap_or_default();
+                                let updating = c.status() == Some(&ClusterStatus::Updating);
                                 let mut r = resource(
                                     *kind,
                                     &name,
                                     tags,
                                     state,
-                                    json!({ "version": c.version() }),
+                                    json!({ "version": c.version(), "updating": updating }),
                                 );
                                 r.name = name.clone();
                                 r.created_at = timestamp(c.created_at());
@@ -548,8 +562,9 @@ impl AwsCloud {
                             tags,
                             state,
                             json!({
-                                "cluster": cluster, "instance_types": g.instance_types(),
+                                "cluster": cluster, "instance_type": g.instance_types().first(),
                                 "min": scaling.and_then(|s| s.min_size()), "desired": scaling.and_then(|s| s.desired_size()), "max": scaling.and_then(|s| s.max_size()),
+                                "version": g.version(), "updating": g.status() == Some(&NodegroupStatus::Updating),
                             }),
                         );
                         r.name = name.clone();
@@ -1113,6 +1128,231 @@ impl Cloud for AwsCloud {
             ),
             ResourceKind::Vpc => call!("DeleteVpc", self.ec2.delete_vpc().vpc_id(id)),
         }
+    }
+
+    async fn modify(
+        &self,
+        env: &EnvName,
+        r: &Resource,
+        change: &Modification,
+    ) -> Result<(), CloudError> {
+        let id = r.id.as_str();
+        let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        // A change of the same kind already under way (or already made) counts as made.
+        let done = |c: Option<&str>| {
+            c.is_some_and(|c| {
+                matches!(
+                    c,
+                    "ResourceInUseException"
+                        | "InvalidPermission.Duplicate"
+                        | "InvalidPermission.NotFound"
+                )
+            })
+        };
+        macro_rules! call {
+            ($what:literal, $request:expr) => {
+                match $request.send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if done(code(&e)) => Ok(()),
+                    Err(e) => Err(cloud_error($what, e)),
+                }
+            };
+        }
+        let cluster = r.attributes["cluster"].as_str().unwrap_or_default();
+        match (r.kind, change) {
+            (ResourceKind::NodeGroup, Modification::Scale { min, desired, max }) => call!(
+                "UpdateNodegroupConfig",
+                self.eks
+                    .update_nodegroup_config()
+                    .cluster_name(cluster)
+                    .nodegroup_name(id)
+                    .scaling_config(
+                        NodegroupScalingConfig::builder()
+                            .min_size(int(*min))
+                            .desired_size(int(*desired))
+                            .max_size(int(*max))
+                            .build(),
+                    )
+            ),
+            (ResourceKind::Cluster, Modification::Version { version }) => call!(
+                "UpdateClusterVersion",
+                self.eks.update_cluster_version().name(id).version(version)
+            ),
+            (ResourceKind::NodeGroup, Modification::Version { version }) => call!(
+                "UpdateNodegroupVersion",
+                self.eks
+                    .update_nodegroup_version()
+                    .cluster_name(cluster)
+                    .nodegroup_name(id)
+                    .version(version)
+            ),
+            (
+                ResourceKind::Volume,
+                Modification::ModifyVolume {
+                    size_gb,
+                    iops,
+                    throughput_mibps,
+                },
+            ) => call!(
+                "ModifyVolume",
+                self.ec2
+                    .modify_volume()
+                    .volume_id(id)
+                    .size(int(*size_gb))
+                    .iops(int(*iops))
+                    .throughput(int(*throughput_mibps))
+            ),
+            (ResourceKind::DbInstance, Modification::StopInstance) => {
+                call!("StopInstances", self.ec2.stop_instances().instance_ids(id))
+            }
+            (ResourceKind::DbInstance, Modification::InstanceType { instance_type }) => call!(
+                "ModifyInstanceAttribute",
+                self.ec2
+                    .modify_instance_attribute()
+                    .instance_id(id)
+                    .instance_type(AttributeValue::builder().value(instance_type).build())
+            ),
+            (ResourceKind::DbInstance, Modification::StartInstance) => {
+                call!(
+                    "StartInstances",
+                    self.ec2.start_instances().instance_ids(id)
+                )
+            }
+            (ResourceKind::SecurityGroup, Modification::AuthorizeIngress { rules }) => {
+                let permissions = self.permissions(env, rules).await?;
+                call!(
+                    "AuthorizeSecurityGroupIngress",
+                    self.ec2
+                        .authorize_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(permissions))
+                )
+            }
+            (ResourceKind::SecurityGroup, Modification::RevokeIngress { rules }) => {
+                let permissions = self.permissions(env, rules).await?;
+                call!(
+                    "RevokeSecurityGroupIngress",
+                    self.ec2
+                        .revoke_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(permissions))
+                )
+            }
+            (kind, change) => Err(CloudError::Invalid(format!(
+                "{change:?} does not apply to a {}",
+                kind.as_str()
+            ))),
+        }
+    }
+
+    async fn snapshot(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        volume: &Resource,
+    ) -> Result<SnapshotState, CloudError> {
+        let found = self
+            .ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", tags::OPERATION))
+                    .values(operation)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .values(&volume.id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeSnapshots", e))?;
+        if let Some(snapshot) = found.snapshots().first() {
+            return match snapshot.state() {
+                Some(Ec2SnapshotState::Completed) => Ok(SnapshotState::Completed),
+                Some(Ec2SnapshotState::Error) => Err(CloudError::Conflict(format!(
+                    "snapshot {} of {} failed: {}",
+                    snapshot.snapshot_id().unwrap_or_default(),
+                    volume.name,
+                    snapshot.state_message().unwrap_or("no message")
+                ))),
+                _ => Ok(SnapshotState::Pending),
+            };
+        }
+        self.ec2
+            .create_snapshot()
+            .volume_id(&volume.id)
+            .description(format!(
+                "envplane: {} before operation {operation}",
+                volume.name
+            ))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Snapshot)
+                    .tags(
+                        Tag::builder()
+                            .key(tags::ENVIRONMENT)
+                            .value(env.as_str())
+                            .build(),
+                    )
+                    .tags(Tag::builder().key(tags::OPERATION).value(operation).build())
+                    .tags(
+                        Tag::builder()
+                            .key("Name")
+                            .value(format!("{}-pre-{operation}", volume.name))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateSnapshot", e))?;
+        Ok(SnapshotState::Pending)
+    }
+}
+
+impl AwsCloud {
+    /// Ingress rules in the plan's shape as EC2 permissions, source groups found by name.
+    async fn permissions(
+        &self,
+        env: &EnvName,
+        rules: &[Value],
+    ) -> Result<Vec<IpPermission>, CloudError> {
+        let needs_groups = rules.iter().any(|r| r.get("from_group").is_some());
+        let groups: HashMap<String, Resource> = if needs_groups {
+            self.discover(env, &BTreeSet::from([ResourceKind::SecurityGroup]))
+                .await?
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        rules
+            .iter()
+            .map(|rule| {
+                let port = i32::try_from(rule["port"].as_i64().unwrap_or(0)).unwrap_or(0);
+                let mut permission = IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(port)
+                    .to_port(port);
+                if let Some(cidr) = rule["from"].as_str() {
+                    permission = permission.ip_ranges(IpRange::builder().cidr_ip(cidr).build());
+                }
+                if let Some(source) = rule["from_group"].as_str() {
+                    let group = groups.get(source).ok_or_else(|| {
+                        CloudError::Conflict(format!("security group {source} does not exist"))
+                    })?;
+                    permission = permission.user_id_group_pairs(
+                        UserIdGroupPair::builder().group_id(&group.id).build(),
+                    );
+                }
+                Ok(permission.build())
+            })
+            .collect()
     }
 }
 

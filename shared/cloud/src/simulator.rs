@@ -11,7 +11,7 @@ use envplane_domain::EnvName;
 use envplane_domain::resources::{Planned, ResourceKind, tags};
 use time::OffsetDateTime;
 
-use crate::{Cloud, CloudError, Resource, ResourceState};
+use crate::{Cloud, CloudError, Modification, Resource, ResourceState, SnapshotState};
 
 /// How long simulated resources take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,22 @@ impl LatencyProfile {
         match self {
             Self::Instant => Duration::ZERO,
             Self::Realistic => Duration::from_secs(kind.typical_create_seconds()),
+        }
+    }
+
+    /// Time an in-place change keeps a resource busy.
+    pub fn modify(self, kind: ResourceKind, change: &Modification) -> Duration {
+        match self {
+            Self::Instant => Duration::ZERO,
+            Self::Realistic => Duration::from_secs(change.typical_seconds(kind)),
+        }
+    }
+
+    /// Time a snapshot of the database volume takes.
+    pub fn snapshot(self) -> Duration {
+        match self {
+            Self::Instant => Duration::ZERO,
+            Self::Realistic => Duration::from_secs(90),
         }
     }
 
@@ -113,6 +129,9 @@ struct Simulated {
     depends_on: Vec<String>,
     ready_at: OffsetDateTime,
     gone_at: Option<OffsetDateTime>,
+    /// Until when an in-place change keeps it busy.
+    #[serde(default)]
+    busy_until: Option<OffsetDateTime>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -121,6 +140,9 @@ struct State {
     next_id: u64,
     rng: u64,
     calls: u64,
+    /// Snapshots by `operation/volume id`: when each completes.
+    #[serde(default)]
+    snapshots: BTreeMap<String, OffsetDateTime>,
 }
 
 /// The simulated cloud.
@@ -146,6 +168,7 @@ impl Simulator {
             next_id: 1,
             rng: faults.seed.max(1),
             calls: 0,
+            snapshots: BTreeMap::new(),
         };
         Self {
             state: Mutex::new(state),
@@ -210,6 +233,39 @@ impl Simulator {
         }
     }
 
+    /// Changes a resource behind envplane's back, as a person with console access might: what
+    /// drift tests inject. `change` edits its attributes; `None` deletes it at once.
+    pub fn tamper(
+        &self,
+        env: &EnvName,
+        name: &str,
+        change: Option<&dyn Fn(&mut serde_json::Value)>,
+    ) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        let Some(id) = find(&state, env, name).map(|s| s.resource.id.clone()) else {
+            return false;
+        };
+        match change {
+            Some(edit) => {
+                if let Some(s) = state.resources.get_mut(&id) {
+                    edit(&mut s.resource.attributes);
+                }
+            }
+            None => {
+                state.resources.remove(&id);
+            }
+        }
+        self.save(&state).is_ok()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, CloudError> {
+        self.state
+            .lock()
+            .map_err(|_| CloudError::Transient("simulator poisoned".into()))
+    }
+
     fn call(&self, state: &mut State, what: &str) -> Fault {
         state.calls += 1;
         let mut draw = || {
@@ -242,7 +298,26 @@ fn refresh(state: &mut State, now: OffsetDateTime) {
         .resources
         .retain(|_, s| s.gone_at.is_none_or(|gone| gone > now));
     for s in state.resources.values_mut() {
-        if s.resource.state == ResourceState::Creating && s.ready_at <= now {
+        if s.busy_until.is_some_and(|t| t <= now) {
+            s.busy_until = None;
+            let a = &mut s.resource.attributes;
+            a["updating"] = serde_json::Value::Bool(false);
+            match a["power"].as_str() {
+                Some("stopping") => a["power"] = "stopped".into(),
+                Some("pending") => {
+                    a["power"] = "running".into();
+                    s.resource.state = ResourceState::Active;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if s.resource.state == ResourceState::Creating
+            && s.ready_at <= now
+            && s.resource.attributes["power"]
+                .as_str()
+                .is_none_or(|p| p == "running")
+        {
             s.resource.state = ResourceState::Active;
         }
     }
@@ -320,13 +395,17 @@ impl Cloud for Simulator {
                 {
                     resource_tags.insert(tags::BACKUP.to_owned(), "true".to_owned());
                 }
+                let mut attributes = p.attributes.clone();
+                if p.kind == ResourceKind::DbInstance {
+                    attributes["power"] = "running".into();
+                }
                 let resource = Resource {
                     created_at: Some(now),
                     kind: p.kind,
                     id: id.clone(),
                     name: p.name.clone(),
                     state: ResourceState::Creating,
-                    attributes: p.attributes.clone(),
+                    attributes,
                     tags: resource_tags,
                 };
                 let ready_at = now + self.profile.create(p.kind);
@@ -337,6 +416,7 @@ impl Cloud for Simulator {
                         depends_on: p.depends_on.clone(),
                         ready_at,
                         gone_at: None,
+                        busy_until: None,
                     },
                 );
                 refresh(&mut state, now);
@@ -423,6 +503,153 @@ impl Cloud for Simulator {
             return Err(error);
         }
         Ok(())
+    }
+
+    async fn modify(
+        &self,
+        env: &EnvName,
+        resource: &Resource,
+        change: &Modification,
+    ) -> Result<(), CloudError> {
+        let now = (self.now)();
+        let mut state = self.lock()?;
+        refresh(&mut state, now);
+        let fault = self.call(&mut state, "modify");
+        if let Fault::Before(error) = fault {
+            return Err(error);
+        }
+        let cluster_version = find(&state, env, &format!("{env}-eks"))
+            .and_then(|c| c.resource.attributes["version"].as_str().map(str::to_owned));
+        let busy_for = self.profile.modify(resource.kind, change);
+        let s = state
+            .resources
+            .get_mut(&resource.id)
+            .filter(|s| s.gone_at.is_none())
+            .ok_or_else(|| CloudError::Invalid(format!("{} does not exist", resource.id)))?;
+        if s.busy_until.is_some() {
+            return Err(CloudError::Conflict(format!(
+                "ResourceInUseException: {} is being updated",
+                resource.name
+            )));
+        }
+        let a = &mut s.resource.attributes;
+        match (resource.kind, change) {
+            (ResourceKind::NodeGroup, Modification::Scale { min, desired, max }) => {
+                a["min"] = (*min).into();
+                a["desired"] = (*desired).into();
+                a["max"] = (*max).into();
+            }
+            (
+                ResourceKind::Cluster | ResourceKind::NodeGroup,
+                Modification::Version { version },
+            ) => {
+                let current = a["version"].as_str().unwrap_or_default();
+                let step = envplane_domain::spec::next_eks_version(current, version);
+                if step.as_deref() != Some(version.as_str()) {
+                    return Err(CloudError::Invalid(format!(
+                        "InvalidParameterException: {} cannot move from {current} to {version}: one minor version up at a time",
+                        resource.name
+                    )));
+                }
+                if resource.kind == ResourceKind::NodeGroup
+                    && cluster_version
+                        .as_deref()
+                        .and_then(envplane_domain::spec::eks_version)
+                        < envplane_domain::spec::eks_version(version)
+                {
+                    return Err(CloudError::Invalid(format!(
+                        "InvalidParameterException: node group {} cannot run {version}, newer than its control plane",
+                        resource.name
+                    )));
+                }
+                a["version"] = version.clone().into();
+            }
+            (
+                ResourceKind::Volume,
+                Modification::ModifyVolume {
+                    size_gb,
+                    iops,
+                    throughput_mibps,
+                },
+            ) => {
+                a["size_gb"] = (*size_gb).into();
+                a["iops"] = (*iops).into();
+                a["throughput_mibps"] = (*throughput_mibps).into();
+            }
+            (ResourceKind::DbInstance, Modification::StopInstance) => {
+                a["power"] = "stopping".into();
+                s.resource.state = ResourceState::Creating;
+            }
+            (ResourceKind::DbInstance, Modification::InstanceType { instance_type }) => {
+                if a["power"].as_str() != Some("stopped") {
+                    return Err(CloudError::Conflict(format!(
+                        "IncorrectInstanceState: {} must be stopped to change its type",
+                        resource.id
+                    )));
+                }
+                a["instance_type"] = instance_type.clone().into();
+            }
+            (ResourceKind::DbInstance, Modification::StartInstance) => {
+                a["power"] = "pending".into();
+            }
+            (ResourceKind::SecurityGroup, Modification::AuthorizeIngress { rules }) => {
+                let mut now_rules = a["ingress"].as_array().cloned().unwrap_or_default();
+                for rule in rules {
+                    if !now_rules.contains(rule) {
+                        now_rules.push(rule.clone());
+                    }
+                }
+                a["ingress"] = now_rules.into();
+            }
+            (ResourceKind::SecurityGroup, Modification::RevokeIngress { rules }) => {
+                let mut now_rules = a["ingress"].as_array().cloned().unwrap_or_default();
+                now_rules.retain(|r| !rules.contains(r));
+                a["ingress"] = now_rules.into();
+            }
+            (kind, change) => {
+                return Err(CloudError::Invalid(format!(
+                    "{change:?} does not apply to a {}",
+                    kind.as_str()
+                )));
+            }
+        }
+        // Busy even for no time: the next refresh settles a stop or start at once.
+        a["updating"] = true.into();
+        s.busy_until = Some(now + busy_for);
+        refresh(&mut state, now);
+        self.save(&state)?;
+        if let Fault::After(error) = fault {
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        _env: &EnvName,
+        operation: &str,
+        volume: &Resource,
+    ) -> Result<SnapshotState, CloudError> {
+        let now = (self.now)();
+        let mut state = self.lock()?;
+        let fault = self.call(&mut state, "snapshot");
+        if let Fault::Before(error) = fault {
+            return Err(error);
+        }
+        let key = format!("{operation}/{}", volume.id);
+        let done_at = *state
+            .snapshots
+            .entry(key)
+            .or_insert(now + self.profile.snapshot());
+        self.save(&state)?;
+        if let Fault::After(error) = fault {
+            return Err(error);
+        }
+        Ok(if done_at <= now {
+            SnapshotState::Completed
+        } else {
+            SnapshotState::Pending
+        })
     }
 }
 

@@ -68,6 +68,7 @@ fn start(
         input,
         execution_arn: None,
         steps: Vec::new(),
+        changes: Vec::new(),
         error: None,
     }
 }
@@ -144,6 +145,7 @@ pub fn create(
         updated_by: request.caller.principal.clone(),
         resources: Vec::new(),
         expires_at,
+        drift: None,
     };
     record(environment, &head, OperationKind::Create, change, request)
 }
@@ -172,6 +174,7 @@ fn next_version(current: &Environment, phase: Phase, request: &Request<'_>) -> E
 pub fn update(
     current: &Environment,
     spec: EnvironmentSpec,
+    allow_replacement: bool,
     request: &Request<'_>,
 ) -> Result<Mutation, CommandError> {
     take_lock(current)?;
@@ -183,7 +186,7 @@ pub fn update(
         .into_iter()
         .map(|(field, (from, to))| (field, json!({ "from": from, "to": to })))
         .collect();
-    let change = json!({ "changes": changes });
+    let change = json!({ "changes": changes, "allow_replacement": allow_replacement });
     let mut environment = next_version(current, Phase::Updating, request);
     environment.spec = spec;
     Ok(record(
@@ -249,20 +252,20 @@ mod tests {
 
         let mut env = created.environment.clone();
         assert_eq!(
-            update(&env, spec.clone(), &request(&alice, "op2")).err(),
+            update(&env, spec.clone(), false, &request(&alice, "op2")).err(),
             Some(CommandError::Busy {
                 operation: "op1".into()
             })
         );
         env.active_operation = None;
         assert_eq!(
-            update(&env, spec.clone(), &request(&alice, "op2")).err(),
+            update(&env, spec.clone(), false, &request(&alice, "op2")).err(),
             Some(CommandError::NoChange)
         );
 
         let mut bigger = spec;
         bigger.cluster.frontend.desired = 3;
-        let updated = update(&env, bigger, &request(&alice, "op2")).expect("allowed");
+        let updated = update(&env, bigger, false, &request(&alice, "op2")).expect("allowed");
         assert_eq!(updated.environment.version, 2);
         assert_eq!(
             updated.operation.input["changes"]["cluster.frontend.desired"],

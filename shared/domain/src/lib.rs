@@ -10,6 +10,7 @@ pub mod blueprint;
 pub mod cidr;
 pub mod commands;
 pub mod cost;
+pub mod drift;
 pub mod environment;
 pub mod merge_patch;
 pub mod name;

@@ -111,6 +111,22 @@ pub struct Operation {
     pub execution_arn: Option<String>,
     /// Steps so far.
     pub steps: Vec<OperationStep>,
+    /// What the flow changed in place, in order: each upgrade step, scaling call, resize.
+    #[serde(default)]
+    pub changes: Vec<AppliedChange>,
     /// Why it failed.
     pub error: Option<OperationError>,
+}
+
+/// One in-place change a flow made to a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppliedChange {
+    /// When the call was made.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// The resource's name.
+    pub resource: String,
+    /// What was done, e.g. `version 1.29 → 1.30`.
+    pub change: String,
 }

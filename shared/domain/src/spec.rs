@@ -203,12 +203,28 @@ pub fn resolve_create(
     Ok((spec, choice))
 }
 
+/// Parses an EKS version `major.minor`.
+pub fn eks_version(version: &str) -> Option<(u32, u32)> {
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The next version an upgrade from `current` towards `target` passes through: EKS moves the
+/// control plane and node groups one minor version at a time. `None` when there is nothing to do
+/// or the target is older (downgrades are impossible).
+pub fn next_eks_version(current: &str, target: &str) -> Option<String> {
+    let (cur, tgt) = (eks_version(current)?, eks_version(target)?);
+    (cur < tgt).then(|| format!("{}.{}", cur.0, cur.1 + 1))
+}
+
 /// Applies a JSON merge patch to a spec and validates the result. `name` and `tier` cannot be
-/// patched; changes that would replace the network are refused.
+/// patched; changes that would replace the network are refused; downgrades are refused;
+/// changes that replace a node group (its instance type) need `allow_replacement`.
 pub fn apply_patch(
     current: &EnvironmentSpec,
     tier: Tier,
     patch: &Value,
+    allow_replacement: bool,
 ) -> Result<EnvironmentSpec, ValidationErrors> {
     let Value::Object(fields) = patch else {
         return Err(FieldError::new("", "a merge patch must be a JSON object").into());
@@ -235,6 +251,56 @@ pub fn apply_patch(
             "network.az_count",
             "removing availability zones replaces subnets and is not allowed in place",
         );
+    }
+    if let (Some(from), Some(to)) = (
+        eks_version(&current.cluster.version),
+        eks_version(&next.cluster.version),
+    ) && to < from
+    {
+        errors.push(
+            "cluster.version",
+            format!(
+                "EKS cannot be downgraded from {} to {}",
+                current.cluster.version, next.cluster.version
+            ),
+        );
+    }
+    let major = |v: &str| v.parse::<u32>().unwrap_or(0);
+    if major(&next.database.engine_version) < major(&current.database.engine_version) {
+        errors.push(
+            "database.engine_version",
+            format!(
+                "PostgreSQL cannot be downgraded from {} to {}",
+                current.database.engine_version, next.database.engine_version
+            ),
+        );
+    }
+    if next.database.volume.size_gb < current.database.volume.size_gb {
+        errors.push(
+            "database.volume.size_gb",
+            format!(
+                "an EBS volume cannot shrink ({} GiB to {} GiB)",
+                current.database.volume.size_gb, next.database.volume.size_gb
+            ),
+        );
+    }
+    for (role, from, to) in [
+        (
+            "frontend",
+            &current.cluster.frontend,
+            &next.cluster.frontend,
+        ),
+        ("backend", &current.cluster.backend, &next.cluster.backend),
+    ] {
+        if from.instance_type != to.instance_type && !allow_replacement {
+            errors.push(
+                format!("cluster.{role}.instance_type"),
+                format!(
+                    "changing {} to {} replaces the node group (its nodes are drained and recreated); send allow_replacement=true to do it",
+                    from.instance_type, to.instance_type
+                ),
+            );
+        }
     }
     errors.into_result()?;
     next.validate(tier)?;
@@ -599,6 +665,7 @@ mod tests {
             &spec,
             Tier::Dev,
             &json!({"cluster": {"frontend": {"desired": 3}}}),
+            false,
         )
         .expect("valid");
         assert_eq!(next.cluster.frontend.desired, 3);
@@ -607,21 +674,70 @@ mod tests {
             vec!["cluster.frontend.desired"]
         );
         assert_eq!(
-            fields(apply_patch(&spec, Tier::Dev, &json!({"name": "y"}))),
+            fields(apply_patch(&spec, Tier::Dev, &json!({"name": "y"}), false)),
             vec!["name"]
         );
         assert_eq!(
             fields(apply_patch(
                 &spec,
                 Tier::Dev,
-                &json!({"network": {"vpc_cidr": "10.7.0.0/16"}})
+                &json!({"network": {"vpc_cidr": "10.7.0.0/16"}}),
+                true
             )),
             vec!["network.vpc_cidr"]
         );
         assert_eq!(
-            fields(apply_patch(&spec, Tier::Dev, &json!({"network": null}))),
+            fields(apply_patch(
+                &spec,
+                Tier::Dev,
+                &json!({"network": null}),
+                false
+            )),
             vec!["network"]
         );
-        assert_eq!(fields(apply_patch(&spec, Tier::Dev, &json!([1]))), vec![""]);
+        assert_eq!(
+            fields(apply_patch(&spec, Tier::Dev, &json!([1]), false)),
+            vec![""]
+        );
+    }
+
+    #[test]
+    fn downgrades_and_unasked_replacements_are_refused() {
+        let spec = dev().spec(VpcCidr::from_second_octet(0));
+        let patch = |p: Value, allow| fields(apply_patch(&spec, Tier::Dev, &p, allow));
+        assert_eq!(
+            patch(json!({"cluster": {"version": "1.30"}}), true),
+            vec!["cluster.version"]
+        );
+        assert_eq!(
+            patch(json!({"database": {"volume": {"size_gb": 20}}}), true),
+            vec!["database.volume.size_gb"]
+        );
+        let mut newer = spec.clone();
+        newer.database.engine_version = "15".into();
+        assert_eq!(
+            fields(apply_patch(
+                &newer,
+                Tier::Dev,
+                &json!({"database": {"engine_version": "14"}}),
+                true
+            )),
+            vec!["database.engine_version"]
+        );
+        let bigger = json!({"cluster": {"backend": {"instance_type": "t3.xlarge"}}});
+        assert_eq!(
+            patch(bigger.clone(), false),
+            vec!["cluster.backend.instance_type"]
+        );
+        assert!(apply_patch(&spec, Tier::Dev, &bigger, true).is_ok());
+    }
+
+    #[test]
+    fn upgrades_step_one_minor_version_at_a_time() {
+        assert_eq!(next_eks_version("1.29", "1.31").as_deref(), Some("1.30"));
+        assert_eq!(next_eks_version("1.30", "1.31").as_deref(), Some("1.31"));
+        assert_eq!(next_eks_version("1.31", "1.31"), None);
+        assert_eq!(next_eks_version("1.31", "1.29"), None);
+        assert_eq!(next_eks_version("x", "1.29"), None);
     }
 }

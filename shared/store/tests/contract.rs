@@ -325,7 +325,7 @@ async fn fifty_concurrent_conditional_writes_have_one_winner<S: StateStore>(stor
                 at: OffsetDateTime::now_utc(),
                 operation_id: ulid::Ulid::new().to_string(),
             };
-            let mutation = commands::update(&env, spec, &request).expect("allowed");
+            let mutation = commands::update(&env, spec, false, &request).expect("allowed");
             let change = Change {
                 environment: mutation.environment,
                 expected: Expected::Version(env.version),
@@ -424,7 +424,7 @@ async fn audit_tampering_is_detected<S: StateStore + AuditTamper>(store: S) {
             at: OffsetDateTime::now_utc(),
             operation_id: ulid::Ulid::new().to_string(),
         };
-        let mutation = commands::update(&env, spec, &request).expect("allowed");
+        let mutation = commands::update(&env, spec, false, &request).expect("allowed");
         let mut next = mutation.environment.clone();
         store
             .commit(Change {
@@ -500,7 +500,7 @@ async fn audit_pages_in_order<S: StateStore>(store: S) {
             at: OffsetDateTime::now_utc(),
             operation_id: ulid::Ulid::new().to_string(),
         };
-        let mutation = commands::update(&env, spec, &request).expect("allowed");
+        let mutation = commands::update(&env, spec, false, &request).expect("allowed");
         let mut next = mutation.environment.clone();
         next.active_operation = None;
         store

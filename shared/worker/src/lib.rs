@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use envplane_cloud::{Cloud, CloudError, Resource, ResourceState};
+use envplane_cloud::{Cloud, CloudError, Modification, Resource, ResourceState, SnapshotState};
 use envplane_domain::audit::{AuditEntry, AuditEvent};
+use envplane_domain::drift::differences;
 use envplane_domain::environment::{Condition, ObservedResource, Phase};
-use envplane_domain::operation::{OperationError, OperationKind, OperationStatus};
-use envplane_domain::resources::{self, Group, ResourceKind};
+use envplane_domain::operation::{AppliedChange, OperationError, OperationKind, OperationStatus};
+use envplane_domain::resources::{self, Group, Planned, ResourceKind};
+use envplane_domain::spec::next_eks_version;
 use envplane_domain::{EnvName, Environment, Operation, Role};
 use envplane_store::{Change, CommitError, Expected, StateStore, StoreError};
 use envplane_workflow::{Failure, TaskContext, TaskRunner};
@@ -54,6 +56,116 @@ fn poll_answer(pending: &[&str], wait: u64, polls: u64) -> Result<Value, WorkerE
         )));
     }
     Ok(json!({ "ready": pending.is_empty(), "pending": pending, "wait": wait, "polls": polls }))
+}
+
+/// What a resource needs next.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// Nothing: it matches the spec.
+    InSync,
+    /// It is moving (being created, updated, stopped); look again later.
+    Wait,
+    /// Make these changes, each with the words the operation records.
+    Apply(Vec<(Modification, String)>),
+}
+
+fn int(v: &Value) -> u32 {
+    v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+}
+
+/// The next in-place step for an active resource that is not being updated (the host has its
+/// own sequence). Versions move one minor at a time, node groups only up to their control plane.
+fn next_step(p: &Planned, r: &Resource, cluster_version: Option<&str>) -> Step {
+    let diff = differences(p, &r.attributes);
+    if diff.is_empty() {
+        return Step::InSync;
+    }
+    let changed = |a: &str| diff.iter().any(|d| d.attribute == a);
+    let mut out = Vec::new();
+    let want = &p.attributes;
+    match p.kind {
+        ResourceKind::Cluster | ResourceKind::NodeGroup if changed("version") => {
+            let actual = r.attributes["version"].as_str().unwrap_or_default();
+            let target = want["version"].as_str().unwrap_or_default();
+            match next_eks_version(actual, target) {
+                Some(next)
+                    if p.kind == ResourceKind::Cluster
+                        || cluster_version.and_then(envplane_domain::spec::eks_version)
+                            >= envplane_domain::spec::eks_version(&next) =>
+                {
+                    out.push((
+                        Modification::Version {
+                            version: next.clone(),
+                        },
+                        format!("version {actual} → {next}"),
+                    ));
+                }
+                Some(_) => return Step::Wait,
+                None => {}
+            }
+        }
+        _ => {}
+    }
+    if p.kind == ResourceKind::NodeGroup
+        && out.is_empty()
+        && (changed("min") || changed("desired") || changed("max"))
+    {
+        let (min, desired, max) = (int(&want["min"]), int(&want["desired"]), int(&want["max"]));
+        out.push((
+            Modification::Scale { min, desired, max },
+            format!(
+                "scaling {}/{}/{} → {min}/{desired}/{max} (min/desired/max)",
+                r.attributes["min"], r.attributes["desired"], r.attributes["max"]
+            ),
+        ));
+    }
+    if p.kind == ResourceKind::Volume {
+        let (size_gb, iops, throughput_mibps) = (
+            int(&want["size_gb"]),
+            int(&want["iops"]),
+            int(&want["throughput_mibps"]),
+        );
+        out.push((
+            Modification::ModifyVolume {
+                size_gb,
+                iops,
+                throughput_mibps,
+            },
+            format!("volume to {size_gb} GiB, {iops} IOPS, {throughput_mibps} MiB/s"),
+        ));
+    }
+    if p.kind == ResourceKind::SecurityGroup && changed("ingress") {
+        let wanted: Vec<Value> = want["ingress"].as_array().cloned().unwrap_or_default();
+        let actual: Vec<Value> = r.attributes["ingress"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let missing: Vec<Value> = wanted
+            .iter()
+            .filter(|w| !actual.contains(w))
+            .cloned()
+            .collect();
+        let extra: Vec<Value> = actual
+            .iter()
+            .filter(|a| !wanted.contains(a))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let change = Modification::AuthorizeIngress { rules: missing };
+            let description = change.to_string();
+            out.push((change, description));
+        }
+        if !extra.is_empty() {
+            let change = Modification::RevokeIngress { rules: extra };
+            let description = change.to_string();
+            out.push((change, description));
+        }
+    }
+    if out.is_empty() {
+        // Differences no in-place call can fix (a subnet's block): drift, not an update step.
+        return Step::InSync;
+    }
+    Step::Apply(out)
 }
 
 /// A failed action, named for the flows' Retry and Catch.
@@ -205,6 +317,13 @@ impl Worker {
                 self.ensure(&env, &request.operation, group, request.wait, request.polls)
                     .await
             }
+            "converge" => {
+                let group = request
+                    .group
+                    .ok_or_else(|| WorkerError::Invalid("converge needs a group".into()))?;
+                self.converge(&env, &request.operation, group, request.wait, request.polls)
+                    .await
+            }
             "teardown" => {
                 self.teardown(
                     &env,
@@ -333,6 +452,205 @@ impl Worker {
             })
             .max();
         poll_answer(&pending, next_wait(remaining, wait), polls)
+    }
+
+    /// Brings a group's resources to the spec: creates what is missing (as `ensure` does), then
+    /// makes one in-place step per resource that differs (a scaling call, one minor version, a
+    /// volume change, the next stage of a host resize) and answers which are still moving.
+    async fn converge(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        group: Group,
+        wait: Option<u64>,
+        polls: u64,
+    ) -> Result<Value, WorkerError> {
+        let (record, op) = self.held(env, operation).await?;
+        let allow_replacement = op.input["allow_replacement"].as_bool() == Some(true);
+        let planned: Vec<Planned> = resources::plan(env, &record.spec)
+            .into_iter()
+            .filter(|p| p.group == group)
+            .collect();
+        let mut pending: Vec<String> = Vec::new();
+        let mut applied: Vec<AppliedChange> = Vec::new();
+        let mut remaining: Option<i64> = None;
+        let now = (self.now)();
+
+        // Replacements first: a node group on the wrong instance type goes, and `ensure`
+        // recreates it once it is gone.
+        let current = self.cloud.list(env).await?;
+        for p in planned.iter().filter(|p| p.kind == ResourceKind::NodeGroup) {
+            let Some(r) = current.iter().find(|r| r.name == p.name) else {
+                continue;
+            };
+            let replace = differences(p, &r.attributes)
+                .iter()
+                .any(|d| d.attribute == "instance_type");
+            if !replace {
+                continue;
+            }
+            if !allow_replacement {
+                return Err(WorkerError::Invalid(format!(
+                    "{} runs {} but the spec asks for {}: that replaces the node group, which this operation was not allowed to do",
+                    p.name, r.attributes["instance_type"], p.attributes["instance_type"]
+                )));
+            }
+            if r.state != ResourceState::Deleting {
+                self.cloud.delete(r).await?;
+                applied.push(AppliedChange {
+                    at: now,
+                    resource: p.name.clone(),
+                    change: format!(
+                        "replacing: instance type {} → {}",
+                        r.attributes["instance_type"], p.attributes["instance_type"]
+                    ),
+                });
+            }
+            pending.push(p.name.clone());
+            remaining = remaining.max(Some(
+                i64::try_from(ResourceKind::NodeGroup.typical_delete_seconds()).unwrap_or(0),
+            ));
+        }
+
+        let existing = self.cloud.ensure(env, operation, &planned).await?;
+        let cluster_version = current
+            .iter()
+            .find(|r| r.kind == ResourceKind::Cluster)
+            .and_then(|r| r.attributes["version"].as_str().map(str::to_owned));
+        for p in &planned {
+            if pending.contains(&p.name) {
+                continue;
+            }
+            let Some(r) = existing.iter().find(|r| r.name == p.name) else {
+                pending.push(p.name.clone());
+                continue;
+            };
+            if r.state == ResourceState::Failed {
+                return Err(WorkerError::Conflict(format!(
+                    "{} {} ({}) failed",
+                    r.kind.as_str(),
+                    r.name,
+                    r.id
+                )));
+            }
+            let step = if p.kind == ResourceKind::DbInstance {
+                self.host_step(env, operation, p, r, &existing).await?
+            } else if (r.state != ResourceState::Active
+                // A group whose rules were all removed still exists: converge restores them.
+                && !(r.kind == ResourceKind::SecurityGroup && r.state == ResourceState::Creating))
+                || r.attributes["updating"].as_bool() == Some(true)
+            {
+                Step::Wait
+            } else {
+                next_step(p, r, cluster_version.as_deref())
+            };
+            match step {
+                Step::InSync => continue,
+                Step::Wait => {
+                    pending.push(p.name.clone());
+                    let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
+                    if r.state == ResourceState::Creating {
+                        remaining = remaining.max(Some(
+                            i64::try_from(r.kind.typical_create_seconds()).unwrap_or(0) - age,
+                        ));
+                    } else {
+                        remaining = remaining.max(Some(0));
+                    }
+                }
+                Step::Apply(changes) => {
+                    for (change, description) in changes {
+                        // EBS allows one modification of a volume per six hours: never twice.
+                        let repeated = matches!(change, Modification::ModifyVolume { .. })
+                            && op
+                                .changes
+                                .iter()
+                                .any(|c| c.resource == p.name && c.change == description);
+                        if !repeated {
+                            self.cloud.modify(env, r, &change).await?;
+                            applied.push(AppliedChange {
+                                at: now,
+                                resource: p.name.clone(),
+                                change: description,
+                            });
+                        }
+                        remaining = remaining.max(Some(
+                            i64::try_from(change.typical_seconds(r.kind)).unwrap_or(0),
+                        ));
+                    }
+                    pending.push(p.name.clone());
+                }
+            }
+        }
+        if !applied.is_empty() {
+            self.record_changes(env, operation, applied).await?;
+        }
+        let pending: Vec<&str> = pending.iter().map(String::as_str).collect();
+        poll_answer(&pending, next_wait(remaining, wait), polls)
+    }
+
+    /// The next stage of resizing the database host: snapshot its volume, stop it, change its
+    /// type, start it, and check it runs the new type.
+    async fn host_step(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        p: &Planned,
+        host: &Resource,
+        existing: &[Resource],
+    ) -> Result<Step, WorkerError> {
+        let power = host.attributes["power"].as_str().unwrap_or("running");
+        let wanted = p.attributes["instance_type"].as_str().unwrap_or_default();
+        let actual = host.attributes["instance_type"]
+            .as_str()
+            .unwrap_or_default();
+        if actual == wanted || actual.is_empty() {
+            return Ok(match power {
+                "running" if host.state == ResourceState::Active => Step::InSync,
+                // Resumed after the type changed but before the host was started.
+                "stopped" => Step::Apply(vec![(Modification::StartInstance, "start".to_owned())]),
+                _ => Step::Wait,
+            });
+        }
+        let volume = existing
+            .iter()
+            .find(|r| r.kind == ResourceKind::Volume)
+            .ok_or_else(|| {
+                WorkerError::Conflict(format!("{}: the data volume is missing", p.name))
+            })?;
+        if self.cloud.snapshot(env, operation, volume).await? == SnapshotState::Pending {
+            return Ok(Step::Wait);
+        }
+        Ok(match power {
+            "running" => Step::Apply(vec![(
+                Modification::StopInstance,
+                format!("snapshot of {} taken; stop to change type", volume.name),
+            )]),
+            "stopped" => Step::Apply(vec![
+                (
+                    Modification::InstanceType {
+                        instance_type: wanted.to_owned(),
+                    },
+                    format!("instance type {actual} → {wanted}"),
+                ),
+                (Modification::StartInstance, "start".to_owned()),
+            ]),
+            _ => Step::Wait,
+        })
+    }
+
+    /// Appends in-place changes to the operation's record.
+    async fn record_changes(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        applied: Vec<AppliedChange>,
+    ) -> Result<(), WorkerError> {
+        let (record, mut op) = self.held(env, operation).await?;
+        op.changes.extend(applied);
+        op.updated_at = OffsetDateTime::now_utc();
+        let mut next = record.clone();
+        next.version += 1;
+        self.write(&record, next, op, None, false).await
     }
 
     async fn teardown(

@@ -59,12 +59,23 @@ impl Plane {
     }
 
     async fn create(&self, name: &str, tier: Tier, cidr: u8) -> String {
+        self.create_with(name, tier, cidr, |_| {}).await
+    }
+
+    async fn create_with(
+        &self,
+        name: &str,
+        tier: Tier,
+        cidr: u8,
+        edit: impl FnOnce(&mut envplane_domain::EnvironmentSpec),
+    ) -> String {
         let caller = Caller {
             principal: "alice".into(),
             role: Role::Admin,
         };
-        let spec =
+        let mut spec =
             Blueprint::for_tier(tier).spec(envplane_domain::VpcCidr::from_second_octet(cidr));
+        edit(&mut spec);
         let env = EnvName::parse(name).unwrap();
         let previous = self.store.environment(&env).await.unwrap();
         let request = Request {
@@ -119,6 +130,69 @@ impl Plane {
         };
         self.store.commit(change).await.unwrap();
         op
+    }
+
+    /// Records a merge patch as PATCH does and returns the update operation's id.
+    async fn update(
+        &self,
+        name: &str,
+        patch: serde_json::Value,
+        allow_replacement: bool,
+    ) -> String {
+        let caller = Caller {
+            principal: "alice".into(),
+            role: Role::Admin,
+        };
+        let env = self
+            .store
+            .environment(&EnvName::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let spec =
+            envplane_domain::spec::apply_patch(&env.spec, env.tier, &patch, allow_replacement)
+                .unwrap();
+        let request = Request {
+            caller: &caller,
+            at: OffsetDateTime::now_utc(),
+            operation_id: ulid::Ulid::new().to_string(),
+        };
+        let mutation = commands::update(&env, spec, allow_replacement, &request).unwrap();
+        let op = mutation.operation.id.clone();
+        let change = Change {
+            environment: mutation.environment,
+            expected: Expected::Version(env.version),
+            operation: Some(mutation.operation),
+            audit: Some(mutation.audit),
+            idempotency: None,
+            claim_cidr: None,
+            release_cidr: None,
+        };
+        self.store.commit(change).await.unwrap();
+        op
+    }
+
+    /// The in-place changes an operation recorded, as `resource: change`.
+    async fn changes(&self, op: &str) -> Vec<String> {
+        self.store
+            .operation(op)
+            .await
+            .unwrap()
+            .unwrap()
+            .changes
+            .iter()
+            .map(|c| format!("{}: {}", c.resource, c.change))
+            .collect()
+    }
+
+    async fn resource(&self, name: &str, resource: &str) -> envplane_cloud::Resource {
+        self.simulator
+            .list(&EnvName::parse(name).unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name == resource)
+            .unwrap()
     }
 
     async fn run(&self, flow: &str, name: &str, op: &str) -> Outcome {
@@ -351,4 +425,168 @@ async fn fifty_create_delete_cycles_under_faults_leave_no_orphans_and_no_locks()
     assert_eq!(distinct.len(), 50);
     assert_eq!(orphans, 0);
     assert_eq!(stuck_locks, 0);
+}
+
+#[tokio::test]
+async fn an_upgrade_from_1_29_to_1_31_passes_through_1_30_control_plane_first() {
+    let plane = Plane::new(Faults::NONE);
+    let op = plane
+        .create_with("dev", Tier::Dev, 0, |s| s.cluster.version = "1.29".into())
+        .await;
+    assert_eq!(plane.run("provision", "dev", &op).await.status, "SUCCEEDED");
+    let op = plane
+        .update(
+            "dev",
+            serde_json::json!({"cluster": {"version": "1.31"}}),
+            false,
+        )
+        .await;
+    let outcome = plane.run("update", "dev", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let changes = plane.changes(&op).await;
+    assert_eq!(
+        changes,
+        vec![
+            "dev-eks: version 1.29 → 1.30",
+            "dev-eks: version 1.30 → 1.31",
+            "dev-frontend: version 1.29 → 1.30",
+            "dev-backend: version 1.29 → 1.30",
+            "dev-frontend: version 1.30 → 1.31",
+            "dev-backend: version 1.30 → 1.31",
+        ]
+    );
+    assert_eq!(
+        plane.resource("dev", "dev-eks").await.attributes["version"],
+        "1.31"
+    );
+    assert_eq!(
+        plane.resource("dev", "dev-backend").await.attributes["version"],
+        "1.31"
+    );
+    let env = plane
+        .store
+        .environment(&EnvName::parse("dev").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(env.status.phase, Phase::Ready);
+    assert!(env.active_operation.is_none());
+    let op = plane.store.operation(&op).await.unwrap().unwrap();
+    assert_eq!(op.status, OperationStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn scaling_a_resize_and_volume_growth_apply_in_place_snapshot_first() {
+    let plane = Plane::new(Faults::NONE);
+    let op = plane.create("dev", Tier::Dev, 0).await;
+    assert_eq!(plane.run("provision", "dev", &op).await.status, "SUCCEEDED");
+    let ids_before: BTreeSet<String> = plane
+        .simulator
+        .all_resources()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let op = plane
+        .update(
+            "dev",
+            serde_json::json!({
+                "cluster": {"frontend": {"desired": 3}},
+                "database": {"instance_type": "t3.xlarge", "volume": {"size_gb": 80, "iops": 4000}},
+            }),
+            false,
+        )
+        .await;
+    let outcome = plane.run("update", "dev", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    assert_eq!(
+        plane.changes(&op).await,
+        vec![
+            "dev-frontend: scaling 2/2/4 → 2/3/4 (min/desired/max)",
+            "dev-db-data: volume to 80 GiB, 4000 IOPS, 125 MiB/s",
+            "dev-db: snapshot of dev-db-data taken; stop to change type",
+            "dev-db: instance type t3.large → t3.xlarge",
+            "dev-db: start",
+        ]
+    );
+    let db = plane.resource("dev", "dev-db").await;
+    assert_eq!(db.attributes["instance_type"], "t3.xlarge");
+    assert_eq!(db.attributes["power"], "running");
+    assert_eq!(
+        plane.resource("dev", "dev-frontend").await.attributes["desired"],
+        3
+    );
+    // In place: the same resources, nothing created or replaced.
+    let ids_after: BTreeSet<String> = plane
+        .simulator
+        .all_resources()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids_before, ids_after);
+}
+
+#[tokio::test]
+async fn a_node_group_instance_type_change_replaces_it_only_when_allowed() {
+    let plane = Plane::new(Faults::NONE);
+    let op = plane.create("dev", Tier::Dev, 0).await;
+    assert_eq!(plane.run("provision", "dev", &op).await.status, "SUCCEEDED");
+    let before = plane.resource("dev", "dev-backend").await;
+    let op = plane
+        .update(
+            "dev",
+            serde_json::json!({"cluster": {"backend": {"instance_type": "t3.xlarge"}}}),
+            true,
+        )
+        .await;
+    let outcome = plane.run("update", "dev", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let after = plane.resource("dev", "dev-backend").await;
+    assert_ne!(before.id, after.id, "a new node group");
+    assert_eq!(after.attributes["instance_type"], "t3.xlarge");
+    assert_eq!(
+        plane.changes(&op).await,
+        vec!["dev-backend: replacing: instance type \"t3.large\" → \"t3.xlarge\""]
+    );
+}
+
+#[tokio::test]
+async fn out_of_band_changes_are_put_back_by_the_update_flow() {
+    let plane = Plane::new(Faults::NONE);
+    let op = plane.create("dev", Tier::Dev, 0).await;
+    assert_eq!(plane.run("provision", "dev", &op).await.status, "SUCCEEDED");
+    let env = EnvName::parse("dev").unwrap();
+    assert!(plane.simulator.tamper(
+        &env,
+        "dev-sg-alb",
+        Some(&|a: &mut serde_json::Value| {
+            a["ingress"] = serde_json::json!([{"port": 443, "from": "0.0.0.0/0"}]);
+        })
+    ));
+    assert!(plane.simulator.tamper(
+        &env,
+        "dev-frontend",
+        Some(&|a: &mut serde_json::Value| {
+            a["desired"] = 4.into();
+        })
+    ));
+    // The subnet goes with its route table association, as AWS makes a person do.
+    assert!(plane.simulator.tamper(&env, "dev-public-2", None));
+    let op = plane
+        .update(
+            "dev",
+            serde_json::json!({"cluster": {"backend": {"max": 5}}}),
+            false,
+        )
+        .await;
+    let outcome = plane.run("update", "dev", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    assert_eq!(
+        plane.resource("dev", "dev-sg-alb").await.attributes["ingress"],
+        serde_json::json!([{"port": 443, "from": "0.0.0.0/0"}, {"port": 80, "from": "0.0.0.0/0"}])
+    );
+    assert_eq!(
+        plane.resource("dev", "dev-frontend").await.attributes["desired"],
+        2
+    );
+    plane.resource("dev", "dev-public-2").await;
 }

@@ -31,11 +31,14 @@ pub enum Flow {
     Provision,
     /// Remove every resource of an environment.
     Destroy,
+    /// Bring an environment's resources to its spec: updates and reconciles.
+    Update,
 }
 
 /// The definitions as shipped: the same bytes `template.yaml` deploys.
 const PROVISION: &str = include_str!("../../../statemachines/provision.asl.json");
 const DESTROY: &str = include_str!("../../../statemachines/destroy.asl.json");
+const UPDATE: &str = include_str!("../../../statemachines/update.asl.json");
 
 /// The substitution the shipped definitions' Task resources use for the worker.
 pub const WORKER_SUBSTITUTION: &str = "WorkerFunctionArn";
@@ -44,15 +47,14 @@ pub const LOCAL_WORKER: &str = "local:worker";
 
 impl Flow {
     /// Every flow.
-    pub const ALL: [Flow; 2] = [Flow::Provision, Flow::Destroy];
+    pub const ALL: [Flow; 3] = [Flow::Provision, Flow::Destroy, Flow::Update];
 
-    /// The flow that carries out an operation of this kind, if one exists yet.
+    /// The flow that carries out an operation of this kind.
     pub fn for_operation(kind: OperationKind) -> Option<Flow> {
         match kind {
             OperationKind::Create => Some(Flow::Provision),
             OperationKind::Delete => Some(Flow::Destroy),
-            // The update flow comes with day-2 operations; until then updates stay pending.
-            OperationKind::Update => None,
+            OperationKind::Update => Some(Flow::Update),
         }
     }
 
@@ -61,6 +63,7 @@ impl Flow {
         match self {
             Flow::Provision => PROVISION,
             Flow::Destroy => DESTROY,
+            Flow::Update => UPDATE,
         }
     }
 
