@@ -440,3 +440,193 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
             .is_empty()
     );
 }
+
+/// The adapters of one test: AWS clients on moto (recording requests), an embedded store, and
+/// the local executor running the shipped flows.
+struct MotoPlane {
+    config: aws_config::SdkConfig,
+    cloud: Arc<AwsCloud>,
+    store: Arc<dyn StateStore>,
+    executor: Executor,
+    log: RequestLog,
+    _dir: tempfile::TempDir,
+}
+
+impl MotoPlane {
+    async fn new() -> Option<Self> {
+        let config = moto_config().await?;
+        let settings = AwsSettings {
+            cluster_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-cluster".into(),
+            node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
+            db_image_id: any_image(&config).await,
+        };
+        let log = RequestLog::default();
+        let cloud = Arc::new(AwsCloud::from_clients(
+            aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&config)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            aws_sdk_eks::Client::from_conf(
+                aws_sdk_eks::config::Builder::from(&config)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            settings,
+        ));
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let executor = Executor::new(
+            Arc::new(Worker::new(store.clone(), cloud.clone())),
+            Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
+        );
+        Some(Self {
+            config,
+            cloud,
+            store,
+            executor,
+            log,
+            _dir: dir,
+        })
+    }
+
+    async fn run(&self, flow: Flow, env: &EnvName, op: &str) {
+        let outcome = self
+            .executor
+            .execute(
+                &flow.local_definition().unwrap(),
+                execution_input(env, op),
+                op,
+            )
+            .await;
+        assert_eq!(outcome.status, "SUCCEEDED", "{flow:?}: {outcome:?}");
+    }
+
+    fn requests(&self) -> usize {
+        self.log.0.lock().unwrap().len()
+    }
+}
+
+fn unique(prefix: char) -> EnvName {
+    // A unique name: the moto server is shared by every test of the run.
+    EnvName::parse(&format!(
+        "{prefix}{}",
+        &ulid::Ulid::new().to_string().to_lowercase()[20..]
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_is_scaled_and_its_database_host_resized_in_place_on_moto() {
+    let Some(plane) = MotoPlane::new().await else {
+        return;
+    };
+    let env = unique('d');
+    let mutations = envplane_store::testing::mutations::create;
+    let op = mutations(plane.store.as_ref(), &env, Tier::Dev, 0, |_| {}).await;
+    plane.run(Flow::Provision, &env, &op).await;
+
+    let op = envplane_store::testing::mutations::update(
+        plane.store.as_ref(),
+        &env,
+        &serde_json::json!({
+            "cluster": {"frontend": {"desired": 3}},
+            "database": {"instance_type": "t3.xlarge", "volume": {"size_gb": 80}},
+        }),
+        false,
+    )
+    .await;
+    plane.run(Flow::Update, &env, &op).await;
+
+    // From the AWS side.
+    let eks = aws_sdk_eks::Client::new(&plane.config);
+    let frontend = eks
+        .describe_nodegroup()
+        .cluster_name(format!("{env}-eks"))
+        .nodegroup_name(format!("{env}-frontend"))
+        .send()
+        .await
+        .unwrap();
+    let scaling = frontend.nodegroup().unwrap().scaling_config().unwrap();
+    assert_eq!(
+        (
+            scaling.min_size(),
+            scaling.desired_size(),
+            scaling.max_size()
+        ),
+        (Some(2), Some(3), Some(4))
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&plane.config);
+    let instances = ec2
+        .describe_instances()
+        .filters(env_filter(env.as_str()))
+        .send()
+        .await
+        .unwrap();
+    let hosts: Vec<_> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(hosts.len(), 1, "resized in place, not replaced");
+    assert_eq!(
+        hosts[0].instance_type().map(|t| t.as_str()),
+        Some("t3.xlarge")
+    );
+    assert_eq!(
+        hosts[0].state().and_then(|s| s.name()).map(|n| n.as_str()),
+        Some("running")
+    );
+    let volumes = ec2
+        .describe_volumes()
+        .filters(env_filter(env.as_str()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(volumes.volumes()[0].size(), Some(80));
+    let snapshots = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name("tag:envplane:operation")
+                .values(&op)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshots.snapshots().len(), 1, "one snapshot, taken first");
+    let record = plane.store.operation(&op).await.unwrap().unwrap();
+    let changes: Vec<String> = record
+        .changes
+        .iter()
+        .map(|c| format!("{}: {}", c.resource, c.change))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            format!("{env}-frontend: scaling 2/2/4 → 2/3/4 (min/desired/max)"),
+            format!("{env}-db-data: volume to 80 GiB, 3000 IOPS, 125 MiB/s"),
+            format!("{env}-db: snapshot of {env}-db-data taken; stop to change type"),
+            format!("{env}-db: instance type t3.large → t3.xlarge"),
+            format!("{env}-db: start"),
+        ]
+    );
+    // The order on the wire: snapshot before stop, stop before the type change, start last.
+    let wire: Vec<String> = plane.log.0.lock().unwrap().clone();
+    let at = |needle: &str| {
+        wire.iter()
+            .position(|b| b.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle}"))
+    };
+    assert!(at("Action=CreateSnapshot") < at("Action=StopInstances"));
+    assert!(at("Action=StopInstances") < at("Action=ModifyInstanceAttribute"));
+    assert!(at("Action=ModifyInstanceAttribute") < at("Action=StartInstances"));
+    let _ = plane.requests();
+}

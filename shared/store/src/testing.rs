@@ -79,3 +79,108 @@ pub fn embedded_store() -> (tempfile::TempDir, EmbeddedStore) {
         EmbeddedStore::open(&dir.path().join("state.redb")).expect("opening the embedded store");
     (dir, store)
 }
+
+/// Records mutations as the API does (operation, audit event, CIDR claim), for tests that drive
+/// the flows without the HTTP layer.
+pub mod mutations {
+    use envplane_domain::commands::{self, Request};
+    use envplane_domain::{Blueprint, Caller, EnvName, EnvironmentSpec, Role, Tier, VpcCidr};
+    use time::OffsetDateTime;
+
+    use crate::{Change, Expected, StateStore};
+
+    fn caller() -> Caller {
+        Caller {
+            principal: "alice".into(),
+            role: Role::Admin,
+        }
+    }
+
+    fn request(caller: &Caller) -> Request<'_> {
+        Request {
+            caller,
+            at: OffsetDateTime::now_utc(),
+            operation_id: ulid::Ulid::new().to_string(),
+        }
+    }
+
+    /// Records the creation of `name` from its tier's blueprint on `10.{cidr}.0.0/16`, edited
+    /// by `edit`; returns the operation's id.
+    ///
+    /// # Panics
+    /// When the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn create(
+        store: &dyn StateStore,
+        name: &EnvName,
+        tier: Tier,
+        cidr: u8,
+        edit: impl FnOnce(&mut EnvironmentSpec),
+    ) -> String {
+        let mut spec = Blueprint::for_tier(tier).spec(VpcCidr::from_second_octet(cidr));
+        edit(&mut spec);
+        let previous = store.environment(name).await.expect("read");
+        let caller = caller();
+        let mutation = commands::create(
+            name.clone(),
+            tier,
+            spec.clone(),
+            previous.as_ref(),
+            &request(&caller),
+        );
+        let op = mutation.operation.id.clone();
+        store
+            .commit(Change {
+                environment: mutation.environment,
+                expected: previous
+                    .as_ref()
+                    .map_or(Expected::Absent, |p| Expected::Version(p.version)),
+                operation: Some(mutation.operation),
+                audit: Some(mutation.audit),
+                idempotency: None,
+                claim_cidr: Some(spec.network.vpc_cidr),
+                release_cidr: None,
+            })
+            .await
+            .expect("commit");
+        op
+    }
+
+    /// Records a merge patch of `name` as PATCH does; returns the update operation's id.
+    ///
+    /// # Panics
+    /// When the patch is invalid or the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn update(
+        store: &dyn StateStore,
+        name: &EnvName,
+        patch: &serde_json::Value,
+        allow_replacement: bool,
+    ) -> String {
+        let env = store
+            .environment(name)
+            .await
+            .expect("read")
+            .expect("exists");
+        let spec =
+            envplane_domain::spec::apply_patch(&env.spec, env.tier, patch, allow_replacement)
+                .expect("a valid patch");
+        let caller = caller();
+        let mutation = commands::update(&env, spec, allow_replacement, &request(&caller))
+            .expect("the environment is free");
+        let op = mutation.operation.id.clone();
+        store
+            .commit(Change {
+                environment: mutation.environment,
+                expected: Expected::Version(env.version),
+                operation: Some(mutation.operation),
+                audit: Some(mutation.audit),
+                idempotency: None,
+                claim_cidr: None,
+                release_cidr: None,
+            })
+            .await
+            .expect("commit");
+        op
+    }
+}

@@ -645,12 +645,20 @@ impl Worker {
         operation: &str,
         applied: Vec<AppliedChange>,
     ) -> Result<(), WorkerError> {
-        let (record, mut op) = self.held(env, operation).await?;
-        op.changes.extend(applied);
-        op.updated_at = OffsetDateTime::now_utc();
-        let mut next = record.clone();
-        next.version += 1;
-        self.write(&record, next, op, None, false).await
+        // The flow's parallel branches record at the same time; the calls are made, so the
+        // record is appended to again rather than the step retried.
+        let mut attempt = 0;
+        loop {
+            let (record, mut op) = self.held(env, operation).await?;
+            op.changes.extend(applied.iter().cloned());
+            op.updated_at = OffsetDateTime::now_utc();
+            let mut next = record.clone();
+            next.version += 1;
+            match self.write(&record, next, op, None, false).await {
+                Err(WorkerError::Transient(_)) if attempt < 5 => attempt += 1,
+                other => return other,
+            }
+        }
     }
 
     async fn teardown(
