@@ -8,7 +8,7 @@ use anyhow::Context;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use envplane_aws::{AwsCloud, AwsSettings};
+use envplane_aws::{AwsCloud, AwsSettings, SnsPublisher};
 use envplane_store::DynamoStore;
 use envplane_worker::Worker;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -41,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
     let table = std::env::var("TABLE_NAME").context("TABLE_NAME is not set")?;
     let settings = AwsSettings::from_env().map_err(anyhow::Error::msg)?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
-    let worker = Worker::new(Arc::new(store), Arc::new(AwsCloud::new(&config, settings)));
+    let topic = std::env::var("EVENTS_TOPIC_ARN").context("EVENTS_TOPIC_ARN is not set")?;
+    let worker =
+        Worker::new(Arc::new(store), Arc::new(AwsCloud::new(&config, settings))).with_events(
+            Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&config), topic)),
+        );
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let worker = worker.clone();
         async move { envplane_fn_worker::handle(&worker, event).await }

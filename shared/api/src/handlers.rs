@@ -773,6 +773,80 @@ pub(crate) async fn delete_environment(
     .await
 }
 
+/// The last drift check's report: what differed between the cloud and the spec, and the AWS
+/// calls the check made.
+#[utoipa::path(get, path = "/v1/environments/{name}/drift", tag = "environments",
+    params(("name" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The last report", body = envplane_domain::drift::DriftReport),
+        (status = 404, description = "No such environment, or no check since its last change", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_drift(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<envplane_domain::drift::DriftReport>, ApiError> {
+    authorize(&caller, Action::Read)?;
+    let name = path_name(&raw)?;
+    record_span(name.as_str(), None);
+    let env = live(state.store.environment(&name).await?, &name)?;
+    env.drift.map(Json).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no drift check of {name} since its last change; the scheduler checks {} environments on its schedule",
+            env.tier
+        ))
+    })
+}
+
+/// Reconcile: runs the update flow to bring the cloud back to the unchanged spec.
+#[utoipa::path(post, path = "/v1/environments/{name}/reconcile", tag = "environments",
+    params(
+        ("name" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Only if still at this ETag"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+    ),
+    responses(
+        (status = 202, description = "Recorded; the update flow puts the cloud back to the spec", body = MutationResponse),
+        (status = 404, description = "No such environment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another operation holds the environment", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn reconcile_environment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = path_name(&raw)?;
+    record_span(name.as_str(), None);
+    let idempotency = Idempotency::from_headers(
+        &headers,
+        &caller,
+        "POST",
+        &format!("/v1/environments/{name}/reconcile"),
+        &Value::Null,
+    )?;
+    let precondition = if_match(&headers)?;
+    conditional_mutation(
+        &state,
+        &caller,
+        &name,
+        idempotency.as_ref(),
+        precondition,
+        |env| {
+            let reason = env
+                .drift
+                .as_ref()
+                .map_or(Value::Null, |d| Value::String(d.summary()));
+            let mutation =
+                commands::reconcile(env, reason, &new_request(&caller)).map_err(command_error)?;
+            let location = format!("/v1/operations/{}", mutation.operation.id);
+            Ok((mutation, location))
+        },
+    )
+    .await
+}
+
 /// What-if: what a merge patch would change (resources, monthly cost, time, approvals). Writes nothing.
 #[utoipa::path(post, path = "/v1/environments/{name}/plan", tag = "environments",
     request_body(content = Object, description = "The merge patch to evaluate, as PATCH would take it"),

@@ -101,6 +101,8 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             handlers::delete_environment
         ))
         .routes(routes!(handlers::plan_change))
+        .routes(routes!(handlers::get_drift))
+        .routes(routes!(handlers::reconcile_environment))
         .routes(routes!(handlers::get_operation))
         .routes(routes!(handlers::list_audit))
         .routes(routes!(handlers::verify_audit))

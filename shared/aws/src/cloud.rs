@@ -511,33 +511,23 @@ impl AwsCloud {
                 }
                 ResourceKind::NodeGroup => {
                     let cluster = format!("{env}-eks");
-                    // No cluster, no node groups; moto answers 500 rather than NotFound when
-                    // listing the node groups of a cluster that is gone.
-                    match self.eks.describe_cluster().name(&cluster).send().await {
-                        Ok(_) => {}
-                        Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => continue,
-                        Err(e) => return Err(cloud_error("DescribeCluster", e)),
-                    }
-                    let names = match self
-                        .eks
-                        .list_nodegroups()
-                        .cluster_name(&cluster)
-                        .send()
-                        .await
-                    {
-                        Ok(o) => o.nodegroups().to_vec(),
-                        Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => Vec::new(),
-                        Err(e) => return Err(cloud_error("ListNodegroups", e)),
-                    };
-                    for name in names {
-                        let o = self
+                    // Node groups have deterministic names: one DescribeNodegroup each (EKS has
+                    // no batch describe), no ListNodegroups. A missing cluster or group is
+                    // ResourceNotFoundException.
+                    for role in ["frontend", "backend"] {
+                        let name = format!("{env}-{role}");
+                        let o = match self
                             .eks
                             .describe_nodegroup()
                             .cluster_name(&cluster)
                             .nodegroup_name(&name)
                             .send()
                             .await
-                            .map_err(|e| cloud_error("DescribeNodegroup", e))?;
+                        {
+                            Ok(o) => o,
+                            Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => continue,
+                            Err(e) => return Err(cloud_error("DescribeNodegroup", e)),
+                        };
                         let Some(g) = o.nodegroup() else { continue };
                         let state = match g.status() {
                             Some(
@@ -573,28 +563,51 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::TargetGroup => {
-                    for role in ["frontend", "backend"] {
-                        let name = target_group_name(&format!("{env}-tg-{role}"));
-                        match self.elb.describe_target_groups().names(&name).send().await {
-                            Ok(o) => {
-                                for g in o.target_groups() {
-                                    let arn = g.target_group_arn().unwrap_or("");
-                                    let tags = BTreeMap::from([
-                                        (tags::ENVIRONMENT.to_owned(), env.to_string()),
-                                        ("Name".to_owned(), format!("{env}-tg-{role}")),
-                                    ]);
-                                    out.push(resource(
-                                        *kind,
-                                        arn,
-                                        tags,
-                                        ResourceState::Active,
-                                        json!({ "name": name, "port": g.port() }),
-                                    ));
+                    let names: Vec<(String, &str)> = ["frontend", "backend"]
+                        .into_iter()
+                        .map(|role| (target_group_name(&format!("{env}-tg-{role}")), role))
+                        .collect();
+                    // One call for both; ELBv2 fails the whole call when one name is unknown,
+                    // and only then are they asked for one by one.
+                    let both = self
+                        .elb
+                        .describe_target_groups()
+                        .set_names(Some(names.iter().map(|(n, _)| n.clone()).collect()))
+                        .send()
+                        .await;
+                    let groups = match both {
+                        Ok(o) => o.target_groups().to_vec(),
+                        Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => {
+                            let mut found = Vec::new();
+                            for (name, _) in &names {
+                                match self.elb.describe_target_groups().names(name).send().await {
+                                    Ok(o) => found.extend(o.target_groups().iter().cloned()),
+                                    Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => {}
+                                    Err(e) => return Err(cloud_error("DescribeTargetGroups", e)),
                                 }
                             }
-                            Err(e) if code(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => {}
-                            Err(e) => return Err(cloud_error("DescribeTargetGroups", e)),
+                            found
                         }
+                        Err(e) => return Err(cloud_error("DescribeTargetGroups", e)),
+                    };
+                    for g in groups {
+                        let Some((name, role)) = names
+                            .iter()
+                            .find(|(n, _)| Some(n.as_str()) == g.target_group_name())
+                        else {
+                            continue;
+                        };
+                        let tags = BTreeMap::from([
+                            (tags::ENVIRONMENT.to_owned(), env.to_string()),
+                            ("Name".to_owned(), format!("{env}-tg-{role}")),
+                        ]);
+                        out.push(resource(
+                            *kind,
+                            g.target_group_arn().unwrap_or(""),
+                            tags,
+                            ResourceState::Active,
+                            json!({ "name": name, "port": g.port() }),
+                        ));
                     }
                 }
             }

@@ -1,11 +1,15 @@
 //! AWS adapters of envplane's ports: [`AwsCloud`] creates, finds (by tags) and deletes an
 //! environment's resources through EC2, EKS and ELBv2; [`StepFunctions`] starts and follows
-//! the flows on AWS Step Functions.
+//! the flows on AWS Step Functions; [`SnsPublisher`] publishes domain events to SNS.
 #![forbid(unsafe_code)]
 
 mod cloud;
 mod errors;
+mod metering;
 mod sfn;
+mod sns;
 
 pub use cloud::{AwsCloud, AwsSettings, target_group_name};
+pub use metering::{CallCounter, counted_clients};
 pub use sfn::StepFunctions;
+pub use sns::SnsPublisher;

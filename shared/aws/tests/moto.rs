@@ -446,6 +446,7 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
 struct MotoPlane {
     config: aws_config::SdkConfig,
     cloud: Arc<AwsCloud>,
+    counter: envplane_aws::CallCounter,
     store: Arc<dyn StateStore>,
     executor: Executor,
     log: RequestLog,
@@ -461,20 +462,24 @@ impl MotoPlane {
             db_image_id: any_image(&config).await,
         };
         let log = RequestLog::default();
+        let counter = envplane_aws::CallCounter::default();
         let cloud = Arc::new(AwsCloud::from_clients(
             aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&config)
                     .interceptor(log.clone())
+                    .interceptor(counter.clone())
                     .build(),
             ),
             aws_sdk_eks::Client::from_conf(
                 aws_sdk_eks::config::Builder::from(&config)
                     .interceptor(log.clone())
+                    .interceptor(counter.clone())
                     .build(),
             ),
             aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
                     .interceptor(log.clone())
+                    .interceptor(counter.clone())
                     .build(),
             ),
             settings,
@@ -488,6 +493,7 @@ impl MotoPlane {
         Some(Self {
             config,
             cloud,
+            counter,
             store,
             executor,
             log,
@@ -507,8 +513,13 @@ impl MotoPlane {
         assert_eq!(outcome.status, "SUCCEEDED", "{flow:?}: {outcome:?}");
     }
 
-    fn requests(&self) -> usize {
-        self.log.0.lock().unwrap().len()
+    fn jobs(&self) -> envplane_worker::jobs::Jobs {
+        let counter = self.counter.clone();
+        envplane_worker::jobs::Jobs::new(
+            self.store.clone(),
+            self.cloud.clone(),
+            Arc::new(move || counter.get()),
+        )
     }
 }
 
@@ -628,5 +639,154 @@ async fn dev_is_scaled_and_its_database_host_resized_in_place_on_moto() {
     assert!(at("Action=CreateSnapshot") < at("Action=StopInstances"));
     assert!(at("Action=StopInstances") < at("Action=ModifyInstanceAttribute"));
     assert!(at("Action=ModifyInstanceAttribute") < at("Action=StartInstances"));
-    let _ = plane.requests();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcile() {
+    let Some(plane) = MotoPlane::new().await else {
+        return;
+    };
+    let env = unique('q');
+    let op =
+        envplane_store::testing::mutations::create(plane.store.as_ref(), &env, Tier::Qa, 1, |_| {})
+            .await;
+    plane.run(Flow::Provision, &env, &op).await;
+    let jobs = plane.jobs();
+    let clean = jobs.drift(&[Tier::Qa], 1000).await.unwrap();
+    assert_eq!(clean.checked.len(), 1);
+    assert_eq!(
+        clean.checked[0].status,
+        envplane_domain::drift::DriftStatus::InSync,
+        "{clean:?}"
+    );
+
+    // Out of band, with plain SDK clients: a rule removed, a subnet deleted, a node group scaled.
+    let ec2 = aws_sdk_ec2::Client::new(&plane.config);
+    let eks = aws_sdk_eks::Client::new(&plane.config);
+    let groups = ec2
+        .describe_security_groups()
+        .filters(env_filter(env.as_str()))
+        .send()
+        .await
+        .unwrap();
+    let alb = groups
+        .security_groups()
+        .iter()
+        .find(|g| g.group_name() == Some(&format!("{env}-sg-alb")))
+        .unwrap();
+    ec2.revoke_security_group_ingress()
+        .group_id(alb.group_id().unwrap())
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(80)
+                .to_port(80)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(env_filter(env.as_str()))
+        .filters(
+            Filter::builder()
+                .name("tag:Name")
+                .values(format!("{env}-private-2"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ec2.delete_subnet()
+        .subnet_id(subnets.subnets()[0].subnet_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    eks.update_nodegroup_config()
+        .cluster_name(format!("{env}-eks"))
+        .nodegroup_name(format!("{env}-frontend"))
+        .scaling_config(
+            aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                .min_size(2)
+                .desired_size(4)
+                .max_size(4)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let run = jobs.drift(&[Tier::Qa], 1000).await.unwrap();
+    let line = &run.checked[0];
+    println!(
+        "drift run: {} {:?} with {} AWS calls for {} resource kinds: {}",
+        line.environment, line.status, line.api_calls, line.kinds, line.summary
+    );
+    assert_eq!(line.status, envplane_domain::drift::DriftStatus::Drifted);
+    // One describe per kind, and one DescribeNodegroup for the second node group.
+    assert!(
+        line.api_calls <= line.kinds as u64 + 1,
+        "{} calls for {} kinds",
+        line.api_calls,
+        line.kinds
+    );
+    let report = plane
+        .store
+        .environment(&env)
+        .await
+        .unwrap()
+        .unwrap()
+        .drift
+        .unwrap();
+    assert_eq!(
+        report
+            .missing
+            .iter()
+            .map(|m| m.resource.clone())
+            .collect::<Vec<_>>(),
+        vec![format!("{env}-private-2")]
+    );
+    let changed: Vec<(String, String)> = report
+        .changed
+        .iter()
+        .map(|d| (d.resource.clone(), d.attribute.clone()))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            (format!("{env}-sg-alb"), "ingress".to_owned()),
+            (format!("{env}-frontend"), "desired".to_owned()),
+        ]
+    );
+
+    let op = envplane_store::testing::mutations::reconcile(plane.store.as_ref(), &env).await;
+    plane.run(Flow::Update, &env, &op).await;
+    let after = jobs.drift(&[Tier::Qa], 1000).await.unwrap();
+    assert_eq!(
+        after.checked[0].status,
+        envplane_domain::drift::DriftStatus::InSync,
+        "{after:?}"
+    );
+    let frontend = eks
+        .describe_nodegroup()
+        .cluster_name(format!("{env}-eks"))
+        .nodegroup_name(format!("{env}-frontend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        frontend
+            .nodegroup()
+            .unwrap()
+            .scaling_config()
+            .unwrap()
+            .desired_size(),
+        Some(2)
+    );
 }

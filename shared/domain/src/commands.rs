@@ -198,6 +198,24 @@ pub fn update(
     ))
 }
 
+/// Starts putting the cloud back to the environment's unchanged spec (after drift); `reason`
+/// is what the caller saw, recorded in the audit event.
+pub fn reconcile(
+    current: &Environment,
+    reason: Value,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
+    take_lock(current)?;
+    let environment = next_version(current, Phase::Updating, request);
+    Ok(record(
+        environment,
+        &current.audit_head,
+        OperationKind::Reconcile,
+        json!({ "drift": reason }),
+        request,
+    ))
+}
+
 /// Marks the environment for destruction, starting a delete operation.
 pub fn delete(current: &Environment, request: &Request<'_>) -> Result<Mutation, CommandError> {
     take_lock(current)?;

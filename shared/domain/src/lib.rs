@@ -12,6 +12,7 @@ pub mod commands;
 pub mod cost;
 pub mod drift;
 pub mod environment;
+pub mod events;
 pub mod merge_patch;
 pub mod name;
 pub mod operation;

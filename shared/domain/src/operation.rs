@@ -16,6 +16,8 @@ pub enum OperationKind {
     Update,
     /// Destroy the environment.
     Delete,
+    /// Bring the cloud back to the unchanged spec after drift.
+    Reconcile,
 }
 
 impl OperationKind {
@@ -25,6 +27,7 @@ impl OperationKind {
             OperationKind::Create => "environment.create",
             OperationKind::Update => "environment.update",
             OperationKind::Delete => "environment.delete",
+            OperationKind::Reconcile => "environment.reconcile",
         }
     }
 }

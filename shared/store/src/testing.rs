@@ -183,4 +183,34 @@ pub mod mutations {
             .expect("commit");
         op
     }
+
+    /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
+    ///
+    /// # Panics
+    /// When the environment is busy or the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn reconcile(store: &dyn StateStore, name: &EnvName) -> String {
+        let env = store
+            .environment(name)
+            .await
+            .expect("read")
+            .expect("exists");
+        let caller = caller();
+        let mutation =
+            commands::reconcile(&env, serde_json::Value::Null, &request(&caller)).expect("free");
+        let op = mutation.operation.id.clone();
+        store
+            .commit(Change {
+                environment: mutation.environment,
+                expected: Expected::Version(env.version),
+                operation: Some(mutation.operation),
+                audit: Some(mutation.audit),
+                idempotency: None,
+                claim_cidr: None,
+                release_cidr: None,
+            })
+            .await
+            .expect("commit");
+        op
+    }
 }

@@ -4,6 +4,8 @@
 //! machines retry or catch on.
 #![forbid(unsafe_code)]
 
+pub mod jobs;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,10 +13,12 @@ use envplane_cloud::{Cloud, CloudError, Modification, Resource, ResourceState, S
 use envplane_domain::audit::{AuditEntry, AuditEvent};
 use envplane_domain::drift::differences;
 use envplane_domain::environment::{Condition, ObservedResource, Phase};
+use envplane_domain::events::{Event, EventKind};
 use envplane_domain::operation::{AppliedChange, OperationError, OperationKind, OperationStatus};
 use envplane_domain::resources::{self, Group, Planned, ResourceKind};
 use envplane_domain::spec::next_eks_version;
 use envplane_domain::{EnvName, Environment, Operation, Role};
+use envplane_notify::{Publisher, publish_or_log};
 use envplane_store::{Change, CommitError, Expected, StateStore, StoreError};
 use envplane_workflow::{Failure, TaskContext, TaskRunner};
 use serde::Deserialize;
@@ -56,6 +60,15 @@ fn poll_answer(pending: &[&str], wait: u64, polls: u64) -> Result<Value, WorkerE
         )));
     }
     Ok(json!({ "ready": pending.is_empty(), "pending": pending, "wait": wait, "polls": polls }))
+}
+
+fn kind_word(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Create => "Provisioning",
+        OperationKind::Update => "Update",
+        OperationKind::Delete => "Destruction",
+        OperationKind::Reconcile => "Reconcile",
+    }
 }
 
 /// What a resource needs next.
@@ -266,6 +279,7 @@ pub struct Worker {
     store: Arc<dyn StateStore>,
     cloud: Arc<dyn Cloud>,
     now: envplane_cloud::simulator::Now,
+    events: Arc<dyn Publisher>,
 }
 
 fn condition(
@@ -291,7 +305,34 @@ impl Worker {
             store,
             cloud,
             now: Arc::new(OffsetDateTime::now_utc),
+            events: Arc::new(envplane_notify::Silent),
         }
+    }
+
+    /// The same worker announcing operations starting, succeeding and failing there.
+    pub fn with_events(mut self, events: Arc<dyn Publisher>) -> Self {
+        self.events = events;
+        self
+    }
+
+    async fn announce(
+        &self,
+        kind: EventKind,
+        record: &Environment,
+        op: &Operation,
+        summary: String,
+        cause: Option<String>,
+    ) {
+        let event = Event::new(
+            kind,
+            record.name.clone(),
+            record.tier,
+            Some(op.id.clone()),
+            summary,
+            cause,
+            OffsetDateTime::now_utc(),
+        );
+        publish_or_log(&self.events, event).await;
     }
 
     /// The same worker reading time from `now` (the clock of a time-scaled local plane).
@@ -402,11 +443,14 @@ impl Worker {
         next.version += 1;
         next.status.phase = match op.kind {
             OperationKind::Create => Phase::Provisioning,
-            OperationKind::Update => Phase::Updating,
+            OperationKind::Update | OperationKind::Reconcile => Phase::Updating,
             OperationKind::Delete => Phase::Deleting,
         };
         next.updated_at = now;
-        self.write(&record, next, op, None, false).await?;
+        self.write(&record, next, op.clone(), None, false).await?;
+        let summary = format!("{} of {} started", kind_word(op.kind), record.name);
+        self.announce(EventKind::OperationStarted, &record, &op, summary, None)
+            .await;
         Ok(json!({ "started": true }))
     }
 
@@ -754,6 +798,8 @@ impl Worker {
                 })
                 .collect();
             next.status.phase = Phase::Ready;
+            // The cloud was just brought to the spec: an earlier drift report no longer holds.
+            next.drift = None;
             next.status.conditions = ["NetworkReady", "ClusterReady", "DatabaseReady", "Ready"]
                 .into_iter()
                 .map(|kind| {
@@ -782,7 +828,19 @@ impl Worker {
         if let Some(event) = &audit {
             next.audit_head = event.head();
         }
-        self.write(&record, next, op, audit, deleted).await?;
+        self.write(&record, next, op.clone(), audit, deleted)
+            .await?;
+        let summary = format!(
+            "{} of {} succeeded{}",
+            kind_word(op.kind),
+            record.name,
+            match op.changes.len() {
+                0 => String::new(),
+                n => format!(" ({n} in-place changes)"),
+            }
+        );
+        self.announce(EventKind::OperationSucceeded, &record, &op, summary, None)
+            .await;
         Ok(json!({ "phase": if deleted { "deleted" } else { "ready" } }))
     }
 
@@ -817,7 +875,11 @@ impl Worker {
             cause,
         });
         op.updated_at = now;
-        self.write(&record, next, op, None, false).await?;
+        self.write(&record, next, op.clone(), None, false).await?;
+        let summary = format!("{} of {} failed: {name}", kind_word(op.kind), record.name);
+        let cause = op.error.as_ref().map(|e| e.cause.clone());
+        self.announce(EventKind::OperationFailed, &record, &op, summary, cause)
+            .await;
         Ok(json!({ "phase": "failed", "error": name }))
     }
 }

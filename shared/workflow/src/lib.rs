@@ -54,7 +54,7 @@ impl Flow {
         match kind {
             OperationKind::Create => Some(Flow::Provision),
             OperationKind::Delete => Some(Flow::Destroy),
-            OperationKind::Update => Some(Flow::Update),
+            OperationKind::Update | OperationKind::Reconcile => Some(Flow::Update),
         }
     }
 

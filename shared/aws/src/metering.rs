@@ -1,0 +1,65 @@
+//! Counting the AWS requests a client sends: what drift checks report and budget by.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Counts every request attempt (retries included) of the clients it is installed on.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<AtomicU64>);
+
+impl CallCounter {
+    /// Requests sent so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// EC2, EKS and ELBv2 clients on one configuration, all counted by `counter`.
+pub fn counted_clients(
+    config: &aws_config::SdkConfig,
+    counter: &CallCounter,
+) -> (
+    aws_sdk_ec2::Client,
+    aws_sdk_eks::Client,
+    aws_sdk_elasticloadbalancingv2::Client,
+) {
+    (
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(config)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+        aws_sdk_eks::Client::from_conf(
+            aws_sdk_eks::config::Builder::from(config)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+        aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+    )
+}
