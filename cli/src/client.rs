@@ -61,6 +61,29 @@ pub enum EnvCommand {
         /// Field to change (repeatable); `null` removes an optional field.
         #[arg(long = "set", value_name = "PATH=VALUE", required = true)]
         set: Vec<String>,
+        /// Allow changes that replace a resource (a node group's instance type).
+        #[arg(long)]
+        allow_replacement: bool,
+        /// Follow the update until it ends.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the last drift check: what differs between the cloud and the spec.
+    Drift {
+        /// Environment name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put the cloud back to the environment's spec (after drift).
+    Reconcile {
+        /// Environment name.
+        name: String,
+        /// Follow the reconcile until it ends.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -582,7 +605,13 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        EnvCommand::Update { name, set, client } => {
+        EnvCommand::Update {
+            name,
+            set,
+            allow_replacement,
+            wait,
+            client,
+        } => {
             let api = Api::new(&client)?;
             let current = api
                 .call(Method::GET, &format!("/v1/environments/{name}"), None, &[])
@@ -593,12 +622,85 @@ pub async fn env(command: EnvCommand) -> anyhow::Result<()> {
             let answer = api
                 .call(
                     Method::PATCH,
-                    &format!("/v1/environments/{name}"),
+                    &format!("/v1/environments/{name}?allow_replacement={allow_replacement}"),
                     Some(&patch),
                     &[("if-match", etag), ("idempotency-key", key)],
                 )
                 .await?;
-            mutation_result(&client, &answer, "update")
+            mutation_result(&client, &answer, "update")?;
+            match answer.body["operation"]["id"].as_str() {
+                Some(id) if wait => watch(&client, id, Duration::from_secs(1)).await,
+                _ => Ok(()),
+            }
+        }
+        EnvCommand::Drift { name, client } => {
+            let answer = Api::new(&client)?
+                .call(
+                    Method::GET,
+                    &format!("/v1/environments/{name}/drift"),
+                    None,
+                    &[],
+                )
+                .await?;
+            let report = &answer.body;
+            if client.output == Output::Json {
+                print_json(report);
+                return Ok(());
+            }
+            println!(
+                "{name}: {} (checked {}, {} AWS calls){}",
+                report["status"].as_str().unwrap_or(""),
+                report["checked_at"].as_str().unwrap_or(""),
+                report["api_calls"],
+                report["note"]
+                    .as_str()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            );
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for (what, list) in [("missing", "missing"), ("not in spec", "unexpected")] {
+                for r in report[list].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        what.to_owned(),
+                        r["kind"].as_str().unwrap_or("").to_owned(),
+                        r["resource"].as_str().unwrap_or("").to_owned(),
+                        String::new(),
+                    ]);
+                }
+            }
+            for d in report["changed"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    "changed".to_owned(),
+                    d["kind"].as_str().unwrap_or("").to_owned(),
+                    d["resource"].as_str().unwrap_or("").to_owned(),
+                    format!(
+                        "{}: {} (spec {})",
+                        d["attribute"].as_str().unwrap_or(""),
+                        d["actual"],
+                        d["expected"]
+                    ),
+                ]);
+            }
+            if !rows.is_empty() {
+                print_table(&["DRIFT", "KIND", "RESOURCE", "DETAIL"], &rows);
+                println!("to put it back: envplane env reconcile {name} --wait");
+            }
+            Ok(())
+        }
+        EnvCommand::Reconcile { name, wait, client } => {
+            let answer = Api::new(&client)?
+                .call(
+                    Method::POST,
+                    &format!("/v1/environments/{name}/reconcile"),
+                    None,
+                    &[("idempotency-key", ulid::Ulid::new().to_string())],
+                )
+                .await?;
+            mutation_result(&client, &answer, "reconcile")?;
+            match answer.body["operation"]["id"].as_str() {
+                Some(id) if wait => watch(&client, id, Duration::from_secs(1)).await,
+                _ => Ok(()),
+            }
         }
         EnvCommand::Delete {
             name,
@@ -647,6 +749,7 @@ fn mutation_result(client: &ClientArgs, answer: &Answer, verb: &str) -> anyhow::
 async fn watch(client: &ClientArgs, id: &str, interval: Duration) -> anyhow::Result<()> {
     let api = Api::new(client)?;
     let mut seen: Vec<(String, String)> = Vec::new();
+    let mut changes_seen = 0;
     let started = std::time::Instant::now();
     loop {
         let op = api
@@ -677,6 +780,20 @@ async fn watch(client: &ClientArgs, id: &str, interval: Duration) -> anyhow::Res
                 }
             }
         }
+        let changes = op["changes"].as_array().cloned().unwrap_or_default();
+        for change in changes.iter().skip(changes_seen) {
+            if client.output == Output::Json {
+                println!("{change}");
+            } else {
+                println!(
+                    "[{:>6.1}s]   ↳ {}: {}",
+                    started.elapsed().as_secs_f64(),
+                    change["resource"].as_str().unwrap_or(""),
+                    change["change"].as_str().unwrap_or("")
+                );
+            }
+        }
+        changes_seen = changes.len();
         match op["status"].as_str() {
             Some("succeeded") => {
                 println!(

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use envplane_api::{AppState, Authenticator};
-use envplane_aws::{AwsCloud, AwsSettings};
+use envplane_aws::{AwsCloud, AwsSettings, CallCounter, counted_clients};
 use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
-use envplane_domain::{Caller, Role};
+use envplane_domain::{Caller, Role, Tier};
+use envplane_notify::{Publisher, Silent, SlackWebhook};
 use envplane_store::{DynamoStore, EmbeddedStore, StateStore};
 use envplane_worker::Worker;
+use envplane_worker::jobs::{CallMeter, Jobs};
 use envplane_workflow::executor::Clock;
 use envplane_workflow::{Executor, LocalWorkflows, ScaledClock};
 
@@ -46,6 +48,18 @@ pub struct ServeArgs {
     /// With --aws: keep state in this DynamoDB table (created when missing), not in DATA_DIR.
     #[arg(long, requires = "aws")]
     table: Option<String>,
+    /// Post every event (operations, drift, expired previews) to this Slack incoming webhook.
+    #[arg(long, env = "ENVPLANE_SLACK_WEBHOOK", hide_env_values = true)]
+    slack_webhook: Option<String>,
+    /// Seconds between drift checks of every tier (0: never).
+    #[arg(long, default_value_t = 900)]
+    drift_interval: u64,
+    /// Seconds between housekeeping runs: expired previews, lost operations (0: never).
+    #[arg(long, default_value_t = 60)]
+    housekeeping_interval: u64,
+    /// AWS API calls one drift cycle may make.
+    #[arg(long, default_value_t = envplane_worker::jobs::DEFAULT_CALL_BUDGET)]
+    drift_budget: u64,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -101,36 +115,59 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Arc::new(ScaledClock::new(scale));
     let reader = clock.clone();
     let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
-    let cloud: Arc<dyn Cloud> = match &sdk {
+    let (cloud, calls): (Arc<dyn Cloud>, CallMeter) = match &sdk {
         Some(config) => {
             let settings = AwsSettings::from_env().map_err(|e| anyhow::anyhow!("--aws: {e}"))?;
-            Arc::new(AwsCloud::new(config, settings))
-        }
-        None => Arc::new(
-            Simulator::persistent(
-                args.latency,
-                args.faults.unwrap_or(Faults::NONE),
-                now.clone(),
-                &args.data_dir.join("cloud.json"),
+            let counter = CallCounter::default();
+            let (ec2, eks, elb) = counted_clients(config, &counter);
+            (
+                Arc::new(AwsCloud::from_clients(ec2, eks, elb, settings)),
+                Arc::new(move || counter.get()),
             )
-            .map_err(anyhow::Error::msg)?,
-        ),
+        }
+        None => {
+            let simulator = Arc::new(
+                Simulator::persistent(
+                    args.latency,
+                    args.faults.unwrap_or(Faults::NONE),
+                    now.clone(),
+                    &args.data_dir.join("cloud.json"),
+                )
+                .map_err(anyhow::Error::msg)?,
+            );
+            let meter = simulator.clone();
+            (simulator, Arc::new(move || meter.calls()))
+        }
     };
-    let worker = Worker::new(store.clone(), cloud).with_clock(now);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let events: Arc<dyn Publisher> = match &args.slack_webhook {
+        Some(url) => Arc::new(SlackWebhook::new(
+            url.clone(),
+            Some(format!("http://{address}")),
+        )),
+        None => Arc::new(Silent),
+    };
+    let worker = Worker::new(store.clone(), cloud.clone())
+        .with_clock(now.clone())
+        .with_events(events.clone());
     let executor = Executor::new(Arc::new(worker), clock);
     let workflows = Arc::new(LocalWorkflows::new(
         executor,
         &args.data_dir.join("executions"),
     )?);
+    let jobs = Jobs::new(store.clone(), cloud, calls)
+        .with_workflows(workflows.clone())
+        .with_events(events)
+        .with_clock(now);
+    spawn_jobs(jobs, &args);
     let resumed = workflows.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed executions interrupted by the last stop");
     }
     let app = envplane_api::router(AppState::new(store, auth).with_workflows(workflows));
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let address = listener.local_addr()?;
     tracing::info!(%address, store = %store_path.display(), "envplane control plane is up");
     println!(
         "envplane listening on http://{address} (store {})",
@@ -140,6 +177,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())
+}
+
+/// Runs the scheduled jobs in this process, as EventBridge runs the scheduler in AWS.
+fn spawn_jobs(jobs: Jobs, args: &ServeArgs) {
+    let every = |seconds: u64| (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
+    if let Some(period) = every(args.drift_interval) {
+        let (jobs, budget) = (jobs.clone(), args.drift_budget);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match jobs.drift(&Tier::ALL, budget).await {
+                    Ok(run) => {
+                        for line in &run.checked {
+                            tracing::info!(environment = %line.environment, status = ?line.status, api_calls = line.api_calls, summary = %line.summary, "drift checked");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "drift cycle failed"),
+                }
+            }
+        });
+    }
+    if let Some(period) = every(args.housekeeping_interval) {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                ticks.tick().await;
+                match jobs.housekeeping().await {
+                    Ok(done)
+                        if !done.expired_previews.is_empty()
+                            || !done.lost_operations.is_empty() =>
+                    {
+                        tracing::info!(expired_previews = ?done.expired_previews, lost_operations = ?done.lost_operations, "housekeeping");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "housekeeping failed"),
+                }
+            }
+        });
+    }
 }
 
 async fn shutdown() {

@@ -565,3 +565,142 @@ async fn serve_aws_creates_and_deletes_on_moto() {
             .is_empty()
     );
 }
+
+/// A local Slack: the JSON of every message posted, kept by a thread.
+fn slack_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+                let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if buffer.len() >= end + 4 + length {
+                    break Some(buffer[end + 4..end + 4 + length].to_vec());
+                }
+            };
+            if let Some(body) = body {
+                keep.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, received)
+}
+
+#[test]
+fn the_cli_upgrades_1_29_to_1_31_through_1_30_and_slack_hears_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, received) = slack_receiver();
+    let plane = Plane::start_with(
+        dir.path(),
+        &["--slack-webhook", &hook, "--drift-interval", "0"],
+    );
+    let (ok, out, err) = cli(
+        &plane.endpoint,
+        &[
+            "env",
+            "create",
+            "dev",
+            "--tier",
+            "dev",
+            "--set",
+            "cluster.version=\"1.29\"",
+            "--wait",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(
+        &plane.endpoint,
+        &[
+            "env",
+            "update",
+            "dev",
+            "--set",
+            "cluster.version=\"1.31\"",
+            "--wait",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let upgrades: Vec<&str> = out.lines().filter(|l| l.contains("↳")).collect();
+    let steps: Vec<String> = upgrades
+        .iter()
+        .map(|l| l.split("↳ ").nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            "dev-eks: version 1.29 → 1.30",
+            "dev-eks: version 1.30 → 1.31",
+            "dev-frontend: version 1.29 → 1.30",
+            "dev-backend: version 1.29 → 1.30",
+            "dev-frontend: version 1.30 → 1.31",
+            "dev-backend: version 1.30 → 1.31",
+        ],
+        "{out}"
+    );
+    // A downgrade is refused, naming the field.
+    let (ok, _, err) = cli(
+        &plane.endpoint,
+        &["env", "update", "dev", "--set", "cluster.version=\"1.30\""],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cluster.version") && err.contains("downgraded"),
+        "{err}"
+    );
+    // Slack heard of both operations starting and ending, as Block Kit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let headers = loop {
+        let headers: Vec<String> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                m["attachments"][0]["blocks"][0]["text"]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        if headers.len() >= 4 || std::time::Instant::now() > deadline {
+            break headers;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        headers,
+        vec![
+            "Operation started: dev",
+            "Operation succeeded: dev",
+            "Operation started: dev",
+            "Operation succeeded: dev"
+        ]
+    );
+    let last = received.lock().unwrap()[3].clone();
+    assert!(
+        last.to_string()
+            .contains(&format!("{}/v1/operations/", plane.endpoint)),
+        "{last}"
+    );
+}

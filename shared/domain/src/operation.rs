@@ -132,4 +132,7 @@ pub struct AppliedChange {
     pub resource: String,
     /// What was done, e.g. `version 1.29 → 1.30`.
     pub change: String,
+    /// How long AWS typically takes to finish it, seconds: when the flow looks again.
+    #[serde(default)]
+    pub expected_seconds: u64,
 }

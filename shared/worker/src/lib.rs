@@ -548,6 +548,7 @@ impl Worker {
                         "replacing: instance type {} → {}",
                         r.attributes["instance_type"], p.attributes["instance_type"]
                     ),
+                    expected_seconds: ResourceKind::NodeGroup.typical_delete_seconds(),
                 });
             }
             pending.push(p.name.clone());
@@ -592,14 +593,25 @@ impl Worker {
                 Step::InSync => continue,
                 Step::Wait => {
                     pending.push(p.name.clone());
-                    let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
-                    if r.state == ResourceState::Creating {
-                        remaining = remaining.max(Some(
-                            i64::try_from(r.kind.typical_create_seconds()).unwrap_or(0) - age,
-                        ));
-                    } else {
-                        remaining = remaining.max(Some(0));
-                    }
+                    let seconds = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+                    let last_change = op
+                        .changes
+                        .iter()
+                        .chain(applied.iter())
+                        .rev()
+                        .find(|c| c.resource == p.name);
+                    let created_since = |c: &AppliedChange| r.created_at.is_some_and(|t| t > c.at);
+                    let estimate = match last_change {
+                        Some(c) if !(r.state == ResourceState::Creating && created_since(c)) => {
+                            seconds(c.expected_seconds) - (now - c.at).whole_seconds()
+                        }
+                        _ if r.state == ResourceState::Creating => {
+                            let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
+                            seconds(r.kind.typical_create_seconds()) - age
+                        }
+                        _ => 0,
+                    };
+                    remaining = remaining.max(Some(estimate));
                 }
                 Step::Apply(changes) => {
                     for (change, description) in changes {
@@ -615,11 +627,13 @@ impl Worker {
                                 at: now,
                                 resource: p.name.clone(),
                                 change: description,
+                                expected_seconds: change.typical_seconds(r.kind),
                             });
                         }
-                        remaining = remaining.max(Some(
-                            i64::try_from(change.typical_seconds(r.kind)).unwrap_or(0),
-                        ));
+                        // Look again soon: a change that finishes at once (or was already
+                        // made) costs no long wait; one still under way is then waited for
+                        // as long as it typically lasts.
+                        remaining = remaining.max(Some(1));
                     }
                     pending.push(p.name.clone());
                 }
