@@ -34,6 +34,41 @@ struct Args {
     no_upgrade: bool,
 }
 
+/// A plane for one run: an embedded store in a temporary directory, the realistic simulated
+/// cloud and the local executor, on a clock `time_scale` times faster than real time.
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn StateStore>,
+    clock: Arc<ScaledClock>,
+    cloud: Arc<Simulator>,
+    executor: Executor,
+}
+
+impl Rig {
+    fn new(time_scale: f64) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn StateStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("state.redb"))?);
+        let clock = Arc::new(ScaledClock::new(time_scale));
+        let reader = clock.clone();
+        let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
+        let cloud = Arc::new(Simulator::new(
+            LatencyProfile::Realistic,
+            Faults::NONE,
+            now.clone(),
+        ));
+        let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now);
+        let executor = Executor::new(Arc::new(worker), clock.clone());
+        Ok(Self {
+            _dir: dir,
+            store,
+            clock,
+            cloud,
+            executor,
+        })
+    }
+}
+
 /// Earliest finish of every resource when each starts as soon as its dependencies are active.
 fn critical_path(plan: &[Planned]) -> u64 {
     let mut finish: BTreeMap<&str, u64> = BTreeMap::new();
@@ -62,19 +97,13 @@ async fn main() -> anyhow::Result<()> {
         "tier", "wall", "critical path", "ratio", "sequential sum", "transitions", "cloud calls"
     );
     for tier in args.tiers {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn StateStore> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("state.redb"))?);
-        let clock = Arc::new(ScaledClock::new(args.time_scale));
-        let reader = clock.clone();
-        let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
-        let cloud = Arc::new(Simulator::new(
-            LatencyProfile::Realistic,
-            Faults::NONE,
-            now.clone(),
-        ));
-        let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now);
-        let executor = Executor::new(Arc::new(worker), clock.clone());
+        let Rig {
+            _dir,
+            store,
+            clock,
+            cloud,
+            executor,
+        } = Rig::new(args.time_scale)?;
 
         let blueprint = Blueprint::for_tier(tier);
         let spec = blueprint.spec(
@@ -147,18 +176,13 @@ async fn main() -> anyhow::Result<()> {
 /// Dev on EKS 1.29 upgraded to 1.31 (and its frontend scaled) by the update flow: the least it
 /// can take is two control-plane upgrades, then two node group rollouts (both groups at once).
 async fn upgrade(time_scale: f64) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(&dir.path().join("state.redb"))?);
-    let clock = Arc::new(ScaledClock::new(time_scale));
-    let reader = clock.clone();
-    let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
-    let cloud = Arc::new(Simulator::new(
-        LatencyProfile::Realistic,
-        Faults::NONE,
-        now.clone(),
-    ));
-    let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now);
-    let executor = Executor::new(Arc::new(worker), clock.clone());
+    let Rig {
+        _dir,
+        store,
+        clock,
+        cloud,
+        executor,
+    } = Rig::new(time_scale)?;
     let env = EnvName::parse("bench-upgrade").map_err(anyhow::Error::msg)?;
     let op = envplane_store::testing::mutations::create(store.as_ref(), &env, Tier::Dev, 0, |s| {
         s.cluster.version = "1.29".into();

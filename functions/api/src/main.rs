@@ -16,15 +16,7 @@ use envplane_workflow::Flow;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .with_target(false)
-        .without_time() // CloudWatch stamps every line
-        .init();
+    envplane_telemetry::init_lambda_logging();
 
     // API Gateway gives up after 30 s: bound every call well inside that and retry briefly.
     let config = aws_config::defaults(BehaviorVersion::latest())

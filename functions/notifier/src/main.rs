@@ -10,15 +10,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .with_target(false)
-        .without_time()
-        .init();
+    envplane_telemetry::init_lambda_logging();
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let secret =
         std::env::var("SLACK_WEBHOOK_SECRET_ARN").context("SLACK_WEBHOOK_SECRET_ARN is not set")?;

@@ -19,15 +19,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .with_target(false)
-        .without_time()
-        .init();
+    envplane_telemetry::init_lambda_logging();
     // Adaptive retries back off under throttling before the cycle's breaker opens.
     let config = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::adaptive().with_max_attempts(3))

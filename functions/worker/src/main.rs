@@ -16,15 +16,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .with_target(false)
-        .without_time()
-        .init();
+    envplane_telemetry::init_lambda_logging();
     // Step Functions retries with backoff and jitter (Envplane.Throttled / Envplane.Transient):
     // the SDK tries once more at most, so a throttled step gives the flow's policy the say.
     let config = aws_config::defaults(BehaviorVersion::latest())

@@ -748,24 +748,50 @@ pub(crate) async fn delete_environment(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = path_name(&raw)?;
-    record_span(name.as_str(), None);
-    let idempotency = Idempotency::from_headers(
-        &headers,
-        &caller,
-        "DELETE",
-        &format!("/v1/environments/{name}"),
-        &Value::Null,
-    )?;
-    let precondition = if_match(&headers)?;
-    conditional_mutation(
+    bodyless_operation(
         &state,
         &caller,
+        &raw,
+        &headers,
+        "DELETE",
+        "",
+        commands::delete,
+    )
+    .await
+}
+
+/// A mutation with no body that starts an operation (delete, reconcile): optional `If-Match`,
+/// optional `Idempotency-Key`, answered with the operation's location.
+async fn bodyless_operation<F>(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    headers: &HeaderMap,
+    method: &str,
+    suffix: &str,
+    command: F,
+) -> Result<Response, ApiError>
+where
+    F: Fn(&envplane_domain::Environment, &Request<'_>) -> Result<Mutation, CommandError>,
+{
+    let name = path_name(raw)?;
+    record_span(name.as_str(), None);
+    let idempotency = Idempotency::from_headers(
+        headers,
+        caller,
+        method,
+        &format!("/v1/environments/{name}{suffix}"),
+        &Value::Null,
+    )?;
+    let precondition = if_match(headers)?;
+    conditional_mutation(
+        state,
+        caller,
         &name,
         idempotency.as_ref(),
         precondition,
         |env| {
-            let mutation = commands::delete(env, &new_request(&caller)).map_err(command_error)?;
+            let mutation = command(env, &new_request(caller)).map_err(command_error)?;
             let location = format!("/v1/operations/{}", mutation.operation.id);
             Ok((mutation, location))
         },
@@ -817,31 +843,19 @@ pub(crate) async fn reconcile_environment(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = path_name(&raw)?;
-    record_span(name.as_str(), None);
-    let idempotency = Idempotency::from_headers(
-        &headers,
-        &caller,
-        "POST",
-        &format!("/v1/environments/{name}/reconcile"),
-        &Value::Null,
-    )?;
-    let precondition = if_match(&headers)?;
-    conditional_mutation(
+    bodyless_operation(
         &state,
         &caller,
-        &name,
-        idempotency.as_ref(),
-        precondition,
-        |env| {
+        &raw,
+        &headers,
+        "POST",
+        "/reconcile",
+        |env, request| {
             let reason = env
                 .drift
                 .as_ref()
                 .map_or(Value::Null, |d| Value::String(d.summary()));
-            let mutation =
-                commands::reconcile(env, reason, &new_request(&caller)).map_err(command_error)?;
-            let location = format!("/v1/operations/{}", mutation.operation.id);
-            Ok((mutation, location))
+            commands::reconcile(env, reason, request)
         },
     )
     .await

@@ -96,6 +96,30 @@ pub mod mutations {
         }
     }
 
+    /// Writes a mutation with its operation and audit event; returns the operation's id.
+    #[allow(clippy::expect_used)]
+    async fn commit(
+        store: &dyn StateStore,
+        mutation: commands::Mutation,
+        expected: Expected,
+        claim_cidr: Option<VpcCidr>,
+    ) -> String {
+        let op = mutation.operation.id.clone();
+        store
+            .commit(Change {
+                environment: mutation.environment,
+                expected,
+                operation: Some(mutation.operation),
+                audit: Some(mutation.audit),
+                idempotency: None,
+                claim_cidr,
+                release_cidr: None,
+            })
+            .await
+            .expect("commit");
+        op
+    }
+
     fn request(caller: &Caller) -> Request<'_> {
         Request {
             caller,
@@ -128,22 +152,10 @@ pub mod mutations {
             previous.as_ref(),
             &request(&caller),
         );
-        let op = mutation.operation.id.clone();
-        store
-            .commit(Change {
-                environment: mutation.environment,
-                expected: previous
-                    .as_ref()
-                    .map_or(Expected::Absent, |p| Expected::Version(p.version)),
-                operation: Some(mutation.operation),
-                audit: Some(mutation.audit),
-                idempotency: None,
-                claim_cidr: Some(spec.network.vpc_cidr),
-                release_cidr: None,
-            })
-            .await
-            .expect("commit");
-        op
+        let expected = previous
+            .as_ref()
+            .map_or(Expected::Absent, |p| Expected::Version(p.version));
+        commit(store, mutation, expected, Some(spec.network.vpc_cidr)).await
     }
 
     /// Records a merge patch of `name` as PATCH does; returns the update operation's id.
@@ -168,20 +180,7 @@ pub mod mutations {
         let caller = caller();
         let mutation = commands::update(&env, spec, allow_replacement, &request(&caller))
             .expect("the environment is free");
-        let op = mutation.operation.id.clone();
-        store
-            .commit(Change {
-                environment: mutation.environment,
-                expected: Expected::Version(env.version),
-                operation: Some(mutation.operation),
-                audit: Some(mutation.audit),
-                idempotency: None,
-                claim_cidr: None,
-                release_cidr: None,
-            })
-            .await
-            .expect("commit");
-        op
+        commit(store, mutation, Expected::Version(env.version), None).await
     }
 
     /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
@@ -198,19 +197,6 @@ pub mod mutations {
         let caller = caller();
         let mutation =
             commands::reconcile(&env, serde_json::Value::Null, &request(&caller)).expect("free");
-        let op = mutation.operation.id.clone();
-        store
-            .commit(Change {
-                environment: mutation.environment,
-                expected: Expected::Version(env.version),
-                operation: Some(mutation.operation),
-                audit: Some(mutation.audit),
-                idempotency: None,
-                claim_cidr: None,
-                release_cidr: None,
-            })
-            .await
-            .expect("commit");
-        op
+        commit(store, mutation, Expected::Version(env.version), None).await
     }
 }

@@ -10,7 +10,7 @@ use envplane_domain::commands::{self, Request};
 use envplane_domain::environment::Phase;
 use envplane_domain::operation::OperationStatus;
 use envplane_domain::resources::ResourceKind;
-use envplane_domain::{Blueprint, Caller, EnvName, Role, Tier};
+use envplane_domain::{Caller, EnvName, Role, Tier};
 use envplane_store::{Change, Expected, StateStore};
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
@@ -69,36 +69,14 @@ impl Plane {
         cidr: u8,
         edit: impl FnOnce(&mut envplane_domain::EnvironmentSpec),
     ) -> String {
-        let caller = Caller {
-            principal: "alice".into(),
-            role: Role::Admin,
-        };
-        let mut spec =
-            Blueprint::for_tier(tier).spec(envplane_domain::VpcCidr::from_second_octet(cidr));
-        edit(&mut spec);
-        let env = EnvName::parse(name).unwrap();
-        let previous = self.store.environment(&env).await.unwrap();
-        let request = Request {
-            caller: &caller,
-            at: OffsetDateTime::now_utc(),
-            operation_id: ulid::Ulid::new().to_string(),
-        };
-        let mutation = commands::create(env, tier, spec.clone(), previous.as_ref(), &request);
-        let expected = previous
-            .as_ref()
-            .map_or(Expected::Absent, |p| Expected::Version(p.version));
-        let op = mutation.operation.id.clone();
-        let change = Change {
-            environment: mutation.environment,
-            expected,
-            operation: Some(mutation.operation),
-            audit: Some(mutation.audit),
-            idempotency: None,
-            claim_cidr: Some(spec.network.vpc_cidr),
-            release_cidr: None,
-        };
-        self.store.commit(change).await.unwrap();
-        op
+        envplane_store::testing::mutations::create(
+            self.store.as_ref(),
+            &EnvName::parse(name).unwrap(),
+            tier,
+            cidr,
+            edit,
+        )
+        .await
     }
 
     async fn delete(&self, name: &str) -> String {
@@ -139,37 +117,13 @@ impl Plane {
         patch: serde_json::Value,
         allow_replacement: bool,
     ) -> String {
-        let caller = Caller {
-            principal: "alice".into(),
-            role: Role::Admin,
-        };
-        let env = self
-            .store
-            .environment(&EnvName::parse(name).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let spec =
-            envplane_domain::spec::apply_patch(&env.spec, env.tier, &patch, allow_replacement)
-                .unwrap();
-        let request = Request {
-            caller: &caller,
-            at: OffsetDateTime::now_utc(),
-            operation_id: ulid::Ulid::new().to_string(),
-        };
-        let mutation = commands::update(&env, spec, allow_replacement, &request).unwrap();
-        let op = mutation.operation.id.clone();
-        let change = Change {
-            environment: mutation.environment,
-            expected: Expected::Version(env.version),
-            operation: Some(mutation.operation),
-            audit: Some(mutation.audit),
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: None,
-        };
-        self.store.commit(change).await.unwrap();
-        op
+        envplane_store::testing::mutations::update(
+            self.store.as_ref(),
+            &EnvName::parse(name).unwrap(),
+            &patch,
+            allow_replacement,
+        )
+        .await
     }
 
     /// The in-place changes an operation recorded, as `resource: change`.
