@@ -350,7 +350,9 @@ impl AwsCloud {
                             .routes()
                             .iter()
                             .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
-                        let state = if routed && !subnets.is_empty() {
+                        // Routed is usable; a missing association is drift the update flow
+                        // repairs, not a table still being made.
+                        let state = if routed {
                             ResourceState::Active
                         } else {
                             ResourceState::Creating
@@ -360,7 +362,7 @@ impl AwsCloud {
                             t.route_table_id().unwrap_or(""),
                             ec2_tags(t.tags()),
                             state,
-                            json!({ "associations": associations, "subnets": subnets }),
+                            json!({ "associations": associations, "subnet_ids": subnets, "subnets": subnets }),
                         ));
                     }
                 }
@@ -614,6 +616,27 @@ impl AwsCloud {
         }
         // AWS applies the tag filters; some emulators ignore them (moto, for NAT gateways).
         out.retain(|r| r.tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str()));
+        // Route tables name the subnets they serve as the plan does; associations with subnets
+        // that are not the environment's (gone, or someone else's) are left out.
+        if kinds.contains(&ResourceKind::Subnet) {
+            let names: HashMap<String, String> = out
+                .iter()
+                .filter(|r| r.kind == ResourceKind::Subnet)
+                .map(|r| (r.id.clone(), r.name.clone()))
+                .collect();
+            for table in out
+                .iter_mut()
+                .filter(|r| r.kind == ResourceKind::RouteTable)
+            {
+                let served: Vec<Value> = table.attributes["subnet_ids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| names.get(id.as_str()?).cloned().map(Value::String))
+                    .collect();
+                table.attributes["subnets"] = Value::Array(served);
+            }
+        }
         Ok(out)
     }
 
@@ -1159,6 +1182,7 @@ impl Cloud for AwsCloud {
                     "ResourceInUseException"
                         | "InvalidPermission.Duplicate"
                         | "InvalidPermission.NotFound"
+                        | "Resource.AlreadyAssociated"
                 )
             })
         };
@@ -1250,6 +1274,27 @@ impl Cloud for AwsCloud {
                         .group_id(id)
                         .set_ip_permissions(Some(permissions))
                 )
+            }
+            (ResourceKind::RouteTable, Modification::AssociateSubnets { subnets }) => {
+                let ids: HashMap<String, String> = self
+                    .discover(env, &BTreeSet::from([ResourceKind::Subnet]))
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.name, s.id))
+                    .collect();
+                for name in subnets {
+                    let subnet = ids.get(name).ok_or_else(|| {
+                        CloudError::Conflict(format!("subnet {name} does not exist yet"))
+                    })?;
+                    call!(
+                        "AssociateRouteTable",
+                        self.ec2
+                            .associate_route_table()
+                            .route_table_id(id)
+                            .subnet_id(subnet)
+                    )?;
+                }
+                Ok(())
             }
             (kind, change) => Err(CloudError::Invalid(format!(
                 "{change:?} does not apply to a {}",

@@ -760,6 +760,7 @@ async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcil
     assert_eq!(
         changed,
         vec![
+            (format!("{env}-rt-private-2"), "subnets".to_owned()),
             (format!("{env}-sg-alb"), "ingress".to_owned()),
             (format!("{env}-frontend"), "desired".to_owned()),
         ]

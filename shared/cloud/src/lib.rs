@@ -113,6 +113,11 @@ pub enum Modification {
         /// The rules.
         rules: Vec<Value>,
     },
+    /// Associate a route table with subnets (by envplane name).
+    AssociateSubnets {
+        /// The subnets' names.
+        subnets: Vec<String>,
+    },
 }
 
 impl Modification {
@@ -159,6 +164,9 @@ impl std::fmt::Display for Modification {
                     "remove ingress {}",
                     serde_json::Value::from(rules.clone())
                 )
+            }
+            Modification::AssociateSubnets { subnets } => {
+                write!(f, "associate {}", subnets.join(", "))
             }
         }
     }

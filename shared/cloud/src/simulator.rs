@@ -255,6 +255,20 @@ impl Simulator {
             }
             None => {
                 state.resources.remove(&id);
+                // Deleting a subnet ends its route table association, as in AWS.
+                for s in state.resources.values_mut() {
+                    let ours = s.resource.tags.get(tags::ENVIRONMENT).map(String::as_str)
+                        == Some(env.as_str());
+                    if ours
+                        && let Some(served) = s
+                            .resource
+                            .attributes
+                            .get_mut("subnets")
+                            .and_then(|v| v.as_array_mut())
+                    {
+                        served.retain(|n| n.as_str() != Some(name));
+                    }
+                }
             }
         }
         self.save(&state).is_ok()
@@ -600,6 +614,16 @@ impl Cloud for Simulator {
                     }
                 }
                 a["ingress"] = now_rules.into();
+            }
+            (ResourceKind::RouteTable, Modification::AssociateSubnets { subnets }) => {
+                let mut served = a["subnets"].as_array().cloned().unwrap_or_default();
+                for name in subnets {
+                    let name = serde_json::Value::String(name.clone());
+                    if !served.contains(&name) {
+                        served.push(name);
+                    }
+                }
+                a["subnets"] = served.into();
             }
             (ResourceKind::SecurityGroup, Modification::RevokeIngress { rules }) => {
                 let mut now_rules = a["ingress"].as_array().cloned().unwrap_or_default();

@@ -136,12 +136,16 @@ fn compared(kind: ResourceKind) -> &'static [&'static str] {
         ResourceKind::Volume => &["size_gb", "iops", "throughput_mibps"],
         ResourceKind::DbInstance => &["instance_type"],
         ResourceKind::SecurityGroup => &["ingress"],
+        ResourceKind::RouteTable => &["subnets"],
         ResourceKind::TargetGroup => &["port"],
         _ => &[],
     }
 }
 
-/// Ingress rules as a set: order carries no meaning.
+/// Attributes that are sets (rules, associated subnets): order carries no meaning.
+const SETS: &[&str] = &["ingress", "subnets"];
+
+/// A list attribute as a set.
 fn rule_set(rules: &Value) -> Vec<String> {
     let mut out: Vec<String> = rules
         .as_array()
@@ -162,7 +166,7 @@ pub fn differences(planned: &Planned, observed: &Value) -> Vec<Difference> {
         .filter_map(|attribute| {
             let expected = planned.attributes.get(*attribute)?;
             let actual = observed.get(*attribute).filter(|v| !v.is_null())?;
-            let same = if *attribute == "ingress" {
+            let same = if SETS.contains(attribute) {
                 rule_set(expected) == rule_set(actual)
             } else {
                 expected == actual

@@ -174,6 +174,25 @@ fn next_step(p: &Planned, r: &Resource, cluster_version: Option<&str>) -> Step {
             out.push((change, description));
         }
     }
+    if p.kind == ResourceKind::RouteTable && changed("subnets") {
+        let served: Vec<&Value> = r.attributes["subnets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        let missing: Vec<String> = want["subnets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| !served.contains(s))
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect();
+        if !missing.is_empty() {
+            let change = Modification::AssociateSubnets { subnets: missing };
+            let description = change.to_string();
+            out.push((change, description));
+        }
+    }
     if out.is_empty() {
         // Differences no in-place call can fix (a subnet's block): drift, not an update step.
         return Step::InSync;
@@ -521,8 +540,13 @@ impl Worker {
         let now = (self.now)();
 
         // Replacements first: a node group on the wrong instance type goes, and `ensure`
-        // recreates it once it is gone.
-        let current = self.cloud.list(env).await?;
+        // recreates it once it is gone. Only node groups need the rest of the environment (their
+        // control plane's version), so only their step pays for a full look.
+        let current = if group == Group::NodeGroups {
+            self.cloud.list(env).await?
+        } else {
+            Vec::new()
+        };
         for p in planned.iter().filter(|p| p.kind == ResourceKind::NodeGroup) {
             let Some(r) = current.iter().find(|r| r.name == p.name) else {
                 continue;

@@ -543,4 +543,12 @@ async fn out_of_band_changes_are_put_back_by_the_update_flow() {
         2
     );
     plane.resource("dev", "dev-public-2").await;
+    let served = plane.resource("dev", "dev-rt-public").await.attributes["subnets"].clone();
+    assert_eq!(served, serde_json::json!(["dev-public-1", "dev-public-2"]));
+    assert!(
+        plane
+            .changes(&op)
+            .await
+            .contains(&"dev-rt-public: associate dev-public-2".to_owned())
+    );
 }

@@ -256,7 +256,11 @@ async fn drift_is_found_reported_announced_and_repaired_by_reconcile() {
         .collect();
     assert_eq!(
         changed,
-        vec![("dev-sg-db", "ingress"), ("dev-backend", "desired")]
+        vec![
+            ("dev-rt-private-2", "subnets"),
+            ("dev-sg-db", "ingress"),
+            ("dev-backend", "desired")
+        ]
     );
     let condition = record
         .status
