@@ -361,6 +361,14 @@ fn print_environment(env: &Value) {
             summary.join(", ")
         );
     }
+    if let Some(status) = env["drift"]["status"].as_str() {
+        println!(
+            "{:<10} {status} (checked {}; details: envplane env drift {})",
+            "drift",
+            env["drift"]["checked_at"].as_str().unwrap_or(""),
+            env["name"].as_str().unwrap_or("")
+        );
+    }
 }
 
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {

@@ -202,7 +202,8 @@ impl AwsCloud {
             })
     }
 
-    /// Every resource of the given kinds carrying the environment's tag: one describe per kind.
+    /// Every resource of the given kinds carrying the environment's tag: one describe per kind
+    /// (following its pages when AWS splits the answer; an environment fits in one).
     async fn discover(
         &self,
         env: &EnvName,
@@ -212,14 +213,16 @@ impl AwsCloud {
         for kind in kinds {
             match kind {
                 ResourceKind::Vpc => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_vpcs()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeVpcs", e))?;
-                    for v in o.vpcs() {
+                    for v in pages.iter().flat_map(|o| o.vpcs()) {
                         let state = if v.state().is_some_and(|s| s.as_str() == "available") {
                             ResourceState::Active
                         } else {
@@ -235,14 +238,16 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::Subnet => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_subnets()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeSubnets", e))?;
-                    for s in o.subnets() {
+                    for s in pages.iter().flat_map(|o| o.subnets()) {
                         let state = if s.state().is_some_and(|s| s.as_str() == "available") {
                             ResourceState::Active
                         } else {
@@ -258,14 +263,16 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::InternetGateway => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_internet_gateways()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeInternetGateways", e))?;
-                    for g in o.internet_gateways() {
+                    for g in pages.iter().flat_map(|o| o.internet_gateways()) {
                         let vpc = g.attachments().first().and_then(|a| a.vpc_id());
                         let state = if vpc.is_some() {
                             ResourceState::Active
@@ -300,14 +307,16 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::NatGateway => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_nat_gateways()
                         .filter(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeNatGateways", e))?;
-                    for g in o.nat_gateways() {
+                    for g in pages.iter().flat_map(|o| o.nat_gateways()) {
                         let state = match g.state() {
                             Some(NatGatewayState::Available) => ResourceState::Active,
                             Some(NatGatewayState::Deleted) => continue,
@@ -327,14 +336,16 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::RouteTable => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_route_tables()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeRouteTables", e))?;
-                    for t in o.route_tables() {
+                    for t in pages.iter().flat_map(|o| o.route_tables()) {
                         let associations: Vec<&str> = t
                             .associations()
                             .iter()
@@ -367,23 +378,26 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::SecurityGroup => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_security_groups()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeSecurityGroups", e))?;
+                    let groups: Vec<&aws_sdk_ec2::types::SecurityGroup> =
+                        pages.iter().flat_map(|o| o.security_groups()).collect();
                     // Rules name their source groups by envplane name, as the plan does.
-                    let names: HashMap<&str, String> = o
-                        .security_groups()
+                    let names: HashMap<&str, String> = groups
                         .iter()
                         .filter_map(|g| {
                             let name = ec2_tags(g.tags()).get("Name").cloned()?;
                             Some((g.group_id()?, name))
                         })
                         .collect();
-                    for g in o.security_groups() {
+                    for g in &groups {
                         let mut rules: Vec<Value> = Vec::new();
                         for p in g.ip_permissions() {
                             for range in p.ip_ranges() {
@@ -413,14 +427,16 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::Volume => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_volumes()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeVolumes", e))?;
-                    for v in o.volumes() {
+                    for v in pages.iter().flat_map(|o| o.volumes()) {
                         let state = match v.state() {
                             Some(VolumeState::Available | VolumeState::InUse) => {
                                 ResourceState::Active
@@ -445,14 +461,20 @@ impl AwsCloud {
                     }
                 }
                 ResourceKind::DbInstance => {
-                    let o = self
+                    let pages = self
                         .ec2
                         .describe_instances()
                         .filters(env_filter(env))
+                        .into_paginator()
                         .send()
+                        .try_collect()
                         .await
                         .map_err(|e| cloud_error("DescribeInstances", e))?;
-                    for i in o.reservations().iter().flat_map(|r| r.instances()) {
+                    for i in pages
+                        .iter()
+                        .flat_map(|o| o.reservations())
+                        .flat_map(|r| r.instances())
+                    {
                         let power = i.state().and_then(|s| s.name());
                         let state = match power {
                             Some(InstanceStateName::Running) => ResourceState::Active,
