@@ -639,24 +639,30 @@ impl Worker {
                 }
                 Step::Apply(changes) => {
                     for (change, description) in changes {
-                        // EBS allows one modification of a volume per six hours: never twice.
-                        let repeated = matches!(change, Modification::ModifyVolume { .. })
-                            && op
-                                .changes
-                                .iter()
-                                .any(|c| c.resource == p.name && c.change == description);
-                        if !repeated {
-                            self.cloud.modify(env, r, &change).await?;
-                            applied.push(AppliedChange {
-                                at: now,
-                                resource: p.name.clone(),
-                                change: description,
-                                expected_seconds: change.typical_seconds(r.kind),
-                            });
+                        // EBS allows one modification of a volume per six hours: never twice;
+                        // until AWS reports the new size, wait as for any change under way.
+                        let made = matches!(change, Modification::ModifyVolume { .. })
+                            .then(|| {
+                                op.changes
+                                    .iter()
+                                    .rfind(|c| c.resource == p.name && c.change == description)
+                            })
+                            .flatten();
+                        if let Some(c) = made {
+                            let elapsed = (now - c.at).whole_seconds();
+                            let expected = i64::try_from(c.expected_seconds).unwrap_or(i64::MAX);
+                            remaining = remaining.max(Some(expected - elapsed));
+                            continue;
                         }
-                        // Look again soon: a change that finishes at once (or was already
-                        // made) costs no long wait; one still under way is then waited for
-                        // as long as it typically lasts.
+                        self.cloud.modify(env, r, &change).await?;
+                        applied.push(AppliedChange {
+                            at: now,
+                            resource: p.name.clone(),
+                            change: description,
+                            expected_seconds: change.typical_seconds(r.kind),
+                        });
+                        // Look again soon: a change that finishes at once costs no long wait;
+                        // one still under way is then waited for as long as it typically lasts.
                         remaining = remaining.max(Some(1));
                     }
                     pending.push(p.name.clone());
