@@ -823,26 +823,11 @@ impl AwsCloud {
                     .await
                     .map_err(|e| cloud_error("CreateSecurityGroup", e))?;
                 let group = o.group_id().unwrap_or("").to_owned();
-                let mut request = self.ec2.authorize_security_group_ingress().group_id(&group);
-                for rule in a["ingress"].as_array().into_iter().flatten() {
-                    let port = i32::try_from(rule["port"].as_i64().unwrap_or(0)).unwrap_or(0);
-                    let mut permission = IpPermission::builder()
-                        .ip_protocol("tcp")
-                        .from_port(port)
-                        .to_port(port);
-                    if let Some(cidr) = rule["from"].as_str() {
-                        permission = permission.ip_ranges(IpRange::builder().cidr_ip(cidr).build());
-                    }
-                    if rule.get("from_group").is_some() {
-                        permission = permission.user_id_group_pairs(
-                            UserIdGroupPair::builder()
-                                .group_id(id(&rule["from_group"])?)
-                                .build(),
-                        );
-                    }
-                    request = request.ip_permissions(permission.build());
-                }
-                request
+                let rules = a["ingress"].as_array().cloned().unwrap_or_default();
+                self.ec2
+                    .authorize_security_group_ingress()
+                    .group_id(&group)
+                    .set_ip_permissions(Some(permissions(&rules, known)?))
                     .send()
                     .await
                     .map_err(|e| cloud_error("AuthorizeSecurityGroupIngress", e))?;
@@ -1278,7 +1263,7 @@ impl Cloud for AwsCloud {
                 )
             }
             (ResourceKind::SecurityGroup, Modification::AuthorizeIngress { rules }) => {
-                let permissions = self.permissions(env, rules).await?;
+                let permissions = permissions(rules, &self.groups_for(env, rules).await?)?;
                 call!(
                     "AuthorizeSecurityGroupIngress",
                     self.ec2
@@ -1288,7 +1273,7 @@ impl Cloud for AwsCloud {
                 )
             }
             (ResourceKind::SecurityGroup, Modification::RevokeIngress { rules }) => {
-                let permissions = self.permissions(env, rules).await?;
+                let permissions = permissions(rules, &self.groups_for(env, rules).await?)?;
                 call!(
                     "RevokeSecurityGroupIngress",
                     self.ec2
@@ -1395,45 +1380,50 @@ impl Cloud for AwsCloud {
 }
 
 impl AwsCloud {
-    /// Ingress rules in the plan's shape as EC2 permissions, source groups found by name.
-    async fn permissions(
+    /// The environment's security groups by name, when `rules` name a source group.
+    async fn groups_for(
         &self,
         env: &EnvName,
         rules: &[Value],
-    ) -> Result<Vec<IpPermission>, CloudError> {
-        let needs_groups = rules.iter().any(|r| r.get("from_group").is_some());
-        let groups: HashMap<String, Resource> = if needs_groups {
-            self.discover(env, &BTreeSet::from([ResourceKind::SecurityGroup]))
-                .await?
-                .into_iter()
-                .map(|r| (r.name.clone(), r))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        rules
-            .iter()
-            .map(|rule| {
-                let port = i32::try_from(rule["port"].as_i64().unwrap_or(0)).unwrap_or(0);
-                let mut permission = IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(port)
-                    .to_port(port);
-                if let Some(cidr) = rule["from"].as_str() {
-                    permission = permission.ip_ranges(IpRange::builder().cidr_ip(cidr).build());
-                }
-                if let Some(source) = rule["from_group"].as_str() {
-                    let group = groups.get(source).ok_or_else(|| {
-                        CloudError::Conflict(format!("security group {source} does not exist"))
-                    })?;
-                    permission = permission.user_id_group_pairs(
-                        UserIdGroupPair::builder().group_id(&group.id).build(),
-                    );
-                }
-                Ok(permission.build())
-            })
-            .collect()
+    ) -> Result<HashMap<String, Resource>, CloudError> {
+        if !rules.iter().any(|r| r.get("from_group").is_some()) {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .discover(env, &BTreeSet::from([ResourceKind::SecurityGroup]))
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect())
     }
+}
+
+/// Ingress rules in the plan's shape as EC2 permissions, source groups found by name in `known`.
+fn permissions(
+    rules: &[Value],
+    known: &HashMap<String, Resource>,
+) -> Result<Vec<IpPermission>, CloudError> {
+    rules
+        .iter()
+        .map(|rule| {
+            let port = i32::try_from(rule["port"].as_i64().unwrap_or(0)).unwrap_or(0);
+            let mut permission = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(port)
+                .to_port(port);
+            if let Some(cidr) = rule["from"].as_str() {
+                permission = permission.ip_ranges(IpRange::builder().cidr_ip(cidr).build());
+            }
+            if let Some(source) = rule["from_group"].as_str() {
+                let group = known.get(source).ok_or_else(|| {
+                    CloudError::Transient(format!("security group {source} is not visible yet"))
+                })?;
+                permission = permission
+                    .user_id_group_pairs(UserIdGroupPair::builder().group_id(&group.id).build());
+            }
+            Ok(permission.build())
+        })
+        .collect()
 }
 
 #[cfg(test)]
