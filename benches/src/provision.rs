@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Parser;
 use envplane_cloud::{Faults, LatencyProfile, Simulator};
-use envplane_domain::commands::{self, Request};
 use envplane_domain::resources::{self, Planned};
-use envplane_domain::{Blueprint, Caller, EnvName, Role, Tier};
-use envplane_store::{Change, EmbeddedStore, Expected, StateStore};
+use envplane_domain::{Blueprint, EnvName, Tier};
+use envplane_store::testing::mutations;
+use envplane_store::{EmbeddedStore, StateStore};
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
-use envplane_workflow::{Executor, Flow, ScaledClock};
+use envplane_workflow::{Executor, Flow, Outcome, ScaledClock};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark provisioning on the realistic simulated cloud")]
@@ -69,6 +69,26 @@ impl Rig {
     }
 }
 
+/// Runs a shipped flow for an operation to its end; a failed flow ends the benchmark.
+async fn run_flow(
+    executor: &Executor,
+    flow: Flow,
+    env: &EnvName,
+    op: &str,
+) -> anyhow::Result<Outcome> {
+    let outcome = executor
+        .execute(&flow.local_definition()?, execution_input(env, op), op)
+        .await;
+    if outcome.status != "SUCCEEDED" {
+        bail!(
+            "{flow:?} of {env} failed: {:?} {:?}",
+            outcome.error,
+            outcome.cause
+        );
+    }
+    Ok(outcome)
+}
+
 /// Earliest finish of every resource when each starts as soon as its dependencies are active.
 fn critical_path(plan: &[Planned]) -> u64 {
     let mut finish: BTreeMap<&str, u64> = BTreeMap::new();
@@ -105,53 +125,25 @@ async fn main() -> anyhow::Result<()> {
             executor,
         } = Rig::new(args.time_scale)?;
 
-        let blueprint = Blueprint::for_tier(tier);
-        let spec = blueprint.spec(
-            blueprint
-                .default_vpc_cidr
-                .unwrap_or(envplane_domain::VpcCidr::from_second_octet(16)),
-        );
+        let default_block = Blueprint::for_tier(tier).default_vpc_cidr;
         let env = EnvName::parse(&format!("bench-{tier}")).map_err(anyhow::Error::msg)?;
+        let op = mutations::create(store.as_ref(), &env, tier, 16, |spec| {
+            if let Some(block) = default_block {
+                spec.network.vpc_cidr = block;
+            }
+        })
+        .await;
+        let spec = store
+            .environment(&env)
+            .await?
+            .context("the environment just recorded")?
+            .spec;
         let plan = resources::plan(&env, &spec);
-        let caller = Caller {
-            principal: "bench".into(),
-            role: Role::Admin,
-        };
-        let request = Request {
-            caller: &caller,
-            at: time::OffsetDateTime::now_utc(),
-            operation_id: ulid::Ulid::new().to_string(),
-        };
-        let mutation = commands::create(env.clone(), tier, spec, None, &request);
-        let op = mutation.operation.id.clone();
-        let change = Change {
-            environment: mutation.environment,
-            expected: Expected::Absent,
-            operation: Some(mutation.operation),
-            audit: Some(mutation.audit),
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: None,
-        };
-        store.commit(change).await?;
 
         let started_virtual = clock.now();
         let started = Instant::now();
-        let outcome = executor
-            .execute(
-                &Flow::Provision.local_definition()?,
-                execution_input(&env, &op),
-                &op,
-            )
-            .await;
+        let outcome = run_flow(&executor, Flow::Provision, &env, &op).await?;
         let real = started.elapsed();
-        if outcome.status != "SUCCEEDED" {
-            bail!(
-                "provisioning {tier} failed: {:?} {:?}",
-                outcome.error,
-                outcome.cause
-            );
-        }
         let wall = (clock.now() - started_virtual).as_seconds_f64();
         let critical = critical_path(&plan) as f64;
         let sequential: u64 = plan.iter().map(|p| p.kind.typical_create_seconds()).sum();
@@ -184,25 +176,12 @@ async fn upgrade(time_scale: f64) -> anyhow::Result<()> {
         executor,
     } = Rig::new(time_scale)?;
     let env = EnvName::parse("bench-upgrade").map_err(anyhow::Error::msg)?;
-    let op = envplane_store::testing::mutations::create(store.as_ref(), &env, Tier::Dev, 0, |s| {
+    let op = mutations::create(store.as_ref(), &env, Tier::Dev, 0, |s| {
         s.cluster.version = "1.29".into();
     })
     .await;
-    let outcome = executor
-        .execute(
-            &Flow::Provision.local_definition()?,
-            execution_input(&env, &op),
-            &op,
-        )
-        .await;
-    if outcome.status != "SUCCEEDED" {
-        bail!(
-            "provisioning failed: {:?} {:?}",
-            outcome.error,
-            outcome.cause
-        );
-    }
-    let op = envplane_store::testing::mutations::update(
+    run_flow(&executor, Flow::Provision, &env, &op).await?;
+    let op = mutations::update(
         store.as_ref(),
         &env,
         &serde_json::json!({"cluster": {"version": "1.31", "frontend": {"desired": 3}}}),
@@ -212,20 +191,7 @@ async fn upgrade(time_scale: f64) -> anyhow::Result<()> {
     let calls_before = cloud.calls();
     let started_virtual = clock.now();
     let started = Instant::now();
-    let outcome = executor
-        .execute(
-            &Flow::Update.local_definition()?,
-            execution_input(&env, &op),
-            &op,
-        )
-        .await;
-    if outcome.status != "SUCCEEDED" {
-        bail!(
-            "the upgrade failed: {:?} {:?}",
-            outcome.error,
-            outcome.cause
-        );
-    }
+    let outcome = run_flow(&executor, Flow::Update, &env, &op).await?;
     let wall = (clock.now() - started_virtual).as_seconds_f64();
     let changes = store
         .operation(&op)

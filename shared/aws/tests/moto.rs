@@ -16,10 +16,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use envplane_aws::{AwsCloud, AwsSettings};
 use envplane_cloud::Cloud;
-use envplane_domain::commands::{self, Request};
 use envplane_domain::environment::Phase;
-use envplane_domain::{Blueprint, Caller, EnvName, Role, Tier, VpcCidr};
-use envplane_store::{Change, Expected, StateStore};
+use envplane_domain::{Blueprint, EnvName, Tier, VpcCidr};
+use envplane_store::StateStore;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::{Executor, Flow, VirtualClock};
 use time::OffsetDateTime;
@@ -99,69 +98,17 @@ fn env_filter(env: &str) -> Filter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
-    let Some(config) = moto_config().await else {
+    let Some(plane) = MotoPlane::new().await else {
         return;
     };
-    let settings = AwsSettings {
-        cluster_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-cluster".into(),
-        node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
-        db_image_id: any_image(&config).await,
-    };
-    let log = RequestLog::default();
-    let cloud = Arc::new(AwsCloud::from_clients(
-        aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::config::Builder::from(&config)
-                .interceptor(log.clone())
-                .build(),
-        ),
-        aws_sdk_eks::Client::from_conf(
-            aws_sdk_eks::config::Builder::from(&config)
-                .interceptor(log.clone())
-                .build(),
-        ),
-        aws_sdk_elasticloadbalancingv2::Client::new(&config),
-        settings,
-    ));
-    let (_dir, store) = envplane_store::testing::embedded_store();
-    let store: Arc<dyn StateStore> = Arc::new(store);
-    let executor = Executor::new(
-        Arc::new(Worker::new(store.clone(), cloud.clone())),
-        Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
-    );
-    // A unique name: the moto server is shared by every test of the run.
-    let name = format!("p{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
-    let env = EnvName::parse(&name).unwrap();
-    let caller = Caller {
-        principal: "alice".into(),
-        role: Role::Admin,
-    };
-
-    let spec = Blueprint::for_tier(Tier::Prod).spec(VpcCidr::from_second_octet(2));
-    let request = Request {
-        caller: &caller,
-        at: OffsetDateTime::now_utc(),
-        operation_id: ulid::Ulid::new().to_string(),
-    };
-    let created = commands::create(env.clone(), Tier::Prod, spec, None, &request);
-    let op = created.operation.id.clone();
-    let change = Change {
-        environment: created.environment,
-        expected: Expected::Absent,
-        operation: Some(created.operation),
-        audit: Some(created.audit),
-        idempotency: None,
-        claim_cidr: None,
-        release_cidr: None,
-    };
-    store.commit(change).await.unwrap();
-    let outcome = executor
-        .execute(
-            &Flow::Provision.local_definition().unwrap(),
-            execution_input(&env, &op),
-            &op,
-        )
-        .await;
-    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let config = plane.config.clone();
+    let (cloud, store, log) = (&plane.cloud, &plane.store, &plane.log);
+    let env = unique('p');
+    let name = env.to_string();
+    let op =
+        envplane_store::testing::mutations::create(store.as_ref(), &env, Tier::Prod, 2, |_| {})
+            .await;
+    plane.run(Flow::Provision, &env, &op).await;
     assert_eq!(
         store.environment(&env).await.unwrap().unwrap().status.phase,
         Phase::Ready
@@ -384,32 +331,8 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
     let before = cloud.list(&env).await.unwrap().len();
 
     // Destroy: nothing tagged with the environment is left.
-    let current = store.environment(&env).await.unwrap().unwrap();
-    let request = Request {
-        caller: &caller,
-        at: OffsetDateTime::now_utc(),
-        operation_id: ulid::Ulid::new().to_string(),
-    };
-    let deleted = commands::delete(&current, &request).unwrap();
-    let op = deleted.operation.id.clone();
-    let change = Change {
-        environment: deleted.environment,
-        expected: Expected::Version(current.version),
-        operation: Some(deleted.operation),
-        audit: Some(deleted.audit),
-        idempotency: None,
-        claim_cidr: None,
-        release_cidr: None,
-    };
-    store.commit(change).await.unwrap();
-    let outcome = executor
-        .execute(
-            &Flow::Destroy.local_definition().unwrap(),
-            execution_input(&env, &op),
-            &op,
-        )
-        .await;
-    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let op = envplane_store::testing::mutations::delete(store.as_ref(), &env).await;
+    plane.run(Flow::Destroy, &env, &op).await;
     let left = cloud.list(&env).await.unwrap();
     assert!(left.is_empty(), "left behind: {left:?}");
     let planned = envplane_domain::resources::plan(

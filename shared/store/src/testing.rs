@@ -183,6 +183,22 @@ pub mod mutations {
         commit(store, mutation, Expected::Version(env.version), None).await
     }
 
+    /// Records the destruction of `name` as DELETE does; returns the operation's id.
+    ///
+    /// # Panics
+    /// When the environment is busy or the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn delete(store: &dyn StateStore, name: &EnvName) -> String {
+        let env = store
+            .environment(name)
+            .await
+            .expect("read")
+            .expect("exists");
+        let caller = caller();
+        let mutation = commands::delete(&env, &request(&caller)).expect("free");
+        commit(store, mutation, Expected::Version(env.version), None).await
+    }
+
     /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
     ///
     /// # Panics

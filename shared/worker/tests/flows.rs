@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
-use envplane_domain::commands::{self, Request};
 use envplane_domain::environment::Phase;
 use envplane_domain::operation::OperationStatus;
 use envplane_domain::resources::ResourceKind;
-use envplane_domain::{Caller, EnvName, Role, Tier};
-use envplane_store::{Change, Expected, StateStore};
+use envplane_domain::{EnvName, Tier};
+use envplane_store::StateStore;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
 use envplane_workflow::{Executor, Outcome, StateMachine, VirtualClock};
@@ -80,34 +79,11 @@ impl Plane {
     }
 
     async fn delete(&self, name: &str) -> String {
-        let caller = Caller {
-            principal: "alice".into(),
-            role: Role::Admin,
-        };
-        let env = self
-            .store
-            .environment(&EnvName::parse(name).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let request = Request {
-            caller: &caller,
-            at: OffsetDateTime::now_utc(),
-            operation_id: ulid::Ulid::new().to_string(),
-        };
-        let mutation = commands::delete(&env, &request).unwrap();
-        let op = mutation.operation.id.clone();
-        let change = Change {
-            environment: mutation.environment,
-            expected: Expected::Version(env.version),
-            operation: Some(mutation.operation),
-            audit: Some(mutation.audit),
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: None,
-        };
-        self.store.commit(change).await.unwrap();
-        op
+        envplane_store::testing::mutations::delete(
+            self.store.as_ref(),
+            &EnvName::parse(name).unwrap(),
+        )
+        .await
     }
 
     /// Records a merge patch as PATCH does and returns the update operation's id.

@@ -11,16 +11,15 @@ use async_trait::async_trait;
 use envplane_cloud::{
     Cloud, CloudError, Faults, LatencyProfile, Modification, Resource, Simulator, SnapshotState,
 };
-use envplane_domain::commands::{self, Request};
 use envplane_domain::drift::DriftStatus;
 use envplane_domain::environment::Phase;
 use envplane_domain::events::{Event, EventKind};
 use envplane_domain::operation::{OperationKind, OperationStatus};
 use envplane_domain::resources::Planned;
-use envplane_domain::{Caller, EnvName, Role, Tier};
+use envplane_domain::{EnvName, Tier};
 use envplane_notify::{NotifyError, Publisher, SlackWebhook};
+use envplane_store::StateStore;
 use envplane_store::testing::mutations;
-use envplane_store::{Change, Expected, StateStore};
 use envplane_worker::jobs::Jobs;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
@@ -175,31 +174,7 @@ impl Plane {
     }
 
     async fn reconcile(&self, env: &EnvName) -> String {
-        let current = self.store.environment(env).await.unwrap().unwrap();
-        let caller = Caller {
-            principal: "bob".into(),
-            role: Role::Operator,
-        };
-        let request = Request {
-            caller: &caller,
-            at: OffsetDateTime::now_utc(),
-            operation_id: ulid::Ulid::new().to_string(),
-        };
-        let mutation = commands::reconcile(&current, json!("drift"), &request).unwrap();
-        let op = mutation.operation.id.clone();
-        self.store
-            .commit(Change {
-                environment: mutation.environment,
-                expected: Expected::Version(current.version),
-                operation: Some(mutation.operation),
-                audit: Some(mutation.audit),
-                idempotency: None,
-                claim_cidr: None,
-                release_cidr: None,
-            })
-            .await
-            .unwrap();
-        op
+        mutations::reconcile(self.store.as_ref(), env).await
     }
 }
 
