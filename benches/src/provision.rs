@@ -51,7 +51,7 @@ impl Rig {
             Arc::new(EmbeddedStore::open(&dir.path().join("state.redb"))?);
         let clock = Arc::new(ScaledClock::new(time_scale));
         let reader = clock.clone();
-        let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
+        let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
         let cloud = Arc::new(Simulator::new(
             LatencyProfile::Realistic,
             Faults::NONE,
@@ -100,7 +100,7 @@ fn critical_path(plan: &[Planned]) -> u64 {
             .map(|d| finish.get(d.as_str()).copied().unwrap_or(0))
             .max()
             .unwrap_or(0);
-        finish.insert(&p.name, start + p.kind.typical_create_seconds());
+        finish.insert(&p.name, start + p.kind().typical_create_seconds());
     }
     finish.values().copied().max().unwrap_or(0)
 }
@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         let real = started.elapsed();
         let wall = (clock.now() - started_virtual).as_seconds_f64();
         let critical = critical_path(&plan) as f64;
-        let sequential: u64 = plan.iter().map(|p| p.kind.typical_create_seconds()).sum();
+        let sequential: u64 = plan.iter().map(|p| p.kind().typical_create_seconds()).sum();
         println!(
             "{:<8} {:>8.0}s {:>13.0}s {:>7.3}× {:>15}s {:>12} {:>10}   ({:.1} s real)",
             tier.as_str(),

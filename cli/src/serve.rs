@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use envplane_api::{AppState, Authenticator};
-use envplane_aws::{AwsCloud, AwsSettings, CallCounter, counted_clients};
+use envplane_aws::{AwsCloud, AwsSettings, CallCounter, Clients};
 use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
 use envplane_domain::{Caller, Role, Tier};
 use envplane_notify::{Publisher, Silent, SlackWebhook};
@@ -114,14 +114,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let clock = Arc::new(ScaledClock::new(scale));
     let reader = clock.clone();
-    let now: envplane_cloud::simulator::Now = Arc::new(move || reader.now());
+    let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
     let (cloud, calls): (Arc<dyn Cloud>, CallMeter) = match &sdk {
         Some(config) => {
             let settings = AwsSettings::from_env().map_err(|e| anyhow::anyhow!("--aws: {e}"))?;
             let counter = CallCounter::default();
-            let (ec2, eks, elb) = counted_clients(config, &counter);
             (
-                Arc::new(AwsCloud::from_clients(ec2, eks, elb, settings)),
+                Arc::new(AwsCloud::new(Clients::counted(config, &counter), settings)),
                 Arc::new(move || counter.get()),
             )
         }

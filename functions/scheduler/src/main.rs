@@ -5,12 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use envplane_aws::{
-    AwsCloud, AwsSettings, CallCounter, SnsPublisher, StepFunctions, counted_clients,
-};
+use envplane_aws::{AwsCloud, AwsSettings, CallCounter, Clients, SnsPublisher, StepFunctions};
+use envplane_lambda::{Role, required};
 use envplane_store::DynamoStore;
 use envplane_worker::jobs::Jobs;
 use envplane_workflow::Flow;
@@ -19,36 +15,30 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    envplane_telemetry::init_lambda_logging();
-    // Adaptive retries back off under throttling before the cycle's breaker opens.
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(3))
-        .load()
-        .await;
-    let table = std::env::var("TABLE_NAME").context("TABLE_NAME is not set")?;
+    envplane_lambda::init_logging();
+    let config = envplane_lambda::sdk_config(Role::Scheduler).await;
     let settings = AwsSettings::from_env().map_err(anyhow::Error::msg)?;
-    let destroy = std::env::var("DESTROY_STATE_MACHINE_ARN")
-        .context("DESTROY_STATE_MACHINE_ARN is not set")?;
-    let topic = std::env::var("EVENTS_TOPIC_ARN").context("EVENTS_TOPIC_ARN is not set")?;
     let counter = CallCounter::default();
-    let (ec2, eks, elb) = counted_clients(&config, &counter);
-    let cloud = AwsCloud::from_clients(ec2, eks, elb, settings);
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let cloud = AwsCloud::new(Clients::counted(&config, &counter), settings);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        required("TABLE_NAME")?,
+    );
     let workflows = StepFunctions::new(
         aws_sdk_sfn::Client::new(&config),
-        BTreeMap::from([(Flow::Destroy, destroy)]),
+        BTreeMap::from([(Flow::Destroy, required("DESTROY_STATE_MACHINE_ARN")?)]),
     );
-    let meter = counter.clone();
+    let events = SnsPublisher::new(
+        aws_sdk_sns::Client::new(&config),
+        required("EVENTS_TOPIC_ARN")?,
+    );
     let jobs = Jobs::new(
         Arc::new(store),
         Arc::new(cloud),
-        Arc::new(move || meter.get()),
+        Arc::new(move || counter.get()),
     )
     .with_workflows(Arc::new(workflows))
-    .with_events(Arc::new(SnsPublisher::new(
-        aws_sdk_sns::Client::new(&config),
-        topic,
-    )));
+    .with_events(Arc::new(events));
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let jobs = jobs.clone();
         async move { envplane_fn_scheduler::handle(&jobs, event).await }

@@ -9,7 +9,7 @@ mod metering;
 mod sfn;
 mod sns;
 
-pub use cloud::{AwsCloud, AwsSettings, target_group_name};
-pub use metering::{CallCounter, counted_clients};
+pub use cloud::{AwsCloud, AwsSettings, ClientPool, Clients, Target};
+pub use metering::CallCounter;
 pub use sfn::StepFunctions;
 pub use sns::SnsPublisher;

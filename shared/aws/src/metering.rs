@@ -35,31 +35,3 @@ impl Intercept for CallCounter {
         Ok(())
     }
 }
-
-/// EC2, EKS and ELBv2 clients on one configuration, all counted by `counter`.
-pub fn counted_clients(
-    config: &aws_config::SdkConfig,
-    counter: &CallCounter,
-) -> (
-    aws_sdk_ec2::Client,
-    aws_sdk_eks::Client,
-    aws_sdk_elasticloadbalancingv2::Client,
-) {
-    (
-        aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::config::Builder::from(config)
-                .interceptor(counter.clone())
-                .build(),
-        ),
-        aws_sdk_eks::Client::from_conf(
-            aws_sdk_eks::config::Builder::from(config)
-                .interceptor(counter.clone())
-                .build(),
-        ),
-        aws_sdk_elasticloadbalancingv2::Client::from_conf(
-            aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
-                .interceptor(counter.clone())
-                .build(),
-        ),
-    )
-}

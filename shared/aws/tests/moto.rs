@@ -386,27 +386,27 @@ impl MotoPlane {
         };
         let log = RequestLog::default();
         let counter = envplane_aws::CallCounter::default();
-        let cloud = Arc::new(AwsCloud::from_clients(
-            aws_sdk_ec2::Client::from_conf(
+        let clients = envplane_aws::Clients {
+            ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .interceptor(counter.clone())
                     .build(),
             ),
-            aws_sdk_eks::Client::from_conf(
+            eks: aws_sdk_eks::Client::from_conf(
                 aws_sdk_eks::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .interceptor(counter.clone())
                     .build(),
             ),
-            aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .interceptor(counter.clone())
                     .build(),
             ),
-            settings,
-        ));
+        };
+        let cloud = Arc::new(AwsCloud::new(clients, settings));
         let (dir, store) = envplane_store::testing::embedded_store();
         let store: Arc<dyn StateStore> = Arc::new(store);
         let executor = Executor::new(

@@ -1,25 +1,23 @@
 //! Drift: how the resources found in the cloud differ from what the spec calls for. Pure: the
 //! scheduler feeds it what one batched look at the cloud returned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::name::EnvName;
-use crate::resources::{self, Planned, ResourceKind};
+use crate::resources::{self, Desired, Observed, Planned, ResourceKind};
 use crate::spec::EnvironmentSpec;
 
-/// A resource as a look at the cloud found it, in the attribute shapes `resources::plan` uses.
+/// A resource as a look at the cloud found it.
 #[derive(Debug, Clone, Copy)]
-pub struct Observed<'a> {
-    /// Its kind.
-    pub kind: ResourceKind,
+pub struct Seen<'a> {
     /// envplane's name for it.
     pub name: &'a str,
-    /// Its attributes.
-    pub attributes: &'a Value,
+    /// What was seen.
+    pub observed: &'a Observed,
 }
 
 /// One attribute that differs from the spec.
@@ -126,81 +124,131 @@ impl DriftReport {
     }
 }
 
-/// Attributes compared per kind. Others (ids, AZ placement, references) are either fixed at
-/// creation or checked through the resource's presence.
-fn compared(kind: ResourceKind) -> &'static [&'static str] {
-    match kind {
-        ResourceKind::Vpc | ResourceKind::Subnet => &["cidr"],
-        ResourceKind::Cluster => &["version"],
-        ResourceKind::NodeGroup => &["instance_type", "min", "desired", "max", "version"],
-        ResourceKind::Volume => &["size_gb", "iops", "throughput_mibps"],
-        ResourceKind::DbInstance => &["instance_type"],
-        ResourceKind::SecurityGroup => &["ingress"],
-        ResourceKind::RouteTable => &["subnets"],
-        ResourceKind::TargetGroup => &["port"],
-        _ => &[],
+/// Collects the attributes of one resource that differ.
+struct Comparison<'a> {
+    planned: &'a Planned,
+    out: Vec<Difference>,
+}
+
+impl Comparison<'_> {
+    fn differ(&mut self, attribute: &str, expected: Value, actual: Value) {
+        self.out.push(Difference {
+            resource: self.planned.name.clone(),
+            kind: self.planned.kind(),
+            attribute: attribute.to_owned(),
+            expected,
+            actual,
+        });
+    }
+
+    /// An attribute the cloud does not report (`None`) is unknown, not different.
+    fn value<T: PartialEq + Serialize>(
+        &mut self,
+        attribute: &str,
+        expected: &T,
+        actual: Option<&T>,
+    ) {
+        if let Some(actual) = actual
+            && actual != expected
+        {
+            self.differ(attribute, json(expected), json(actual));
+        }
+    }
+
+    /// A list whose order carries no meaning (rules, associated subnets).
+    fn set<T: Ord + Serialize>(&mut self, attribute: &str, expected: &[T], actual: &[T]) {
+        let (want, have): (BTreeSet<&T>, BTreeSet<&T>) =
+            (expected.iter().collect(), actual.iter().collect());
+        if want != have {
+            self.differ(attribute, json(expected), json(actual));
+        }
     }
 }
 
-/// Attributes that are sets (rules, associated subnets): order carries no meaning.
-const SETS: &[&str] = &["ingress", "subnets"];
-
-/// A list attribute as a set.
-fn rule_set(rules: &Value) -> Vec<String> {
-    let mut out: Vec<String> = rules
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(crate::audit::canonical_json)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+fn json<T: Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// The attributes of `observed` that differ from `planned`. An attribute the cloud does not
-/// report (null) is unknown, not different: some APIs and emulators leave fields out.
-pub fn differences(planned: &Planned, observed: &Value) -> Vec<Difference> {
-    compared(planned.kind)
-        .iter()
-        .filter_map(|attribute| {
-            let expected = planned.attributes.get(*attribute)?;
-            let actual = observed.get(*attribute).filter(|v| !v.is_null())?;
-            let same = if SETS.contains(attribute) {
-                rule_set(expected) == rule_set(actual)
-            } else {
-                expected == actual
-            };
-            (!same).then(|| Difference {
-                resource: planned.name.clone(),
-                kind: planned.kind,
-                attribute: (*attribute).to_owned(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            })
-        })
-        .collect()
+/// The attributes of `observed` that differ from `planned`, in a fixed order per kind. Others
+/// (ids, AZ placement, references) are either fixed at creation or checked through the
+/// resource's presence.
+pub fn differences(planned: &Planned, observed: &Observed) -> Vec<Difference> {
+    let mut c = Comparison {
+        planned,
+        out: Vec::new(),
+    };
+    match (&planned.desired, observed) {
+        (Desired::Vpc(want), Observed::Vpc(seen)) => {
+            c.value("cidr", &want.cidr, seen.cidr.as_ref())
+        }
+        (Desired::Subnet(want), Observed::Subnet(seen)) => {
+            c.value("cidr", &want.cidr, seen.cidr.as_ref());
+        }
+        (Desired::Cluster(want), Observed::Cluster(seen)) => {
+            c.value("version", &want.version, seen.version.as_ref());
+        }
+        (Desired::NodeGroup(want), Observed::NodeGroup(seen)) => {
+            c.value(
+                "instance_type",
+                &want.instance_type,
+                seen.instance_type.as_ref(),
+            );
+            c.value("min", &want.min, seen.min.as_ref());
+            c.value("desired", &want.desired, seen.desired.as_ref());
+            c.value("max", &want.max, seen.max.as_ref());
+            c.value("version", &want.version, seen.version.as_ref());
+        }
+        (Desired::Volume(want), Observed::Volume(seen)) => {
+            c.value("size_gb", &want.size_gb, seen.size_gb.as_ref());
+            c.value("iops", &want.iops, seen.iops.as_ref());
+            c.value(
+                "throughput_mibps",
+                &want.throughput_mibps,
+                seen.throughput_mibps.as_ref(),
+            );
+        }
+        (Desired::DbInstance(want), Observed::DbInstance(seen)) => {
+            c.value(
+                "instance_type",
+                &want.instance_type,
+                seen.instance_type.as_ref(),
+            );
+        }
+        (Desired::SecurityGroup(want), Observed::SecurityGroup(seen)) => {
+            c.set("ingress", &want.ingress, &seen.ingress);
+        }
+        (Desired::RouteTable(want), Observed::RouteTable(seen)) => {
+            c.set("subnets", &want.subnets, &seen.subnets);
+        }
+        (Desired::TargetGroup(want), Observed::TargetGroup(seen)) => {
+            c.value("port", &want.port, seen.port.as_ref());
+        }
+        // Nothing chosen to compare (gateways, addresses), or another kind under the name,
+        // which names make impossible.
+        _ => {}
+    }
+    c.out
 }
 
 /// Compares what the cloud has with what `spec` calls for.
 pub fn detect(
     env: &EnvName,
     spec: &EnvironmentSpec,
-    observed: &[Observed<'_>],
+    observed: &[Seen<'_>],
     checked_at: OffsetDateTime,
     api_calls: u64,
 ) -> DriftReport {
     let planned = resources::plan(env, spec);
-    let found: BTreeMap<&str, &Observed<'_>> = observed.iter().map(|o| (o.name, o)).collect();
+    let found: BTreeMap<&str, &Seen<'_>> = observed.iter().map(|o| (o.name, o)).collect();
     let mut missing = Vec::new();
     let mut changed = Vec::new();
     for p in &planned {
         match found.get(p.name.as_str()) {
             None => missing.push(Named {
                 resource: p.name.clone(),
-                kind: p.kind,
+                kind: p.kind(),
             }),
-            Some(o) => changed.extend(differences(p, o.attributes)),
+            Some(o) => changed.extend(differences(p, o.observed)),
         }
     }
     let unexpected: Vec<Named> = observed
@@ -208,7 +256,7 @@ pub fn detect(
         .filter(|o| !planned.iter().any(|p| p.name == o.name))
         .map(|o| Named {
             resource: o.name.to_owned(),
-            kind: o.kind,
+            kind: o.observed.kind(),
         })
         .collect();
     let status = if missing.is_empty() && unexpected.is_empty() && changed.is_empty() {
@@ -232,6 +280,7 @@ mod tests {
     use super::*;
     use crate::blueprint::{Blueprint, Tier};
     use crate::cidr::VpcCidr;
+    use crate::resources::IngressRule;
     use serde_json::json;
 
     fn dev() -> (EnvName, EnvironmentSpec) {
@@ -241,38 +290,41 @@ mod tests {
         )
     }
 
+    fn seen(plan: &[Planned]) -> Vec<(String, Observed)> {
+        plan.iter()
+            .map(|p| {
+                let observed = Observed::as_created(&p.desired, || p.name.clone());
+                (p.name.clone(), observed)
+            })
+            .collect()
+    }
+
     #[test]
     fn a_faithful_cloud_is_in_sync_and_any_change_is_named() {
         let (env, spec) = dev();
         let plan = resources::plan(&env, &spec);
-        let mut attributes: Vec<(ResourceKind, String, Value)> = plan
-            .iter()
-            .map(|p| (p.kind, p.name.clone(), p.attributes.clone()))
-            .collect();
-        let look = |a: &[(ResourceKind, String, Value)]| {
-            let observed: Vec<Observed<'_>> = a
+        let mut attributes = seen(&plan);
+        let look = |a: &[(String, Observed)]| {
+            let observed: Vec<Seen<'_>> = a
                 .iter()
-                .map(|(kind, name, attributes)| Observed {
-                    kind: *kind,
-                    name,
-                    attributes,
-                })
+                .map(|(name, observed)| Seen { name, observed })
                 .collect();
             detect(&env, &spec, &observed, OffsetDateTime::UNIX_EPOCH, 12)
         };
         assert_eq!(look(&attributes).status, DriftStatus::InSync);
 
         // A removed rule, a deleted subnet, a scaled node group, an unknown throughput.
-        for (kind, name, a) in &mut attributes {
-            match name.as_str() {
-                "dev-sg-alb" => a["ingress"] = json!([{"port": 443, "from": "0.0.0.0/0"}]),
-                "dev-frontend" => a["desired"] = json!(5),
-                "dev-db-data" => a["throughput_mibps"] = Value::Null,
+        for (name, a) in &mut attributes {
+            match (name.as_str(), a) {
+                ("dev-sg-alb", Observed::SecurityGroup(g)) => {
+                    g.ingress = vec![IngressRule::from_cidr(443, "0.0.0.0/0")];
+                }
+                ("dev-frontend", Observed::NodeGroup(g)) => g.desired = Some(5),
+                ("dev-db-data", Observed::Volume(v)) => v.throughput_mibps = None,
                 _ => {}
             }
-            assert!(kind.as_str().len() > 1);
         }
-        attributes.retain(|(_, name, _)| name != "dev-private-2");
+        attributes.retain(|(name, _)| name != "dev-private-2");
         let report = look(&attributes);
         assert_eq!(report.status, DriftStatus::Drifted);
         assert_eq!(
@@ -301,7 +353,7 @@ mod tests {
             .into_iter()
             .find(|p| p.name == "dev-sg-alb")
             .expect("sg");
-        let reversed = json!({"ingress": [{"from": "0.0.0.0/0", "port": 443}, {"port": 80, "from": "0.0.0.0/0"}]});
+        let reversed: Observed = serde_json::from_value(json!({"kind": "security_group", "ingress": [{"from": "0.0.0.0/0", "port": 443}, {"port": 80, "from": "0.0.0.0/0"}]})).expect("rules");
         assert!(differences(&sg, &reversed).is_empty());
     }
 }

@@ -30,6 +30,16 @@ impl OperationKind {
             OperationKind::Reconcile => "environment.reconcile",
         }
     }
+
+    /// What the operation is called in messages: `Provisioning of dev succeeded`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            OperationKind::Create => "Provisioning",
+            OperationKind::Update => "Update",
+            OperationKind::Delete => "Destruction",
+            OperationKind::Reconcile => "Reconcile",
+        }
+    }
 }
 
 /// Where an operation is.

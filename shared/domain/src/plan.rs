@@ -107,13 +107,15 @@ pub fn what_if(
         match before.get(name) {
             None => changes.push(ResourceChange {
                 action: ResourceAction::Create,
-                kind: p.kind,
+                kind: p.kind(),
                 name: name.clone(),
                 changes: BTreeMap::new(),
             }),
-            Some(old) if old.attributes != p.attributes => {
+            Some(old) if old.desired != p.desired => {
                 let mut diff = BTreeMap::new();
-                if let (Value::Object(a), Value::Object(b)) = (&old.attributes, &p.attributes) {
+                if let (Value::Object(a), Value::Object(b)) =
+                    (&old.desired.to_json(), &p.desired.to_json())
+                {
                     for key in a.keys().chain(b.keys()) {
                         let (x, y) = (
                             a.get(key).cloned().unwrap_or(Value::Null),
@@ -124,14 +126,14 @@ pub fn what_if(
                         }
                     }
                 }
-                let action = if diff.keys().any(|k| replaces(p.kind, k)) {
+                let action = if diff.keys().any(|k| replaces(p.kind(), k)) {
                     ResourceAction::Replace
                 } else {
                     ResourceAction::Update
                 };
                 changes.push(ResourceChange {
                     action,
-                    kind: p.kind,
+                    kind: p.kind(),
                     name: name.clone(),
                     changes: diff,
                 });
@@ -143,7 +145,7 @@ pub fn what_if(
         if !after.contains_key(name) {
             changes.push(ResourceChange {
                 action: ResourceAction::Delete,
-                kind: p.kind,
+                kind: p.kind(),
                 name: name.clone(),
                 changes: BTreeMap::new(),
             });
@@ -192,7 +194,7 @@ pub fn for_create(env: &EnvName, tier: Tier, spec: &EnvironmentSpec) -> ChangePl
         .into_iter()
         .map(|p| ResourceChange {
             action: ResourceAction::Create,
-            kind: p.kind,
+            kind: p.kind(),
             name: p.name,
             changes: BTreeMap::new(),
         })

@@ -138,7 +138,7 @@ impl Plane {
             .await
             .unwrap()
         {
-            *counts.entry(r.kind).or_insert(0) += 1;
+            *counts.entry(r.kind()).or_insert(0) += 1;
         }
         counts
     }
@@ -208,18 +208,18 @@ async fn dev_qa_and_prod_reach_ready_with_their_blueprints_resources() {
         .unwrap();
     assert_eq!(
         (
-            backend.attributes["instance_type"].as_str(),
-            backend.attributes["desired"].as_u64()
+            backend.attributes()["instance_type"].as_str(),
+            backend.attributes()["desired"].as_u64()
         ),
         (Some("t3.xlarge"), Some(3))
     );
     let volume = prod_resources
         .iter()
-        .find(|r| r.kind == ResourceKind::Volume)
+        .find(|r| r.kind() == ResourceKind::Volume)
         .unwrap();
     assert_eq!(
         (
-            volume.attributes["size_gb"].as_u64(),
+            volume.attributes()["size_gb"].as_u64(),
             volume.tags.get("Backup").map(String::as_str)
         ),
         (Some(100), Some("true"))
@@ -386,11 +386,11 @@ async fn an_upgrade_from_1_29_to_1_31_passes_through_1_30_control_plane_first() 
         ]
     );
     assert_eq!(
-        plane.resource("dev", "dev-eks").await.attributes["version"],
+        plane.resource("dev", "dev-eks").await.attributes()["version"],
         "1.31"
     );
     assert_eq!(
-        plane.resource("dev", "dev-backend").await.attributes["version"],
+        plane.resource("dev", "dev-backend").await.attributes()["version"],
         "1.31"
     );
     let env = plane
@@ -442,10 +442,10 @@ async fn scaling_a_resize_and_volume_growth_apply_in_place_snapshot_first() {
         ]
     );
     let db = plane.resource("dev", "dev-db").await;
-    assert_eq!(db.attributes["instance_type"], "t3.xlarge");
-    assert_eq!(db.attributes["power"], "running");
+    assert_eq!(db.attributes()["instance_type"], "t3.xlarge");
+    assert_eq!(db.attributes()["power"], "running");
     assert_eq!(
-        plane.resource("dev", "dev-frontend").await.attributes["desired"],
+        plane.resource("dev", "dev-frontend").await.attributes()["desired"],
         3
     );
     // In place: the same resources, nothing created or replaced.
@@ -475,7 +475,7 @@ async fn a_node_group_instance_type_change_replaces_it_only_when_allowed() {
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
     let after = plane.resource("dev", "dev-backend").await;
     assert_ne!(before.id, after.id, "a new node group");
-    assert_eq!(after.attributes["instance_type"], "t3.xlarge");
+    assert_eq!(after.attributes()["instance_type"], "t3.xlarge");
     assert_eq!(
         plane.changes(&op).await,
         vec!["dev-backend: replacing: instance type \"t3.large\" → \"t3.xlarge\""]
@@ -514,15 +514,15 @@ async fn out_of_band_changes_are_put_back_by_the_update_flow() {
     let outcome = plane.run("update", "dev", &op).await;
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
     assert_eq!(
-        plane.resource("dev", "dev-sg-alb").await.attributes["ingress"],
+        plane.resource("dev", "dev-sg-alb").await.attributes()["ingress"],
         serde_json::json!([{"port": 443, "from": "0.0.0.0/0"}, {"port": 80, "from": "0.0.0.0/0"}])
     );
     assert_eq!(
-        plane.resource("dev", "dev-frontend").await.attributes["desired"],
+        plane.resource("dev", "dev-frontend").await.attributes()["desired"],
         2
     );
     plane.resource("dev", "dev-public-2").await;
-    let served = plane.resource("dev", "dev-rt-public").await.attributes["subnets"].clone();
+    let served = plane.resource("dev", "dev-rt-public").await.attributes()["subnets"].clone();
     assert_eq!(served, serde_json::json!(["dev-public-1", "dev-public-2"]));
     assert!(
         plane

@@ -4,11 +4,17 @@
 
 use std::collections::BTreeMap;
 
+pub mod desired;
+pub mod observed;
+
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::name::EnvName;
+use crate::names::{self, GroupRole, Service};
 use crate::spec::EnvironmentSpec;
+
+pub use desired::{Desired, IngressRule, RuleSource};
+pub use observed::{Observed, Power};
 
 /// Kinds of resources envplane manages, in the order a teardown deletes them.
 #[derive(
@@ -148,10 +154,8 @@ impl Group {
 }
 
 /// One resource the spec calls for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Planned {
-    /// Its kind.
-    pub kind: ResourceKind,
     /// Unique name within the account and region (the `Name` tag, or the resource's own name).
     pub name: String,
     /// The step that creates it.
@@ -159,7 +163,14 @@ pub struct Planned {
     /// Names of resources it needs to exist first.
     pub depends_on: Vec<String>,
     /// What it is made with: CIDR, instance type, scaling, rules…
-    pub attributes: Value,
+    pub desired: Desired,
+}
+
+impl Planned {
+    /// Its kind.
+    pub fn kind(&self) -> ResourceKind {
+        self.desired.kind()
+    }
 }
 
 /// Tag keys envplane puts on everything it creates, to find it again without its id.
@@ -170,171 +181,209 @@ pub mod tags {
     pub const OPERATION: &str = "envplane:operation";
     /// Marks volumes for the daily snapshot.
     pub const BACKUP: &str = "Backup";
+    /// The resource's envplane name, on kinds whose AWS name is not theirs to choose.
+    pub const NAME: &str = "Name";
 }
-
-/// Ports of the application tiers.
-pub const FRONTEND_PORT: u16 = 3001;
-/// Ports of the application tiers.
-pub const BACKEND_PORT: u16 = 3000;
 
 /// Every resource `spec` calls for, in creation order.
 pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
     let mut out = Vec::new();
-    let mut add = |kind, name: String, group, depends_on: Vec<String>, attributes: Value| {
+    let mut add = |name: String, group, depends_on: Vec<String>, desired: Desired| {
         out.push(Planned {
-            kind,
             name,
             group,
             depends_on,
-            attributes,
+            desired,
         });
     };
-    let n = |suffix: &str| format!("{env}-{suffix}");
     let azs = spec.network.az_count;
     let (public, private) = spec.subnets();
+    let vpc_cidr = spec.network.vpc_cidr.to_string();
+    let sg = |role| names::security_group(env, role);
     add(
-        ResourceKind::Vpc,
-        n("vpc"),
+        names::vpc(env),
         Group::Network,
         vec![],
-        json!({ "cidr": spec.network.vpc_cidr.to_string() }),
+        Desired::Vpc(desired::Vpc {
+            cidr: vpc_cidr.clone(),
+        }),
     );
-    for (i, cidr) in public.iter().enumerate() {
-        add(
-            ResourceKind::Subnet,
-            n(&format!("public-{}", i + 1)),
-            Group::Network,
-            vec![n("vpc")],
-            json!({ "cidr": cidr, "az_index": i, "public": true }),
-        );
-    }
-    for (i, cidr) in private.iter().enumerate() {
-        add(
-            ResourceKind::Subnet,
-            n(&format!("private-{}", i + 1)),
-            Group::Network,
-            vec![n("vpc")],
-            json!({ "cidr": cidr, "az_index": i, "public": false }),
-        );
+    for (is_public, blocks) in [(true, &public), (false, &private)] {
+        for (i, cidr) in (0u8..).zip(blocks.iter()) {
+            add(
+                names::subnet(env, is_public, i + 1),
+                Group::Network,
+                vec![names::vpc(env)],
+                Desired::Subnet(desired::Subnet {
+                    cidr: cidr.clone(),
+                    az_index: i,
+                    public: is_public,
+                }),
+            );
+        }
     }
     add(
-        ResourceKind::InternetGateway,
-        n("igw"),
+        names::internet_gateway(env),
         Group::Network,
-        vec![n("vpc")],
-        json!({}),
+        vec![names::vpc(env)],
+        Desired::InternetGateway {},
     );
     let nats = spec.nat_gateway_count();
     for i in 1..=nats {
         add(
-            ResourceKind::ElasticIp,
-            n(&format!("eip-{i}")),
+            names::elastic_ip(env, i),
             Group::Egress,
             vec![],
-            json!({}),
+            Desired::ElasticIp {},
         );
+        let subnet = names::subnet(env, true, u8::try_from(i).unwrap_or(u8::MAX));
         add(
-            ResourceKind::NatGateway,
-            n(&format!("nat-{i}")),
+            names::nat_gateway(env, i),
             Group::Egress,
-            vec![n(&format!("public-{i}")), n(&format!("eip-{i}")), n("igw")],
-            json!({ "subnet": n(&format!("public-{i}")), "eip": n(&format!("eip-{i}")) }),
+            vec![
+                subnet.clone(),
+                names::elastic_ip(env, i),
+                names::internet_gateway(env),
+            ],
+            Desired::NatGateway(desired::NatGateway {
+                subnet,
+                eip: names::elastic_ip(env, i),
+            }),
         );
     }
     add(
-        ResourceKind::RouteTable,
-        n("rt-public"),
+        names::public_route_table(env),
         Group::Egress,
-        vec![n("igw")],
-        json!({ "default_route": n("igw"), "subnets": (1..=azs).map(|i| n(&format!("public-{i}"))).collect::<Vec<_>>() }),
+        vec![names::internet_gateway(env)],
+        Desired::RouteTable(desired::RouteTable {
+            default_route: names::internet_gateway(env),
+            subnets: (1..=azs).map(|i| names::subnet(env, true, i)).collect(),
+        }),
     );
     for i in 1..=azs {
-        let nat = n(&format!("nat-{}", if nats == 1 { 1 } else { u32::from(i) }));
+        let nat = names::nat_gateway(env, if nats == 1 { 1 } else { u32::from(i) });
         add(
-            ResourceKind::RouteTable,
-            n(&format!("rt-private-{i}")),
+            names::private_route_table(env, i),
             Group::Egress,
             vec![nat.clone()],
-            json!({ "default_route": nat, "subnets": [n(&format!("private-{i}"))] }),
+            Desired::RouteTable(desired::RouteTable {
+                default_route: nat,
+                subnets: vec![names::subnet(env, false, i)],
+            }),
         );
     }
     add(
-        ResourceKind::SecurityGroup,
-        n("sg-alb"),
+        sg(GroupRole::Alb),
         Group::Network,
-        vec![n("vpc")],
-        json!({ "ingress": [{"port": 80, "from": "0.0.0.0/0"}, {"port": 443, "from": "0.0.0.0/0"}] }),
+        vec![names::vpc(env)],
+        Desired::SecurityGroup(desired::SecurityGroup {
+            ingress: vec![
+                IngressRule::from_cidr(80, "0.0.0.0/0"),
+                IngressRule::from_cidr(443, "0.0.0.0/0"),
+            ],
+        }),
     );
     add(
-        ResourceKind::SecurityGroup,
-        n("sg-cluster"),
+        sg(GroupRole::Cluster),
         Group::Network,
-        vec![n("vpc"), n("sg-alb")],
-        json!({ "ingress": [
-            {"port": 443, "from": spec.network.vpc_cidr.to_string()},
-            {"port": 10250, "from": spec.network.vpc_cidr.to_string()},
-            {"port": FRONTEND_PORT, "from_group": n("sg-alb")},
-            {"port": BACKEND_PORT, "from_group": n("sg-alb")},
-        ] }),
+        vec![names::vpc(env), sg(GroupRole::Alb)],
+        Desired::SecurityGroup(desired::SecurityGroup {
+            ingress: vec![
+                IngressRule::from_cidr(443, vpc_cidr.clone()),
+                IngressRule::from_cidr(10250, vpc_cidr.clone()),
+                IngressRule::from_group(Service::Frontend.port(), sg(GroupRole::Alb)),
+                IngressRule::from_group(Service::Backend.port(), sg(GroupRole::Alb)),
+            ],
+        }),
     );
     add(
-        ResourceKind::SecurityGroup,
-        n("sg-db"),
+        sg(GroupRole::Db),
         Group::Network,
-        vec![n("vpc"), n("sg-cluster")],
-        json!({ "ingress": [{"port": 5432, "from_group": n("sg-cluster")}] }),
+        vec![names::vpc(env), sg(GroupRole::Cluster)],
+        Desired::SecurityGroup(desired::SecurityGroup {
+            ingress: vec![IngressRule::from_group(5432, sg(GroupRole::Cluster))],
+        }),
     );
 
-    let private_names: Vec<String> = (1..=azs).map(|i| n(&format!("private-{i}"))).collect();
+    let private_names: Vec<String> = (1..=azs).map(|i| names::subnet(env, false, i)).collect();
     add(
-        ResourceKind::Cluster,
-        n("eks"),
+        names::cluster(env),
         Group::Cluster,
         private_names
             .iter()
             .cloned()
-            .chain([n("sg-cluster")])
+            .chain([sg(GroupRole::Cluster)])
             .collect(),
-        json!({ "version": spec.cluster.version, "subnets": private_names, "security_group": n("sg-cluster") }),
+        Desired::Cluster(desired::Cluster {
+            version: spec.cluster.version.clone(),
+            subnets: private_names,
+            security_group: sg(GroupRole::Cluster),
+        }),
     );
-    for (role, group) in [
-        ("frontend", &spec.cluster.frontend),
-        ("backend", &spec.cluster.backend),
+    for (service, group) in [
+        (Service::Frontend, &spec.cluster.frontend),
+        (Service::Backend, &spec.cluster.backend),
     ] {
         add(
-            ResourceKind::NodeGroup,
-            n(role),
+            names::node_group(env, service),
             Group::NodeGroups,
             // Nodes in the private subnets reach the registries through the NAT gateways.
-            std::iter::once(n("eks"))
-                .chain((1..=azs).map(|i| n(&format!("rt-private-{i}"))))
+            std::iter::once(names::cluster(env))
+                .chain((1..=azs).map(|i| names::private_route_table(env, i)))
                 .collect(),
-            json!({ "cluster": n("eks"), "role": role, "instance_type": group.instance_type, "min": group.min, "desired": group.desired, "max": group.max, "version": spec.cluster.version }),
+            Desired::NodeGroup(desired::NodeGroup {
+                cluster: names::cluster(env),
+                role: service,
+                instance_type: group.instance_type.clone(),
+                min: group.min,
+                desired: group.desired,
+                max: group.max,
+                version: spec.cluster.version.clone(),
+            }),
         );
     }
     let volume = &spec.database.volume;
     add(
-        ResourceKind::Volume,
-        n("db-data"),
+        names::data_volume(env),
         Group::Database,
         vec![],
-        json!({ "size_gb": volume.size_gb, "iops": volume.iops, "throughput_mibps": volume.throughput_mibps, "az_index": 0, "backup": true }),
+        Desired::Volume(desired::Volume {
+            size_gb: volume.size_gb,
+            iops: volume.iops,
+            throughput_mibps: volume.throughput_mibps,
+            az_index: 0,
+            backup: true,
+        }),
     );
     add(
-        ResourceKind::DbInstance,
-        n("db"),
+        names::database_host(env),
         Group::Database,
         // The host installs PostgreSQL at first boot, through the NAT gateway.
-        vec![n("private-1"), n("sg-db"), n("db-data"), n("rt-private-1")],
-        json!({ "instance_type": spec.database.instance_type, "engine_version": spec.database.engine_version, "extensions": spec.database.extensions, "subnet": n("private-1"), "security_group": n("sg-db"), "volume": n("db-data") }),
+        vec![
+            names::subnet(env, false, 1),
+            sg(GroupRole::Db),
+            names::data_volume(env),
+            names::private_route_table(env, 1),
+        ],
+        Desired::DbInstance(desired::DbInstance {
+            instance_type: spec.database.instance_type.clone(),
+            engine_version: spec.database.engine_version.clone(),
+            extensions: spec.database.extensions.clone(),
+            subnet: names::subnet(env, false, 1),
+            security_group: sg(GroupRole::Db),
+            volume: names::data_volume(env),
+        }),
     );
-    for (role, port) in [("frontend", FRONTEND_PORT), ("backend", BACKEND_PORT)] {
+    for service in Service::ALL {
         add(
-            ResourceKind::TargetGroup,
-            n(&format!("tg-{role}")),
+            names::target_group(env, service),
             Group::Targets,
-            vec![n("vpc")],
-            json!({ "port": port, "health_path": "/health", "role": role }),
+            vec![names::vpc(env)],
+            Desired::TargetGroup(desired::TargetGroup {
+                port: service.port(),
+                health_path: "/health".into(),
+                role: service,
+            }),
         );
     }
     out
@@ -344,7 +393,7 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
 pub fn count_by_kind(plan: &[Planned]) -> BTreeMap<ResourceKind, usize> {
     let mut counts = BTreeMap::new();
     for p in plan {
-        *counts.entry(p.kind).or_insert(0) += 1;
+        *counts.entry(p.kind()).or_insert(0) += 1;
     }
     counts
 }
@@ -404,8 +453,8 @@ mod tests {
         }
         let db_sg = plan.iter().find(|p| p.name == "prod-sg-db").expect("db sg");
         assert_eq!(
-            db_sg.attributes["ingress"],
-            json!([{"port": 5432, "from_group": "prod-sg-cluster"}])
+            db_sg.desired.to_json()["ingress"],
+            serde_json::json!([{"port": 5432, "from_group": "prod-sg-cluster"}])
         );
     }
 
@@ -418,6 +467,6 @@ mod tests {
             .iter()
             .find(|p| p.name == "dev-rt-private-2")
             .expect("route table");
-        assert_eq!(rt.attributes["default_route"], "dev-nat-1");
+        assert_eq!(rt.desired.to_json()["default_route"], "dev-nat-1");
     }
 }

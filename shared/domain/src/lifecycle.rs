@@ -1,0 +1,317 @@
+//! What happens to an environment and its operation as a flow starts, records in-place
+//! changes, succeeds or fails, and when housekeeping finds an operation past its lease: pure
+//! functions yielding the records a store then writes under the environment's version, as
+//! [`crate::commands`] does for the API's mutations.
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::auth::Role;
+use crate::environment::{Condition, Environment, ObservedResource, Phase};
+use crate::operation::{AppliedChange, Operation, OperationError, OperationKind, OperationStatus};
+
+/// Principal recorded for changes the flows make on their own.
+pub const SYSTEM_PRINCIPAL: &str = "envplane";
+
+/// The error name of an operation whose lease ran out.
+pub const LEASE_EXPIRED: &str = "Envplane.LeaseExpired";
+
+/// What one transition writes.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The environment's next record (its version one up).
+    pub environment: Environment,
+    /// The operation's next record.
+    pub operation: Operation,
+    /// The audit event, when the transition is one people must be able to trace.
+    pub audit: Option<AuditEvent>,
+    /// Whether the environment's VPC block goes back to the pool.
+    pub release_cidr: bool,
+}
+
+fn condition(
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    at: OffsetDateTime,
+) -> Condition {
+    Condition {
+        kind: kind.into(),
+        status,
+        reason: reason.into(),
+        message,
+        since: at,
+    }
+}
+
+fn next(environment: &Environment, at: OffsetDateTime) -> Environment {
+    let mut next = environment.clone();
+    next.version += 1;
+    next.updated_at = at;
+    next
+}
+
+/// The same record, no longer held by an operation.
+fn released(environment: &Environment, at: OffsetDateTime) -> Environment {
+    let mut next = next(environment, at);
+    next.active_operation = None;
+    next.lease_expires_at = None;
+    next
+}
+
+/// The operation's flow has begun: the operation runs and the environment shows what it does.
+/// `None` when it already runs (a retried first step).
+pub fn start(
+    environment: &Environment,
+    operation: &Operation,
+    at: OffsetDateTime,
+) -> Option<Transition> {
+    if operation.status == OperationStatus::Running {
+        return None;
+    }
+    let mut op = operation.clone();
+    op.status = OperationStatus::Running;
+    op.updated_at = at;
+    let mut env = next(environment, at);
+    env.status.phase = match op.kind {
+        OperationKind::Create => Phase::Provisioning,
+        OperationKind::Update | OperationKind::Reconcile => Phase::Updating,
+        OperationKind::Delete => Phase::Deleting,
+    };
+    Some(Transition {
+        environment: env,
+        operation: op,
+        audit: None,
+        release_cidr: false,
+    })
+}
+
+/// The flow made in-place changes: they are appended to the operation, in order.
+pub fn record_changes(
+    environment: &Environment,
+    operation: &Operation,
+    applied: &[AppliedChange],
+    at: OffsetDateTime,
+) -> Transition {
+    let mut op = operation.clone();
+    op.changes.extend(applied.iter().cloned());
+    op.updated_at = at;
+    Transition {
+        environment: next(environment, at),
+        operation: op,
+        audit: None,
+        release_cidr: false,
+    }
+}
+
+/// The flow finished: a destroyed environment becomes a tombstone (its block released, the
+/// deletion audited); any other is ready with the `resources` the cloud now holds.
+pub fn succeed(
+    environment: &Environment,
+    operation: &Operation,
+    resources: Vec<ObservedResource>,
+    at: OffsetDateTime,
+) -> Transition {
+    let mut env = released(environment, at);
+    let deleted = operation.kind == OperationKind::Delete;
+    if deleted {
+        env.status.phase = Phase::Deleted;
+        env.status.conditions = vec![condition(
+            "Ready",
+            false,
+            "Deleted",
+            format!("destroyed by operation {}", operation.id),
+            at,
+        )];
+        env.resources = Vec::new();
+    } else {
+        env.resources = resources;
+        env.status.phase = Phase::Ready;
+        // The cloud was just brought to the spec: an earlier drift report no longer holds.
+        env.drift = None;
+        env.status.conditions = ["NetworkReady", "ClusterReady", "DatabaseReady", "Ready"]
+            .into_iter()
+            .map(|kind| {
+                condition(
+                    kind,
+                    true,
+                    "Provisioned",
+                    format!("applied by operation {}", operation.id),
+                    at,
+                )
+            })
+            .collect();
+    }
+    let mut op = operation.clone();
+    op.status = OperationStatus::Succeeded;
+    op.updated_at = at;
+    let audit = deleted.then(|| {
+        let entry = AuditEntry {
+            principal: SYSTEM_PRINCIPAL.into(),
+            role: Role::Admin,
+            action: "environment.deleted".into(),
+            operation: Some(operation.id.clone()),
+            change: json!({ "released_vpc_cidr": environment.spec.network.vpc_cidr }),
+        };
+        AuditEvent::link(&environment.name, &environment.audit_head, at, entry)
+    });
+    if let Some(event) = &audit {
+        env.audit_head = event.head();
+    }
+    Transition {
+        environment: env,
+        operation: op,
+        audit,
+        release_cidr: deleted,
+    }
+}
+
+/// The flow stopped on `error`: the operation failed with it and the environment is released,
+/// failed, with the cause as its `Ready` condition.
+pub fn fail(
+    environment: &Environment,
+    operation: &Operation,
+    error: OperationError,
+    at: OffsetDateTime,
+) -> Transition {
+    let mut env = released(environment, at);
+    env.status.phase = Phase::Failed;
+    env.status.conditions = vec![condition(
+        "Ready",
+        false,
+        &error.error,
+        error.cause.clone(),
+        at,
+    )];
+    let mut op = operation.clone();
+    op.status = OperationStatus::Failed;
+    op.error = Some(error);
+    op.updated_at = at;
+    Transition {
+        environment: env,
+        operation: op,
+        audit: None,
+        release_cidr: false,
+    }
+}
+
+/// Housekeeping found the operation holding the environment past its lease: it fails with
+/// [`LEASE_EXPIRED`] and the cause, and the environment is released. Earlier conditions other
+/// than `Ready` are kept.
+pub fn expire(environment: &Environment, operation: &Operation, at: OffsetDateTime) -> Transition {
+    let cause = format!(
+        "operation {} held {} past its lease ({}) without finishing; housekeeping released it",
+        operation.id,
+        environment.name,
+        environment
+            .lease_expires_at
+            .map_or_else(|| "none recorded".to_owned(), |t| t.to_string())
+    );
+    let mut env = released(environment, at);
+    env.status.phase = Phase::Failed;
+    env.status.conditions.retain(|c| c.kind != "Ready");
+    env.status
+        .conditions
+        .push(condition("Ready", false, LEASE_EXPIRED, cause.clone(), at));
+    let mut op = operation.clone();
+    op.status = OperationStatus::Failed;
+    op.error = Some(OperationError {
+        error: LEASE_EXPIRED.into(),
+        cause,
+    });
+    op.updated_at = at;
+    Transition {
+        environment: env,
+        operation: op,
+        audit: None,
+        release_cidr: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify_chain;
+    use crate::auth::Caller;
+    use crate::blueprint::{Blueprint, Tier};
+    use crate::cidr::VpcCidr;
+    use crate::commands::{self, Request};
+    use crate::name::EnvName;
+
+    fn created() -> commands::Mutation {
+        let caller = Caller {
+            principal: "alice".into(),
+            role: Role::Operator,
+        };
+        commands::create(
+            EnvName::parse("dev").expect("valid"),
+            Tier::Dev,
+            Blueprint::for_tier(Tier::Dev).spec(VpcCidr::from_second_octet(0)),
+            None,
+            &Request {
+                caller: &caller,
+                at: OffsetDateTime::UNIX_EPOCH,
+                operation_id: "op1".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_provision_starts_once_and_succeeds_ready_and_released() {
+        let m = created();
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1);
+        let started = start(&m.environment, &m.operation, at).expect("pending starts");
+        assert_eq!(started.environment.status.phase, Phase::Provisioning);
+        assert_eq!(started.environment.version, m.environment.version + 1);
+        assert!(start(&started.environment, &started.operation, at).is_none());
+        let done = succeed(&started.environment, &started.operation, Vec::new(), at);
+        assert_eq!(done.environment.status.phase, Phase::Ready);
+        assert_eq!(done.environment.active_operation, None);
+        assert_eq!(done.operation.status, OperationStatus::Succeeded);
+        assert!(done.audit.is_none() && !done.release_cidr);
+        assert_eq!(done.environment.status.conditions.len(), 4);
+    }
+
+    #[test]
+    fn a_destroy_leaves_an_audited_tombstone_and_releases_its_block() {
+        let m = created();
+        let mut op = m.operation.clone();
+        op.kind = OperationKind::Delete;
+        let done = succeed(&m.environment, &op, Vec::new(), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(done.environment.status.phase, Phase::Deleted);
+        assert!(done.release_cidr);
+        let audit = done.audit.expect("audited");
+        assert_eq!(audit.action, "environment.deleted");
+        assert!(verify_chain(&[m.audit, audit], &done.environment.audit_head).valid);
+    }
+
+    #[test]
+    fn failure_and_expiry_release_with_the_cause() {
+        let m = created();
+        let error = OperationError {
+            error: "Envplane.Conflict".into(),
+            cause: "nat failed".into(),
+        };
+        let failed = fail(
+            &m.environment,
+            &m.operation,
+            error,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        assert_eq!(failed.environment.status.phase, Phase::Failed);
+        assert_eq!(
+            failed.environment.status.conditions[0].reason,
+            "Envplane.Conflict"
+        );
+        assert_eq!(failed.environment.active_operation, None);
+
+        let expired = expire(&m.environment, &m.operation, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            expired.operation.error.map(|e| e.error).as_deref(),
+            Some(LEASE_EXPIRED)
+        );
+        assert_eq!(expired.environment.lease_expires_at, None);
+    }
+}

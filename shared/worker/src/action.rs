@@ -1,0 +1,127 @@
+//! The payload every Task state sends, typed: which action, on which environment and
+//! operation, with the action's own fields.
+
+use envplane_domain::resources::{Group, ResourceKind};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One Task state's payload.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Task {
+    /// The environment's name.
+    pub environment: String,
+    /// The operation's id.
+    pub operation: String,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Where a wait loop is: its last interval and how many polls it made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Poll {
+    /// Interval used last time, seconds.
+    #[serde(default)]
+    pub wait: Option<u64>,
+    /// Polls made so far.
+    #[serde(default)]
+    pub polls: u64,
+}
+
+/// What a Task state asks the worker to do, by its `action` field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "action")]
+pub enum Action {
+    /// Mark the operation running (every flow's first step).
+    #[serde(rename = "operation.start")]
+    Start,
+    /// Create a group's missing resources and report which are not usable yet (provision).
+    #[serde(rename = "ensure")]
+    Ensure {
+        /// The group.
+        group: Group,
+        /// The wait loop.
+        #[serde(flatten)]
+        poll: Poll,
+    },
+    /// Bring a group to the spec: create what is missing, change what differs (update).
+    #[serde(rename = "converge")]
+    Converge {
+        /// The group.
+        group: Group,
+        /// The wait loop.
+        #[serde(flatten)]
+        poll: Poll,
+    },
+    /// Delete the environment's resources of some kinds (destroy).
+    #[serde(rename = "teardown")]
+    Teardown {
+        /// The kinds.
+        kinds: Vec<ResourceKind>,
+        /// The wait loop.
+        #[serde(flatten)]
+        poll: Poll,
+    },
+    /// Finish the operation (every flow's last step).
+    #[serde(rename = "operation.succeed")]
+    Succeed,
+    /// Record the failure a Catch caught and release the environment.
+    #[serde(rename = "operation.fail")]
+    Fail {
+        /// The caught error, `{"Error": …, "Cause": …}`.
+        #[serde(default)]
+        error: Value,
+    },
+}
+
+impl Action {
+    /// The action's name as the flows send it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Start => "operation.start",
+            Action::Ensure { .. } => "ensure",
+            Action::Converge { .. } => "converge",
+            Action::Teardown { .. } => "teardown",
+            Action::Succeed => "operation.succeed",
+            Action::Fail { .. } => "operation.fail",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payloads_parse_into_their_actions() {
+        let task: Task = serde_json::from_value(json!({
+            "action": "converge", "environment": "dev", "operation": "op1",
+            "group": "node_groups", "wait": 30, "polls": 2
+        }))
+        .expect("converge");
+        assert_eq!(
+            task.action,
+            Action::Converge {
+                group: Group::NodeGroups,
+                poll: Poll {
+                    wait: Some(30),
+                    polls: 2
+                }
+            }
+        );
+        let teardown: Task = serde_json::from_value(json!({
+            "action": "teardown", "environment": "dev", "operation": "op1", "kinds": ["vpc"]
+        }))
+        .expect("teardown");
+        assert_eq!(teardown.action.name(), "teardown");
+        let unknown = serde_json::from_value::<Task>(json!({
+            "action": "explode", "environment": "dev", "operation": "op1"
+        }));
+        assert!(unknown.is_err());
+        let no_group = serde_json::from_value::<Task>(json!({
+            "action": "ensure", "environment": "dev", "operation": "op1"
+        }));
+        assert!(no_group.is_err(), "ensure needs a group");
+    }
+}

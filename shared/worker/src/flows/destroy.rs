@@ -1,0 +1,72 @@
+//! Destruction: each step deletes the environment's resources of some kinds, dependents
+//! first, and waits for them to be gone.
+
+use envplane_cloud::{CloudError, Resource, ResourceState};
+use envplane_domain::EnvName;
+use envplane_domain::resources::{self, ResourceKind};
+use serde_json::Value;
+
+use crate::flows::poll::{answer, next_wait, seconds};
+use crate::{Poll, Worker, WorkerError};
+
+impl Worker {
+    /// Starts deleting what is left of `kinds` and answers what is not gone yet.
+    pub(crate) async fn teardown(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        kinds: &[ResourceKind],
+        poll: Poll,
+    ) -> Result<Value, WorkerError> {
+        let (record, _) = self.held(env, operation).await?;
+        let mut remaining = self.of_kinds(env, kinds).await?;
+        // Dependents first (reverse plan order), so a step that holds a chain, such as the
+        // security groups that reference each other, mostly clears in one pass.
+        let order: Vec<String> = resources::plan(env, &record.spec)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        remaining.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|n| *n == r.name)));
+        for resource in remaining
+            .iter()
+            .filter(|r| r.state != ResourceState::Deleting)
+        {
+            match self.cloud.delete(resource).await {
+                // AWS refuses while a dependent is still being deleted: the next poll tries again.
+                Ok(()) | Err(CloudError::Conflict(_)) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        // What is left after this pass: deletions that finish at once do not cost a wait.
+        let left = if remaining.is_empty() {
+            Vec::new()
+        } else {
+            self.of_kinds(env, kinds).await?
+        };
+        let names: Vec<&str> = left.iter().map(|r| r.name.as_str()).collect();
+        // Deletions report no start time: the first look waits for the slowest kind's typical
+        // deletion, later ones back off.
+        let wait_for = match poll.polls {
+            0 => left
+                .iter()
+                .map(|r| seconds(r.kind().typical_delete_seconds()))
+                .max(),
+            _ => left.first().map(|_| 0),
+        };
+        answer(&names, next_wait(wait_for, poll.wait), poll.polls)
+    }
+
+    async fn of_kinds(
+        &self,
+        env: &EnvName,
+        kinds: &[ResourceKind],
+    ) -> Result<Vec<Resource>, WorkerError> {
+        Ok(self
+            .cloud
+            .list(env)
+            .await?
+            .into_iter()
+            .filter(|r| kinds.contains(&r.kind()))
+            .collect())
+    }
+}

@@ -1,0 +1,9 @@
+//! The flows' actions, one module per flow: `provision` (ensure), `update` (converge, also run
+//! by reconcile), `destroy` (teardown), and the operation's own start, finish and failure that
+//! every flow shares.
+
+mod destroy;
+mod operation;
+pub(crate) mod poll;
+mod provision;
+mod update;

@@ -1,0 +1,124 @@
+//! The steps every flow shares: start, finish, fail, and recording in-place changes. The
+//! records they write come from the pure transitions in `envplane_domain::lifecycle`.
+
+use envplane_domain::EnvName;
+use envplane_domain::environment::ObservedResource;
+use envplane_domain::events::EventKind;
+use envplane_domain::lifecycle;
+use envplane_domain::operation::{AppliedChange, OperationError, OperationKind};
+use serde_json::{Value, json};
+
+use crate::{Worker, WorkerError};
+
+impl Worker {
+    /// Marks the operation running.
+    pub(crate) async fn start(&self, env: &EnvName, operation: &str) -> Result<Value, WorkerError> {
+        let (record, op) = self.held(env, operation).await?;
+        let Some(t) = lifecycle::start(&record, &op, self.clock.now()) else {
+            return Ok(json!({ "started": false }));
+        };
+        let started = t.operation.clone();
+        self.write(&record, t).await?;
+        let summary = format!("{} of {} started", started.kind.noun(), record.name);
+        self.announce(
+            EventKind::OperationStarted,
+            &record,
+            &started,
+            summary,
+            None,
+        )
+        .await;
+        Ok(json!({ "started": true }))
+    }
+
+    /// Appends in-place changes to the operation's record.
+    pub(crate) async fn record_changes(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        applied: Vec<AppliedChange>,
+    ) -> Result<(), WorkerError> {
+        // The flow's parallel branches record at the same time; the calls are made, so the
+        // record is appended to again rather than the step retried.
+        let mut attempt = 0;
+        loop {
+            let (record, op) = self.held(env, operation).await?;
+            let t = lifecycle::record_changes(&record, &op, &applied, self.clock.now());
+            match self.write(&record, t).await {
+                Err(WorkerError::Transient(_)) if attempt < 5 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Finishes the operation: a destroyed environment becomes a tombstone, any other is
+    /// ready with the resources the cloud now holds.
+    pub(crate) async fn succeed(
+        &self,
+        env: &EnvName,
+        operation: &str,
+    ) -> Result<Value, WorkerError> {
+        let (record, op) = self.held(env, operation).await?;
+        let deleted = op.kind == OperationKind::Delete;
+        let resources = if deleted {
+            Vec::new()
+        } else {
+            self.cloud
+                .list(env)
+                .await?
+                .into_iter()
+                .map(|r| ObservedResource {
+                    kind: r.kind(),
+                    state: r.state.as_str().to_owned(),
+                    id: r.id,
+                    name: r.name,
+                })
+                .collect()
+        };
+        let t = lifecycle::succeed(&record, &op, resources, self.clock.now());
+        let done = t.operation.clone();
+        self.write(&record, t).await?;
+        let summary = format!(
+            "{} of {} succeeded{}",
+            done.kind.noun(),
+            record.name,
+            match done.changes.len() {
+                0 => String::new(),
+                n => format!(" ({n} in-place changes)"),
+            }
+        );
+        self.announce(EventKind::OperationSucceeded, &record, &done, summary, None)
+            .await;
+        Ok(json!({ "phase": if deleted { "deleted" } else { "ready" } }))
+    }
+
+    /// Records the error a Catch caught (`{"Error", "Cause"}`) and releases the environment.
+    pub(crate) async fn fail(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        error: Value,
+    ) -> Result<Value, WorkerError> {
+        let (record, op) = self.held(env, operation).await?;
+        let text = |key: &str, otherwise: &str| {
+            error
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or(otherwise)
+                .to_owned()
+        };
+        let error = OperationError {
+            error: text("Error", "Envplane.Failed"),
+            cause: text("Cause", "no cause recorded"),
+        };
+        let name = error.error.clone();
+        let t = lifecycle::fail(&record, &op, error, self.clock.now());
+        let failed = t.operation.clone();
+        self.write(&record, t).await?;
+        let summary = format!("{} of {} failed: {name}", failed.kind.noun(), record.name);
+        let cause = failed.error.as_ref().map(|e| e.cause.clone());
+        self.announce(EventKind::OperationFailed, &record, &failed, summary, cause)
+            .await;
+        Ok(json!({ "phase": "failed", "error": name }))
+    }
+}

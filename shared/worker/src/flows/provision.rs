@@ -1,0 +1,57 @@
+//! Provisioning: each group's step creates what is missing and reports what is not usable
+//! yet, waiting as long as the slowest pending resource typically takes.
+
+use envplane_cloud::ResourceState;
+use envplane_domain::EnvName;
+use envplane_domain::resources::{self, Group};
+use serde_json::Value;
+
+use crate::flows::poll::{answer, next_wait, seconds};
+use crate::{Poll, Worker, WorkerError};
+
+impl Worker {
+    /// Creates the group's missing resources (those whose dependencies are usable) and answers
+    /// which are still pending.
+    pub(crate) async fn ensure(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        group: Group,
+        poll: Poll,
+    ) -> Result<Value, WorkerError> {
+        let (record, _) = self.held(env, operation).await?;
+        let planned: Vec<_> = resources::plan(env, &record.spec)
+            .into_iter()
+            .filter(|p| p.group == group)
+            .collect();
+        let existing = self.cloud.ensure(env, operation, &planned).await?;
+        if let Some(failed) = existing.iter().find(|r| r.state == ResourceState::Failed) {
+            return Err(WorkerError::Conflict(format!(
+                "{} {} ({}) failed to create",
+                failed.kind().as_str(),
+                failed.name,
+                failed.id
+            )));
+        }
+        let pending: Vec<&str> = planned
+            .iter()
+            .filter(|p| {
+                !existing
+                    .iter()
+                    .any(|r| r.name == p.name && r.state == ResourceState::Active)
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        let now = self.clock.now();
+        // Seconds until the slowest pending resource that exists is typically ready.
+        let remaining = existing
+            .iter()
+            .filter(|r| pending.contains(&r.name.as_str()))
+            .map(|r| {
+                let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
+                seconds(r.kind().typical_create_seconds()) - age
+            })
+            .max();
+        answer(&pending, next_wait(remaining, poll.wait), poll.polls)
+    }
+}

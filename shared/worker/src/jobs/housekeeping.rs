@@ -1,0 +1,140 @@
+//! Housekeeping: previews past their TTL are destroyed, and operations that held their
+//! environment past the lease are failed and the environment released.
+
+use envplane_domain::commands::{self, Request};
+use envplane_domain::environment::Phase;
+use envplane_domain::events::{Event, EventKind};
+use envplane_domain::lifecycle;
+use envplane_domain::{Caller, EnvName, Environment, Role, Tier};
+use envplane_notify::publish_or_log;
+use envplane_store::{Change, Expected};
+use envplane_workflow::Flow;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{JobError, Jobs, SCHEDULER_PRINCIPAL};
+
+/// The account of one housekeeping run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Housekeeping {
+    /// Previews whose destruction began, with the operation.
+    pub expired_previews: Vec<(EnvName, String)>,
+    /// Operations declared lost, their environments released.
+    pub lost_operations: Vec<(EnvName, String)>,
+}
+
+impl Jobs {
+    /// Destroys previews past their TTL and releases environments whose operation's lease ran
+    /// out (the operation is marked failed with the cause).
+    pub async fn housekeeping(&self) -> Result<Housekeeping, JobError> {
+        let now = self.clock.now();
+        let mut done = Housekeeping::default();
+        for env in self.all_environments(None).await? {
+            if env.active_operation.is_some() && env.lease_expires_at.is_some_and(|t| t <= now) {
+                if let Some(op) = self.release_lost(&env, now).await? {
+                    done.lost_operations.push((env.name.clone(), op));
+                }
+                continue;
+            }
+            let expired = env.tier == Tier::Preview
+                && env.active_operation.is_none()
+                && !matches!(env.status.phase, Phase::Deleted | Phase::Deleting)
+                && env.expires_at.is_some_and(|t| t <= now);
+            if expired && let Some(op) = self.expire(&env, now).await? {
+                done.expired_previews.push((env.name.clone(), op));
+            }
+        }
+        Ok(done)
+    }
+
+    async fn expire(
+        &self,
+        env: &Environment,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, JobError> {
+        let caller = Caller {
+            principal: SCHEDULER_PRINCIPAL.into(),
+            role: Role::Admin,
+        };
+        let request = Request {
+            caller: &caller,
+            at: now,
+            operation_id: ulid::Ulid::new().to_string(),
+        };
+        let Ok(mutation) = commands::delete(env, &request) else {
+            return Ok(None);
+        };
+        let op = mutation.operation.id.clone();
+        let change = Change {
+            environment: mutation.environment,
+            expected: Expected::Version(env.version),
+            operation: Some(mutation.operation),
+            audit: Some(mutation.audit),
+            idempotency: None,
+            claim_cidr: None,
+            release_cidr: None,
+        };
+        match self.store.commit(change).await {
+            Ok(()) => {}
+            Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
+            // Someone else acted first; the next run looks again.
+            Err(_) => return Ok(None),
+        }
+        if let Some(workflows) = &self.workflows
+            && let Err(error) = workflows.start(Flow::Destroy, &env.name, &op).await
+        {
+            tracing::error!(%error, environment = %env.name, operation = %op, "the destroy flow did not start");
+        }
+        let event = Event::new(
+            EventKind::PreviewExpired,
+            env.name.clone(),
+            env.tier,
+            Some(op.clone()),
+            format!("{} passed its TTL; destroying it", env.name),
+            None,
+            now,
+        );
+        publish_or_log(&self.events, event).await;
+        Ok(Some(op))
+    }
+
+    async fn release_lost(
+        &self,
+        env: &Environment,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, JobError> {
+        let Some(id) = env.active_operation.clone() else {
+            return Ok(None);
+        };
+        let Some(op) = self.store.operation(&id).await? else {
+            return Ok(None);
+        };
+        let t = lifecycle::expire(env, &op, now);
+        let cause = t.operation.error.as_ref().map(|e| e.cause.clone());
+        let change = Change {
+            environment: t.environment,
+            expected: Expected::Version(env.version),
+            operation: Some(t.operation),
+            audit: None,
+            idempotency: None,
+            claim_cidr: None,
+            release_cidr: None,
+        };
+        match self.store.commit(change).await {
+            Ok(()) => {}
+            Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
+            Err(_) => return Ok(None),
+        }
+        let event = Event::new(
+            EventKind::OperationFailed,
+            env.name.clone(),
+            env.tier,
+            Some(id.clone()),
+            format!("operation on {} lost its lease", env.name),
+            cause,
+            now,
+        );
+        publish_or_log(&self.events, event).await;
+        Ok(Some(id))
+    }
+}
