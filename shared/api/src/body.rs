@@ -1,9 +1,9 @@
-//! Request bodies and headers read the strict way: declared media type, bounded size, JSON
+//! Request bodies read the strict way: declared media type, bounded size, JSON
 //! errors with their position, all reported as problems rather than framework defaults.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use serde_json::Value;
 
 use crate::problem::ApiError;
@@ -58,38 +58,4 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         })?;
         Ok(JsonBody(value))
     }
-}
-
-/// The version an `If-Match` header names: `"3"` → 3. `Ok(None)` without the header.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<(u64, String)>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    let version = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .and_then(|t| t.parse::<u64>().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "If-Match",
-                format!("{text:?} is not an ETag of this API (a quoted version, e.g. \"3\")"),
-            )
-        })?;
-    Ok(Some((version, text.to_owned())))
-}
-
-/// The `Idempotency-Key` header, checked: 1–255 visible ASCII characters.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or("");
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(
-            "Idempotency-Key",
-            "must be 1–255 visible ASCII characters, e.g. a UUID",
-        ));
-    }
-    Ok(Some(key.to_owned()))
 }

@@ -4,8 +4,11 @@
 
 pub mod auth;
 pub mod body;
-mod handlers;
+mod conditional;
+mod idempotency;
+mod mutation;
 pub mod problem;
+mod routes;
 pub mod views;
 
 use std::sync::Arc;
@@ -20,8 +23,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::Authenticator;
-pub use handlers::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
+pub use routes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -89,23 +92,23 @@ impl utoipa::Modify for BearerAuth {
 
 fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(handlers::health))
-        .routes(routes!(handlers::list_blueprints))
+        .routes(routes!(routes::meta::health))
+        .routes(routes!(routes::blueprints::list_blueprints))
         .routes(routes!(
-            handlers::create_environment,
-            handlers::list_environments
+            routes::environments::create_environment,
+            routes::environments::list_environments
         ))
         .routes(routes!(
-            handlers::get_environment,
-            handlers::patch_environment,
-            handlers::delete_environment
+            routes::environments::get_environment,
+            routes::environments::patch_environment,
+            routes::environments::delete_environment
         ))
-        .routes(routes!(handlers::plan_change))
-        .routes(routes!(handlers::get_drift))
-        .routes(routes!(handlers::reconcile_environment))
-        .routes(routes!(handlers::get_operation))
-        .routes(routes!(handlers::list_audit))
-        .routes(routes!(handlers::verify_audit))
+        .routes(routes!(routes::plans::plan_change))
+        .routes(routes!(routes::drift::get_drift))
+        .routes(routes!(routes::drift::reconcile_environment))
+        .routes(routes!(routes::operations::get_operation))
+        .routes(routes!(routes::audit::list_audit))
+        .routes(routes!(routes::audit::verify_audit))
         .split_for_parts()
 }
 

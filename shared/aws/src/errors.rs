@@ -41,20 +41,20 @@ pub(crate) fn cloud_error<E>(what: &str, error: E) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = error.code().unwrap_or("").to_owned();
     let message = format!(
         "{what}: {}",
         aws_smithy_types::error::display::DisplayErrorContext(&error)
     );
-    if THROTTLING.contains(&code.as_str()) {
+    // No code: the request did not reach the service (timeout, connection).
+    let Some(code) = error.code().filter(|c| !c.is_empty()) else {
+        return CloudError::Transient(message);
+    };
+    if THROTTLING.contains(&code) {
         CloudError::Throttled(message)
-    } else if code.is_empty()
-        || code.starts_with("Internal")
-        || code == "ServiceUnavailable"
-        || code == "Unavailable"
-        || code == "ServerException"
+    } else if code.starts_with("Internal")
+        || matches!(code, "ServiceUnavailable" | "Unavailable" | "ServerException")
     {
-        // No code: the request did not reach the service (timeout, connection) or it failed inside.
+        // The service failed inside.
         CloudError::Transient(message)
     } else if code.contains("DependencyViolation")
         || code.contains("InUse")

@@ -47,7 +47,10 @@ fn next_step(p: &Planned, r: &Resource, cluster_version: Option<&str>) -> Step {
     let mut out = Vec::new();
     // One minor version up; a node group waits (`None`) until its control plane is there.
     let version_step = |actual: Option<&str>, target: &str| {
-        let actual = actual.unwrap_or_default();
+        // An unreported version is unknown, not different (drift never lists it).
+        let Some(actual) = actual else {
+            return Some(Vec::new());
+        };
         match next_eks_version(actual, target) {
             Some(next)
                 if p.kind() == ResourceKind::Cluster
