@@ -1,8 +1,9 @@
 //! `envplane`: the local control plane and a client for the envplane API.
 #![forbid(unsafe_code)]
 
-mod client;
+mod commands;
 mod flow;
+mod output;
 mod serve;
 
 use std::path::PathBuf;
@@ -68,10 +69,10 @@ enum Command {
     },
     /// Create, inspect, list and destroy environments.
     #[command(subcommand)]
-    Env(client::EnvCommand),
+    Env(commands::env::EnvCommand),
     /// Inspect operations.
     #[command(subcommand)]
-    Ops(client::OpsCommand),
+    Ops(commands::ops::OpsCommand),
     /// Run state machine definitions on the local executor.
     #[command(subcommand)]
     Flow(flow::FlowCommand),
@@ -103,9 +104,9 @@ fn main() -> ExitCode {
                 println!("add to the tokens file's \"tokens\" list: {entry}");
                 Ok(())
             }
-            Command::Blueprints { client } => client::blueprints(&client).await,
-            Command::Env(command) => client::env(command).await,
-            Command::Ops(command) => client::ops(command).await,
+            Command::Blueprints { client } => commands::blueprints::run(&client).await,
+            Command::Env(command) => commands::env::run(command).await,
+            Command::Ops(command) => commands::ops::run(command).await,
             Command::Flow(command) => flow::run(command).await,
         }
     });

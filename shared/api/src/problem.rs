@@ -195,7 +195,7 @@ impl ApiError {
 }
 
 /// An RFC 9457 problem document with envplane's extension members.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// URI identifying the problem type.
     #[serde(rename = "type")]
@@ -210,7 +210,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Every field at fault.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// The operation that holds the environment, for conflicts.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// An environment as the API shows it: the stored record and its estimated monthly cost.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentView {
     /// The record.
     #[serde(flatten)]
@@ -18,7 +18,7 @@ pub struct EnvironmentView {
 }
 
 /// Public and private subnet blocks.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Subnets {
     /// One public /24 per AZ.
     pub public: Vec<String>,
@@ -39,7 +39,7 @@ impl From<Environment> for EnvironmentView {
 }
 
 /// The answer to a mutation: the environment as changed, and the operation that applies it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MutationResponse {
     /// The environment after the change was recorded.
     pub environment: EnvironmentView,
@@ -48,7 +48,7 @@ pub struct MutationResponse {
 }
 
 /// A page of environments.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentPage {
     /// The environments of this page.
     pub items: Vec<EnvironmentView>,
@@ -57,7 +57,7 @@ pub struct EnvironmentPage {
 }
 
 /// A page of audit events.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
     /// Events of this page, oldest first.
     pub items: Vec<AuditEvent>,
@@ -66,7 +66,7 @@ pub struct AuditPage {
 }
 
 /// A tier's blueprint with its monthly cost.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlueprintView {
     /// The blueprint.
     #[serde(flatten)]

@@ -52,7 +52,10 @@ where
     if THROTTLING.contains(&code) {
         CloudError::Throttled(message)
     } else if code.starts_with("Internal")
-        || matches!(code, "ServiceUnavailable" | "Unavailable" | "ServerException")
+        || matches!(
+            code,
+            "ServiceUnavailable" | "Unavailable" | "ServerException"
+        )
     {
         // The service failed inside.
         CloudError::Transient(message)

@@ -129,7 +129,7 @@ impl AuditEvent {
 }
 
 /// The outcome of checking a chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ChainVerification {
     /// True when every link holds and the newest event matches the environment's head.
     pub valid: bool,
@@ -142,7 +142,7 @@ pub struct ChainVerification {
 }
 
 /// Where and why a chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     /// Sequence number of the first event that fails a check (or that is missing).
     pub seq: u64,

@@ -115,7 +115,7 @@ pub struct BackupPolicy {
 }
 
 /// The defaults and policies of one tier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Blueprint {
     /// The tier this blueprint is for.
     pub tier: Tier,

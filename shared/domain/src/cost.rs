@@ -64,6 +64,21 @@ impl Serialize for MonthlyCost {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for MonthlyCost {
+    /// Back from USD as shown (cents), for clients reading the API.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let usd = f64::deserialize(deserializer)?;
+        if !usd.is_finite() || usd < 0.0 {
+            return Err(serde::de::Error::custom(format!(
+                "{usd} is not an amount in USD"
+            )));
+        }
+        // Cents are what the API shows: whole cents, as micro-dollars.
+        let cents = (usd * 100.0).round() as u64;
+        Ok(MonthlyCost(cents * 10_000))
+    }
+}
+
 impl std::ops::Add for MonthlyCost {
     type Output = MonthlyCost;
     fn add(self, rhs: Self) -> Self {
@@ -72,7 +87,7 @@ impl std::ops::Add for MonthlyCost {
 }
 
 /// One line of a cost estimate.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CostLine {
     /// What is paid for, e.g. `frontend nodes (2 × t3.medium)`.
     pub item: String,
@@ -82,7 +97,7 @@ pub struct CostLine {
 }
 
 /// Monthly cost of an environment, line by line.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CostBreakdown {
     /// Total in USD per month (730 hours), usage-based charges excluded.
     #[schema(value_type = f64)]

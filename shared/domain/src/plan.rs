@@ -14,7 +14,18 @@ use crate::resources::{self, Planned, ResourceKind};
 use crate::spec::EnvironmentSpec;
 
 /// What applying a change does to one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceAction {
     /// Created.
@@ -28,7 +39,7 @@ pub enum ResourceAction {
 }
 
 /// One resource the change touches.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ResourceChange {
     /// What happens to it.
     pub action: ResourceAction,
@@ -42,7 +53,7 @@ pub struct ResourceChange {
 }
 
 /// The answer to a what-if.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ChangePlan {
     /// Spec fields that change, with old and new values.
     #[schema(value_type = Object)]

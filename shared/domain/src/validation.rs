@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// One thing wrong with one field of a request, named by its dotted path (`cluster.frontend.min`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Dotted path of the field at fault, e.g. `network.vpc_cidr`; empty for the body as a whole.
     pub field: String,

@@ -1,0 +1,130 @@
+//! `envplane ops …`: follow and inspect operations.
+
+use std::time::{Duration, Instant};
+
+use envplane_domain::OperationStatus;
+
+use super::client;
+use crate::output::{json_line, print_json, time, word};
+use crate::{ClientArgs, Output};
+
+/// `envplane ops …`
+#[derive(Debug, clap::Subcommand)]
+pub enum OpsCommand {
+    /// Follow an operation's steps until it ends; fails when the operation fails.
+    Watch {
+        /// Operation id.
+        id: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one operation.
+    Get {
+        /// Operation id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs an `ops` command.
+pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
+    match command {
+        OpsCommand::Watch {
+            id,
+            interval,
+            client: args,
+        } => watch(&args, &id, Duration::from_secs_f64(interval.max(0.05))).await,
+        OpsCommand::Get { id, client: args } => {
+            let op = client(&args)?.operation(&id).await?;
+            if args.output == Output::Json {
+                print_json(&op);
+                return Ok(());
+            }
+            let rows = [
+                ("id", op.id.clone()),
+                ("environment", op.environment.to_string()),
+                ("kind", word(&op.kind)),
+                ("status", word(&op.status)),
+                ("requested_by", op.requested_by.clone()),
+                ("requested_at", time(op.requested_at)),
+                ("updated_at", time(op.updated_at)),
+            ];
+            for (key, value) in rows {
+                println!("{key:<13} {value}");
+            }
+            if let Some(error) = &op.error {
+                println!("{:<13} {}: {}", "error", error.error, error.cause);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Polls an operation, printing each step as it starts and ends and each in-place change as
+/// it is made, until the operation ends; fails when the operation fails.
+pub async fn watch(args: &ClientArgs, id: &str, interval: Duration) -> anyhow::Result<()> {
+    let api = client(args)?;
+    let mut seen: Vec<(String, OperationStatus)> = Vec::new();
+    let mut changes_seen = 0;
+    let started = Instant::now();
+    loop {
+        let op = api.operation(id).await?;
+        for (i, step) in op.steps.iter().enumerate() {
+            let entry = (step.name.clone(), step.status);
+            if seen.get(i) == Some(&entry) {
+                continue;
+            }
+            if args.output == Output::Json {
+                println!("{}", json_line(step));
+            } else {
+                println!(
+                    "[{:>6.1}s] {:<20} {}",
+                    started.elapsed().as_secs_f64(),
+                    entry.0,
+                    word(&entry.1)
+                );
+            }
+            if i < seen.len() {
+                seen[i] = entry;
+            } else {
+                seen.push(entry);
+            }
+        }
+        for change in op.changes.iter().skip(changes_seen) {
+            if args.output == Output::Json {
+                println!("{}", json_line(change));
+            } else {
+                println!(
+                    "[{:>6.1}s]   ↳ {}: {}",
+                    started.elapsed().as_secs_f64(),
+                    change.resource,
+                    change.change
+                );
+            }
+        }
+        changes_seen = op.changes.len();
+        match op.status {
+            OperationStatus::Succeeded => {
+                println!(
+                    "operation {id} succeeded after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            OperationStatus::Failed | OperationStatus::Cancelled => {
+                let (error, cause) = op
+                    .error
+                    .as_ref()
+                    .map_or(("unknown error", "no cause recorded"), |e| {
+                        (e.error.as_str(), e.cause.as_str())
+                    });
+                anyhow::bail!("operation {id} {}: {error}: {cause}", word(&op.status));
+            }
+            _ => tokio::time::sleep(interval).await,
+        }
+    }
+}
