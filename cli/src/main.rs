@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
-mod flow;
+
 mod output;
 mod serve;
 
@@ -75,7 +75,7 @@ enum Command {
     Ops(commands::ops::OpsCommand),
     /// Run state machine definitions on the local executor.
     #[command(subcommand)]
-    Flow(flow::FlowCommand),
+    Flow(commands::flow::FlowCommand),
 }
 
 fn main() -> ExitCode {
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             Command::Blueprints { client } => commands::blueprints::run(&client).await,
             Command::Env(command) => commands::env::run(command).await,
             Command::Ops(command) => commands::ops::run(command).await,
-            Command::Flow(command) => flow::run(command).await,
+            Command::Flow(command) => commands::flow::run(command).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 
 pub mod blueprints;
 pub mod env;
+pub mod flow;
 pub mod ops;
 
 use anyhow::Context;

@@ -18,6 +18,9 @@ use crate::asl::{Catcher, Jitter, Retrier, State, StateMachine, Transition};
 use crate::choice;
 use crate::paths::{self, PathError};
 
+pub use crate::clock::{Clock, ScaledClock, VirtualClock};
+pub use crate::history::{EventKind, HistoryEvent, Outcome};
+
 /// An error a state or a task ends with, named as Step Functions names errors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
@@ -66,148 +69,6 @@ pub trait TaskRunner: Send + Sync {
         payload: Value,
         context: &TaskContext,
     ) -> Result<Value, Failure>;
-}
-
-/// Time as the executor sees it.
-#[async_trait]
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> OffsetDateTime;
-    /// Waits `duration` of this clock's time.
-    async fn sleep(&self, duration: Duration);
-}
-
-/// Wall-clock time, optionally compressed: `scale` 60 makes a minute pass in a second.
-#[derive(Debug)]
-pub struct ScaledClock {
-    scale: f64,
-    started: std::time::Instant,
-    origin: OffsetDateTime,
-}
-
-impl ScaledClock {
-    /// A clock running `scale` times faster than real time (1.0 = real time).
-    pub fn new(scale: f64) -> Self {
-        Self {
-            scale: scale.max(f64::MIN_POSITIVE),
-            started: std::time::Instant::now(),
-            origin: OffsetDateTime::now_utc(),
-        }
-    }
-}
-
-#[async_trait]
-impl Clock for ScaledClock {
-    fn now(&self) -> OffsetDateTime {
-        let elapsed = self.started.elapsed().as_secs_f64() * self.scale;
-        self.origin + time::Duration::seconds_f64(elapsed)
-    }
-
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration.div_f64(self.scale)).await;
-    }
-}
-
-/// Virtual time: sleeping returns at once and moves the clock on. For tests and the instant profile.
-#[derive(Debug)]
-pub struct VirtualClock {
-    now: Mutex<OffsetDateTime>,
-}
-
-impl VirtualClock {
-    /// A virtual clock starting at `start`.
-    pub fn new(start: OffsetDateTime) -> Self {
-        Self {
-            now: Mutex::new(start),
-        }
-    }
-}
-
-#[async_trait]
-impl Clock for VirtualClock {
-    fn now(&self) -> OffsetDateTime {
-        self.now
-            .lock()
-            .map(|n| *n)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-    }
-
-    async fn sleep(&self, duration: Duration) {
-        if let Ok(mut now) = self.now.lock() {
-            *now += duration;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-/// One entry of an execution's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryEvent {
-    /// When, on the executor's clock.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The state, empty for execution-level events.
-    pub state: String,
-    /// What happened.
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-/// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventKind {
-    /// A state was entered (a state transition, as Step Functions bills them).
-    StateEntered,
-    /// A state completed.
-    StateExited,
-    /// A task attempt failed.
-    TaskFailed {
-        /// Error name.
-        error: String,
-        /// Cause.
-        cause: String,
-    },
-    /// A retrier will try again after a delay.
-    Retrying {
-        /// Retry number.
-        retry: u32,
-        /// Delay in milliseconds.
-        delay_ms: u64,
-    },
-    /// A catcher took the error.
-    Caught {
-        /// Error name.
-        error: String,
-        /// State the catcher goes to.
-        next: String,
-    },
-}
-
-/// How an execution ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    /// `SUCCEEDED` or `FAILED`.
-    pub status: &'static str,
-    /// The output, when it succeeded.
-    pub output: Option<Value>,
-    /// Error name, when it failed.
-    pub error: Option<String>,
-    /// Cause, when it failed.
-    pub cause: Option<String>,
-    /// Everything that happened.
-    #[serde(skip)]
-    pub history: Vec<HistoryEvent>,
-}
-
-impl Outcome {
-    /// States entered: what Step Functions counts as state transitions.
-    pub fn transitions(&self) -> usize {
-        self.history
-            .iter()
-            .filter(|e| e.kind == EventKind::StateEntered)
-            .count()
-    }
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Failure>>>>>;

@@ -5,7 +5,9 @@
 
 pub mod asl;
 pub mod choice;
+mod clock;
 pub mod executor;
+mod history;
 pub mod local;
 pub mod paths;
 
