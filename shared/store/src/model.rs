@@ -2,7 +2,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use envplane_domain::commands::Mutation;
 use envplane_domain::environment::Phase;
+use envplane_domain::lifecycle::Transition;
 use envplane_domain::{AuditEvent, Environment, Operation, Tier, VpcCidr};
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +74,43 @@ pub struct Change {
     pub claim_cidr: Option<VpcCidr>,
     /// A VPC block this environment gives back.
     pub release_cidr: Option<VpcCidr>,
+}
+
+impl Change {
+    /// A change of `before` under its version: the new record and nothing else (observed
+    /// state, such as a drift report).
+    pub fn of(before: &Environment, environment: Environment) -> Self {
+        Self {
+            environment,
+            expected: Expected::Version(before.version),
+            operation: None,
+            audit: None,
+            idempotency: None,
+            claim_cidr: None,
+            release_cidr: None,
+        }
+    }
+
+    /// A flow's or a job's transition of `before` (see `envplane_domain::lifecycle`), under its
+    /// version, giving its VPC block back when the transition says so.
+    pub fn transition(before: &Environment, t: Transition) -> Self {
+        Self {
+            operation: Some(t.operation),
+            audit: t.audit,
+            release_cidr: t.release_cidr.then_some(before.spec.network.vpc_cidr),
+            ..Self::of(before, t.environment)
+        }
+    }
+
+    /// A mutation of the existing `before` made on no request of its own (housekeeping's),
+    /// under its version.
+    pub fn mutation(before: &Environment, m: Mutation) -> Self {
+        Self {
+            operation: Some(m.operation),
+            audit: Some(m.audit),
+            ..Self::of(before, m.environment)
+        }
+    }
 }
 
 /// A stored response of a mutation, replayed for retries with the same key.

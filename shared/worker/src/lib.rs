@@ -18,7 +18,7 @@ use envplane_domain::events::{Event, EventKind};
 use envplane_domain::lifecycle::Transition;
 use envplane_domain::{EnvName, Environment, Operation};
 use envplane_notify::{Publisher, publish_or_log};
-use envplane_store::{Change, Expected, StateStore};
+use envplane_store::{Change, StateStore};
 use envplane_workflow::{Failure, TaskContext, TaskRunner};
 use serde_json::Value;
 
@@ -103,15 +103,7 @@ impl Worker {
 
     /// Writes a transition under the version `before` was read at.
     async fn write(&self, before: &Environment, t: Transition) -> Result<(), WorkerError> {
-        let change = Change {
-            environment: t.environment,
-            expected: Expected::Version(before.version),
-            operation: Some(t.operation),
-            audit: t.audit,
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: t.release_cidr.then_some(before.spec.network.vpc_cidr),
-        };
+        let change = Change::transition(before, t);
         self.store.commit(change).await.map_err(Into::into)
     }
 

@@ -8,7 +8,7 @@ use envplane_domain::events::{Event, EventKind};
 use envplane_domain::resources::ResourceKind;
 use envplane_domain::{EnvName, Environment, Tier};
 use envplane_notify::publish_or_log;
-use envplane_store::{Change, Expected};
+use envplane_store::Change;
 use serde::Serialize;
 
 use super::{JobError, Jobs};
@@ -132,15 +132,7 @@ impl Jobs {
         }
         let at = report.checked_at;
         next.drift = Some(report);
-        let change = Change {
-            environment: next,
-            expected: Expected::Version(env.version),
-            operation: None,
-            audit: None,
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: None,
-        };
+        let change = Change::of(env, next);
         match self.store.commit(change).await {
             Ok(()) => {}
             // Changed meanwhile (a PATCH): this report is stale; the next cycle looks again.

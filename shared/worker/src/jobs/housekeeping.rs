@@ -7,7 +7,7 @@ use envplane_domain::events::{Event, EventKind};
 use envplane_domain::lifecycle;
 use envplane_domain::{Caller, EnvName, Environment, Role, Tier};
 use envplane_notify::publish_or_log;
-use envplane_store::{Change, Expected};
+use envplane_store::Change;
 use envplane_workflow::Flow;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -65,15 +65,7 @@ impl Jobs {
             return Ok(None);
         };
         let op = mutation.operation.id.clone();
-        let change = Change {
-            environment: mutation.environment,
-            expected: Expected::Version(env.version),
-            operation: Some(mutation.operation),
-            audit: Some(mutation.audit),
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: None,
-        };
+        let change = Change::mutation(env, mutation);
         match self.store.commit(change).await {
             Ok(()) => {}
             Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
@@ -111,15 +103,7 @@ impl Jobs {
         };
         let t = lifecycle::expire(env, &op, now);
         let cause = t.operation.error.as_ref().map(|e| e.cause.clone());
-        let change = Change {
-            environment: t.environment,
-            expected: Expected::Version(env.version),
-            operation: Some(t.operation),
-            audit: None,
-            idempotency: None,
-            claim_cidr: None,
-            release_cidr: None,
-        };
+        let change = Change::transition(env, t);
         match self.store.commit(change).await {
             Ok(()) => {}
             Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
