@@ -1,6 +1,7 @@
 //! `envplane env …`: create, inspect, list, change, plan, check and destroy environments.
 
 use envplane_client::EnvironmentFilter;
+use envplane_domain::operation::OnFailure;
 use serde_json::json;
 
 use super::{accepted_then_watch, client, new_key, overrides};
@@ -23,6 +24,10 @@ pub enum EnvCommand {
         /// Idempotency key (default: a fresh one, reused by this command's own retries).
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Keep what a failed provisioning made, for inspection, instead of rolling it back;
+        /// `env delete` removes it.
+        #[arg(long)]
+        keep_on_failure: bool,
         /// Follow the provisioning until it ends.
         #[arg(long)]
         wait: bool,
@@ -119,6 +124,7 @@ pub async fn run(command: EnvCommand) -> anyhow::Result<()> {
             tier,
             set,
             idempotency_key,
+            keep_on_failure,
             wait,
             client: args,
         } => {
@@ -126,7 +132,14 @@ pub async fn run(command: EnvCommand) -> anyhow::Result<()> {
             body["name"] = json!(name);
             body["tier"] = json!(tier);
             let key = idempotency_key.unwrap_or_else(new_key);
-            let accepted = client(&args)?.create_environment(&body, &key).await?;
+            let on_failure = if keep_on_failure {
+                OnFailure::Keep
+            } else {
+                OnFailure::Rollback
+            };
+            let accepted = client(&args)?
+                .create_environment(&body, on_failure, &key)
+                .await?;
             accepted_then_watch(&args, accepted, "create", wait).await
         }
         EnvCommand::Get { name, client: args } => {

@@ -40,6 +40,7 @@ async fn worker() -> (tempfile::TempDir, Arc<dyn StateStore>, Worker) {
         Tier::Dev,
         Blueprint::for_tier(Tier::Dev).spec(VpcCidr::from_second_octet(0)),
         None,
+        Default::default(),
         &request,
     );
     let change = Change {

@@ -67,6 +67,7 @@ impl AppState {
         (name = "blueprints", description = "Tier defaults and costs"),
         (name = "meta", description = "Health and the API description"),
     ),
+    components(schemas(envplane_domain::operation::OnFailure)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -10,6 +10,7 @@ use envplane_api::views::{
     AuditPage, BlueprintView, EnvironmentPage, EnvironmentView, MutationResponse,
 };
 use envplane_domain::drift::DriftReport;
+use envplane_domain::operation::OnFailure;
 use envplane_domain::plan::ChangePlan;
 use envplane_domain::{ChainVerification, Operation};
 use reqwest::Method;
@@ -82,13 +83,19 @@ impl Client {
         self.call(Method::GET, "/v1/blueprints".into()).json().await
     }
 
-    /// `POST /v1/environments`: the body as the API takes it (name, tier, overrides).
+    /// `POST /v1/environments`: the body as the API takes it (name, tier, overrides), and
+    /// what a failed provisioning leaves.
     pub async fn create_environment(
         &self,
         body: &Value,
+        on_failure: OnFailure,
         idempotency_key: &str,
     ) -> Result<Accepted, ClientError> {
-        self.call(Method::POST, "/v1/environments".into())
+        let path = match on_failure {
+            OnFailure::Rollback => "/v1/environments".to_owned(),
+            OnFailure::Keep => "/v1/environments?on_failure=keep".to_owned(),
+        };
+        self.call(Method::POST, path)
             .body(body)
             .header("idempotency-key", idempotency_key)
             .accepted()

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::blueprint::Tier;
 use crate::environment::{Environment, EnvironmentStatus, Phase};
 use crate::name::EnvName;
-use crate::operation::{Operation, OperationKind, OperationStatus};
+use crate::operation::{OnFailure, Operation, OperationKind, OperationStatus};
 use crate::spec::EnvironmentSpec;
 
 /// How long an operation holds its environment before housekeeping may declare it lost.
@@ -114,18 +114,20 @@ fn record(
 }
 
 /// Records a new environment, pending its provisioning operation. `previous` is the tombstone
-/// of a destroyed environment of the same name, whose version and audit chain go on.
+/// of a destroyed environment of the same name, whose version and audit chain go on;
+/// `on_failure` says what a failed provisioning leaves (recorded with the request).
 pub fn create(
     name: EnvName,
     tier: Tier,
     spec: EnvironmentSpec,
     previous: Option<&Environment>,
+    on_failure: OnFailure,
     request: &Request<'_>,
 ) -> Mutation {
     let expires_at = spec
         .ttl_hours
         .map(|h| request.at + Duration::hours(i64::from(h)));
-    let change = json!({ "tier": tier, "spec": spec });
+    let change = json!({ "tier": tier, "spec": spec, "on_failure": on_failure });
     let head = previous.map(|p| p.audit_head.clone()).unwrap_or_default();
     let environment = Environment {
         name,
@@ -258,6 +260,7 @@ mod tests {
             Tier::Dev,
             spec.clone(),
             None,
+            OnFailure::Rollback,
             &request(&alice, "op1"),
         );
         assert_eq!(

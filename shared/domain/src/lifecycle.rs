@@ -168,16 +168,63 @@ pub fn succeed(
     }
 }
 
+/// What became of what a failed flow had made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Left where the flow stopped (an update, a destroy): consistent for a retry or a
+    /// reconcile; the operation's `changes` say what was applied.
+    AsStopped,
+    /// Kept for inspection, as the request asked (`on_failure=keep`).
+    Kept,
+    /// Deleted, dependents first: nothing of the environment is left.
+    RolledBack,
+    /// The rollback itself failed, for this cause: what is left, a delete removes.
+    RollbackFailed(String),
+}
+
 /// The flow stopped on `error`: the operation failed with it and the environment is released,
-/// failed, with the cause as its `Ready` condition.
+/// failed, with the cause as its `Ready` condition and, for a provisioning, what became of
+/// what it had made (a `RolledBack` condition; a failed rollback's cause joins the error's, so
+/// it is never silent).
 pub fn fail(
     environment: &Environment,
     operation: &Operation,
-    error: OperationError,
+    mut error: OperationError,
+    leftovers: Leftovers,
     at: OffsetDateTime,
 ) -> Transition {
     let mut env = released(environment, at);
     env.status.phase = Phase::Failed;
+    let rolled_back = match &leftovers {
+        Leftovers::AsStopped => None,
+        Leftovers::Kept => Some(condition(
+            "RolledBack",
+            false,
+            "Kept",
+            "kept for inspection (on_failure=keep); delete the environment to remove them".into(),
+            at,
+        )),
+        Leftovers::RolledBack => {
+            env.resources = Vec::new();
+            Some(condition(
+                "RolledBack",
+                true,
+                "RolledBack",
+                format!("everything operation {} made was deleted", operation.id),
+                at,
+            ))
+        }
+        Leftovers::RollbackFailed(cause) => {
+            error.cause = format!("{}; rollback failed: {cause}", error.cause);
+            Some(condition(
+                "RolledBack",
+                false,
+                "RollbackFailed",
+                format!("{cause}; delete the environment to remove what is left"),
+                at,
+            ))
+        }
+    };
     env.status.conditions = vec![condition(
         "Ready",
         false,
@@ -185,6 +232,7 @@ pub fn fail(
         error.cause.clone(),
         at,
     )];
+    env.status.conditions.extend(rolled_back);
     let mut op = operation.clone();
     op.status = OperationStatus::Failed;
     op.error = Some(error);
@@ -250,6 +298,7 @@ mod tests {
             Tier::Dev,
             Blueprint::for_tier(Tier::Dev).spec(VpcCidr::from_second_octet(0)),
             None,
+            crate::operation::OnFailure::Rollback,
             &Request {
                 caller: &caller,
                 at: OffsetDateTime::UNIX_EPOCH,
@@ -297,7 +346,8 @@ mod tests {
         let failed = fail(
             &m.environment,
             &m.operation,
-            error,
+            error.clone(),
+            Leftovers::AsStopped,
             OffsetDateTime::UNIX_EPOCH,
         );
         assert_eq!(failed.environment.status.phase, Phase::Failed);
@@ -306,6 +356,28 @@ mod tests {
             "Envplane.Conflict"
         );
         assert_eq!(failed.environment.active_operation, None);
+        assert_eq!(failed.environment.status.conditions.len(), 1);
+
+        let unrolled = fail(
+            &m.environment,
+            &m.operation,
+            error,
+            Leftovers::RollbackFailed("DeleteVpc: DependencyViolation".into()),
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        let cause = unrolled
+            .operation
+            .error
+            .map(|e| e.cause)
+            .unwrap_or_default();
+        assert_eq!(
+            cause,
+            "nat failed; rollback failed: DeleteVpc: DependencyViolation"
+        );
+        assert_eq!(
+            unrolled.environment.status.conditions[1].reason,
+            "RollbackFailed"
+        );
 
         let expired = expire(&m.environment, &m.operation, OffsetDateTime::UNIX_EPOCH);
         assert_eq!(

@@ -42,6 +42,29 @@ impl OperationKind {
     }
 }
 
+/// What a failed provisioning leaves behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Delete, in reverse order, everything it made, as CloudFormation does (the default):
+    /// nothing stays billed.
+    #[default]
+    Rollback,
+    /// Keep what it made for inspection; a later delete removes it.
+    Keep,
+}
+
+impl OnFailure {
+    /// Parses `rollback` or `keep`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "rollback" => Ok(Self::Rollback),
+            "keep" => Ok(Self::Keep),
+            other => Err(format!("must be rollback or keep, got {other:?}")),
+        }
+    }
+}
+
 /// Where an operation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

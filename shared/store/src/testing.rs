@@ -84,6 +84,7 @@ pub fn embedded_store() -> (tempfile::TempDir, EmbeddedStore) {
 /// the flows without the HTTP layer.
 pub mod mutations {
     use envplane_domain::commands::{self, Request};
+    use envplane_domain::operation::OnFailure;
     use envplane_domain::{Blueprint, Caller, EnvName, EnvironmentSpec, Role, Tier, VpcCidr};
     use time::OffsetDateTime;
 
@@ -141,6 +142,23 @@ pub mod mutations {
         cidr: u8,
         edit: impl FnOnce(&mut EnvironmentSpec),
     ) -> String {
+        create_with(store, name, tier, cidr, OnFailure::Rollback, edit).await
+    }
+
+    /// Records the creation of `name` as POST does with `?on_failure=`; returns the operation's
+    /// id.
+    ///
+    /// # Panics
+    /// When the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn create_with(
+        store: &dyn StateStore,
+        name: &EnvName,
+        tier: Tier,
+        cidr: u8,
+        on_failure: OnFailure,
+        edit: impl FnOnce(&mut EnvironmentSpec),
+    ) -> String {
         let mut spec = Blueprint::for_tier(tier).spec(VpcCidr::from_second_octet(cidr));
         edit(&mut spec);
         let previous = store.environment(name).await.expect("read");
@@ -150,6 +168,7 @@ pub mod mutations {
             tier,
             spec.clone(),
             previous.as_ref(),
+            on_failure,
             &request(&caller),
         );
         let expected = previous

@@ -33,7 +33,7 @@ fn create_mutation(env: &str, tier: Tier, cidr: u8) -> Mutation {
         at: OffsetDateTime::now_utc(),
         operation_id: ulid::Ulid::new().to_string(),
     };
-    commands::create(name(env), tier, spec, None, &request)
+    commands::create(name(env), tier, spec, None, Default::default(), &request)
 }
 
 fn create_change(mutation: Mutation) -> Change {

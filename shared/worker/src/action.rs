@@ -62,6 +62,10 @@ pub enum Action {
         #[serde(flatten)]
         poll: Poll,
     },
+    /// A step failed: answer what a rollback deletes, in teardown steps (none when the
+    /// operation keeps what it made, or is not a provisioning).
+    #[serde(rename = "operation.failing")]
+    Failing,
     /// Finish the operation (every flow's last step).
     #[serde(rename = "operation.succeed")]
     Succeed,
@@ -71,6 +75,12 @@ pub enum Action {
         /// The caught error, `{"Error": …, "Cause": …}`.
         #[serde(default)]
         error: Value,
+        /// Whether a rollback deleted what the operation had made.
+        #[serde(default)]
+        rolled_back: bool,
+        /// The error the rollback itself ended with, when it failed.
+        #[serde(default)]
+        rollback_error: Option<Value>,
     },
 }
 
@@ -82,6 +92,7 @@ impl Action {
             Action::Ensure { .. } => "ensure",
             Action::Converge { .. } => "converge",
             Action::Teardown { .. } => "teardown",
+            Action::Failing => "operation.failing",
             Action::Succeed => "operation.succeed",
             Action::Fail { .. } => "operation.fail",
         }

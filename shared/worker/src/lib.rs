@@ -74,8 +74,16 @@ impl Worker {
             Action::Ensure { group, poll } => self.ensure(&env, op, group, poll).await,
             Action::Converge { group, poll } => self.converge(&env, op, group, poll).await,
             Action::Teardown { kinds, poll } => self.teardown(&env, op, &kinds, poll).await,
+            Action::Failing => self.failing(&env, op).await,
             Action::Succeed => self.succeed(&env, op).await,
-            Action::Fail { error } => self.fail(&env, op, error).await,
+            Action::Fail {
+                error,
+                rolled_back,
+                rollback_error,
+            } => {
+                self.fail(&env, op, error, rolled_back, rollback_error)
+                    .await
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use envplane_domain::commands;
 use envplane_domain::environment::Phase;
+use envplane_domain::operation::OnFailure;
 use envplane_domain::spec::{self, CidrChoice};
 use envplane_domain::{Action, Blueprint, Caller, EnvName, Tier, ValidationErrors, VpcCidr};
 use envplane_store::{CommitError, EnvironmentQuery, Expected};
@@ -45,6 +46,7 @@ fn string_field<'a>(
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer for 24 h"),
         ("dry_run" = Option<bool>, Query, description = "Validate and plan only: answer 200 with the environment that would be recorded and the plan of provisioning it, writing nothing"),
+        ("on_failure" = Option<OnFailure>, Query, description = "What a failed provisioning leaves: `rollback` (default) deletes everything it made, in reverse order; `keep` keeps it for inspection until the environment is deleted"),
     ),
     responses(
         (status = 200, description = "Dry run: the environment that would be recorded and its provisioning plan", body = Object),
@@ -64,9 +66,19 @@ pub(crate) async fn create_environment(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let dry_run = Params::parse(query, &["dry_run"])?.flag("dry_run")?;
-    let idempotency =
-        Idempotency::from_headers(&headers, &caller, "POST", "/v1/environments", &body)?;
+    let params = Params::parse(query, &["dry_run", "on_failure"])?;
+    let dry_run = params.flag("dry_run")?;
+    let on_failure = params
+        .get("on_failure")
+        .map(|raw| OnFailure::parse(raw).map_err(|e| ApiError::bad_request("on_failure", e)))
+        .transpose()?
+        .unwrap_or_default();
+    // The same key with another failure policy is another request.
+    let path = match on_failure {
+        OnFailure::Rollback => "/v1/environments",
+        OnFailure::Keep => "/v1/environments?on_failure=keep",
+    };
+    let idempotency = Idempotency::from_headers(&headers, &caller, "POST", path, &body)?;
     if !body.is_object() {
         return Err(ApiError::invalid("", "the body must be a JSON object"));
     }
@@ -105,6 +117,7 @@ pub(crate) async fn create_environment(
             tier,
             spec,
             tombstone.as_ref(),
+            on_failure,
             &new_request(&caller),
         );
         let expected = tombstone
@@ -207,7 +220,15 @@ async fn dry_run_create(
         ));
     }
     let plan = envplane_domain::plan::for_create(&name, tier, &spec);
-    let would_be = commands::create(name, tier, spec, None, &new_request(caller)).environment;
+    let would_be = commands::create(
+        name,
+        tier,
+        spec,
+        None,
+        OnFailure::default(),
+        &new_request(caller),
+    )
+    .environment;
     Ok(Json(serde_json::json!({ "dry_run": true, "environment": EnvironmentView::from(would_be), "plan": plan })).into_response())
 }
 

@@ -553,6 +553,14 @@ async fn bad_input_gets_a_problem_naming_the_field_and_writes_nothing() {
             Some("limit"),
         ),
         case(
+            "unknown failure policy",
+            Method::POST,
+            "/v1/environments?on_failure=ignore",
+            create(json!({"name": "dev", "tier": "dev"})),
+            400,
+            Some("on_failure"),
+        ),
+        case(
             "unknown tier filter",
             Method::GET,
             "/v1/environments?tier=gold",

@@ -126,3 +126,20 @@ async fn listing_filters_and_pages_through_the_api() {
         5
     );
 }
+
+#[tokio::test]
+async fn the_failure_policy_is_recorded_with_the_request() {
+    let h = Harness::embedded();
+    let kept = h
+        .post(
+            "/v1/environments?on_failure=keep",
+            r#"{"name":"dev","tier":"dev"}"#,
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::ACCEPTED, "{}", kept.body);
+    assert_eq!(kept.body["operation"]["input"]["on_failure"], "keep");
+    let default = h
+        .post("/v1/environments", r#"{"name":"qa","tier":"qa"}"#)
+        .await;
+    assert_eq!(default.body["operation"]["input"]["on_failure"], "rollback");
+}

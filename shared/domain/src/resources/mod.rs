@@ -75,6 +75,25 @@ impl ResourceKind {
         ResourceKind::Vpc,
     ];
 
+    /// A teardown in steps, dependents first: each step's kinds can go once the earlier steps'
+    /// are gone (the destroy flow's and a rollback's order).
+    pub const TEARDOWN_STEPS: [&'static [ResourceKind]; 5] = [
+        &[ResourceKind::TargetGroup, ResourceKind::NodeGroup],
+        &[
+            ResourceKind::Cluster,
+            ResourceKind::DbInstance,
+            ResourceKind::RouteTable,
+        ],
+        &[ResourceKind::Volume, ResourceKind::NatGateway],
+        &[
+            ResourceKind::ElasticIp,
+            ResourceKind::InternetGateway,
+            ResourceKind::Subnet,
+            ResourceKind::SecurityGroup,
+        ],
+        &[ResourceKind::Vpc],
+    ];
+
     /// Typical seconds from a create call until AWS reports the resource usable: what the
     /// realistic simulator takes, and what the flows expect before they look again.
     pub fn typical_create_seconds(self) -> u64 {

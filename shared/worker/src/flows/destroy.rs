@@ -32,16 +32,26 @@ impl Worker {
             .filter(|r| r.state != ResourceState::Deleting)
         {
             match self.cloud.delete(resource).await {
-                // AWS refuses while a dependent is still being deleted: the next poll tries again.
-                Ok(()) | Err(CloudError::Conflict(_)) => {}
+                // AWS refuses while a dependent is still being deleted, or throttled this one
+                // call: the next poll tries again, and the deletes that went through stay made,
+                // rather than the whole step failing on one resource.
+                Ok(())
+                | Err(
+                    CloudError::Conflict(_) | CloudError::Throttled(_) | CloudError::Transient(_),
+                ) => {}
                 Err(other) => return Err(other.into()),
             }
         }
-        // What is left after this pass: deletions that finish at once do not cost a wait.
+        // What is left after this pass: deletions that finish at once do not cost a wait. When
+        // that look fails, what was there is taken as still there, for the next poll.
         let left = if remaining.is_empty() {
             Vec::new()
         } else {
-            self.of_kinds(env, kinds).await?
+            match self.of_kinds(env, kinds).await {
+                Ok(left) => left,
+                Err(WorkerError::Throttled(_) | WorkerError::Transient(_)) => remaining,
+                Err(other) => return Err(other),
+            }
         };
         let names: Vec<&str> = left.iter().map(|r| r.name.as_str()).collect();
         // Deletions report no start time: the first look waits for the slowest kind's typical

@@ -2,10 +2,12 @@
 //! records they write come from the pure transitions in `envplane_domain::lifecycle`.
 
 use envplane_domain::EnvName;
+use envplane_domain::Operation;
 use envplane_domain::environment::ObservedResource;
 use envplane_domain::events::EventKind;
-use envplane_domain::lifecycle;
-use envplane_domain::operation::{AppliedChange, OperationError, OperationKind};
+use envplane_domain::lifecycle::{self, Leftovers};
+use envplane_domain::operation::{AppliedChange, OnFailure, OperationError, OperationKind};
+use envplane_domain::resources::ResourceKind;
 use serde_json::{Value, json};
 
 use crate::{Worker, WorkerError};
@@ -92,27 +94,62 @@ impl Worker {
         Ok(json!({ "phase": if deleted { "deleted" } else { "ready" } }))
     }
 
-    /// Records the error a Catch caught (`{"Error", "Cause"}`) and releases the environment.
+    /// A step failed: the teardown steps a rollback takes, dependents first. Only a
+    /// provisioning rolls back, and not when its request asked to keep what it made.
+    pub(crate) async fn failing(
+        &self,
+        env: &EnvName,
+        operation: &str,
+    ) -> Result<Value, WorkerError> {
+        let (_, op) = self.held(env, operation).await?;
+        let rollback = op.kind == OperationKind::Create && on_failure(&op) == OnFailure::Rollback;
+        let steps: Vec<Value> = if rollback {
+            ResourceKind::TEARDOWN_STEPS
+                .iter()
+                .map(|kinds| json!({ "kinds": kinds }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(json!({ "rollback": rollback, "steps": steps }))
+    }
+
+    /// Records the error a Catch caught (`{"Error", "Cause"}`), and what became of what the
+    /// flow had made, and releases the environment.
     pub(crate) async fn fail(
         &self,
         env: &EnvName,
         operation: &str,
         error: Value,
+        rolled_back: bool,
+        rollback_error: Option<Value>,
     ) -> Result<Value, WorkerError> {
         let (record, op) = self.held(env, operation).await?;
-        let text = |key: &str, otherwise: &str| {
+        let text = |error: &Value, key: &str, otherwise: &str| {
             error
                 .get(key)
                 .and_then(Value::as_str)
                 .unwrap_or(otherwise)
                 .to_owned()
         };
+        let leftovers = match rollback_error {
+            Some(e) => Leftovers::RollbackFailed(format!(
+                "{}: {}",
+                text(&e, "Error", "Envplane.Failed"),
+                text(&e, "Cause", "no cause recorded")
+            )),
+            None if rolled_back => Leftovers::RolledBack,
+            None if op.kind == OperationKind::Create && on_failure(&op) == OnFailure::Keep => {
+                Leftovers::Kept
+            }
+            None => Leftovers::AsStopped,
+        };
         let error = OperationError {
-            error: text("Error", "Envplane.Failed"),
-            cause: text("Cause", "no cause recorded"),
+            error: text(&error, "Error", "Envplane.Failed"),
+            cause: text(&error, "Cause", "no cause recorded"),
         };
         let name = error.error.clone();
-        let t = lifecycle::fail(&record, &op, error, self.clock.now());
+        let t = lifecycle::fail(&record, &op, error, leftovers, self.clock.now());
         let failed = t.operation.clone();
         self.write(&record, t).await?;
         let summary = format!("{} of {} failed: {name}", failed.kind.noun(), record.name);
@@ -121,4 +158,9 @@ impl Worker {
             .await;
         Ok(json!({ "phase": "failed", "error": name }))
     }
+}
+
+/// The failure policy a create was requested with (older operations: roll back).
+fn on_failure(op: &Operation) -> OnFailure {
+    serde_json::from_value(op.input["on_failure"].clone()).unwrap_or_default()
 }

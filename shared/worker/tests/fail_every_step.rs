@@ -1,0 +1,317 @@
+//! Fail every step, check what is left (as omicron does for each saga): for each flow, a
+//! failure is injected at each Task state in turn, on the shipped state machines run by the
+//! local executor over the simulated cloud. Every run must end with the operation failed with
+//! its cause and the environment released; a failed provisioning leaves nothing of the
+//! environment in the cloud (rolled back), and after any other failure (or a kept
+//! provisioning) a plain delete leaves nothing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
+use envplane_domain::environment::Phase;
+use envplane_domain::operation::{OnFailure, OperationStatus};
+use envplane_domain::{EnvName, Tier};
+use envplane_store::StateStore;
+use envplane_store::testing::mutations;
+use envplane_worker::{Worker, execution_input};
+use envplane_workflow::{
+    Executor, Failure, Outcome, StateMachine, TaskContext, TaskRunner, VirtualClock,
+};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+fn definition(name: &str) -> StateMachine {
+    let path = format!(
+        "{}/../../statemachines/{name}.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    StateMachine::load(
+        &std::fs::read_to_string(&path).unwrap(),
+        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
+    )
+    .unwrap()
+}
+
+/// The Task states of a flow that do its work (not its compensation), by name.
+fn task_states(flow: &str) -> Vec<String> {
+    let path = format!(
+        "{}/../../statemachines/{flow}.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    fn walk(states: &Value, out: &mut Vec<String>) {
+        for (name, state) in states.as_object().unwrap() {
+            let compensation = ["Failing", "Rollback", "Compensate", "RollbackFailed"];
+            if compensation.contains(&name.as_str()) {
+                continue;
+            }
+            if state["Type"] == "Task" {
+                out.push(name.clone());
+            }
+            for branch in state["Branches"].as_array().into_iter().flatten() {
+                walk(&branch["States"], out);
+            }
+            if let Some(inner) = state.get("ItemProcessor") {
+                walk(&inner["States"], out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&json["States"], &mut out);
+    out.sort();
+    out
+}
+
+/// The worker, failing every attempt of the Task states named in `fail_at` with an error no
+/// Retry takes.
+struct Failing {
+    worker: Worker,
+    fail_at: Vec<String>,
+    injected: AtomicU32,
+}
+
+#[async_trait]
+impl TaskRunner for Failing {
+    async fn run(
+        &self,
+        resource: &str,
+        payload: Value,
+        context: &TaskContext,
+    ) -> Result<Value, Failure> {
+        if self.fail_at.contains(&context.state) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(Failure::new(
+                "Envplane.Invalid",
+                format!("injected failure at {}", context.state),
+            ));
+        }
+        self.worker.run(resource, payload, context).await
+    }
+}
+
+struct Plane {
+    store: Arc<dyn StateStore>,
+    simulator: Arc<Simulator>,
+    worker: Worker,
+    _dir: tempfile::TempDir,
+}
+
+impl Plane {
+    fn new() -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let simulator = Arc::new(Simulator::new(
+            LatencyProfile::Instant,
+            Faults::NONE,
+            Arc::new(|| OffsetDateTime::UNIX_EPOCH),
+        ));
+        let worker = Worker::new(store.clone(), simulator.clone());
+        Self {
+            store,
+            simulator,
+            worker,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `flow` for `op`, failing at the named states; answers the outcome and how many
+    /// failures were injected.
+    async fn run(&self, flow: &str, env: &EnvName, op: &str, fail_at: &[&str]) -> (Outcome, u32) {
+        let runner = Arc::new(Failing {
+            worker: self.worker.clone(),
+            fail_at: fail_at.iter().map(|s| (*s).to_owned()).collect(),
+            injected: AtomicU32::new(0),
+        });
+        let executor = Executor::new(
+            runner.clone(),
+            Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
+        );
+        let outcome = executor
+            .execute(&definition(flow), execution_input(env, op), op)
+            .await;
+        (outcome, runner.injected.load(Ordering::SeqCst))
+    }
+
+    /// Resources of `env` the cloud still holds.
+    async fn left(&self, env: &EnvName) -> Vec<String> {
+        self.simulator
+            .list(env)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    }
+
+    /// Checks that `op` failed with the injected cause and released `env`.
+    async fn assert_failed_and_released(&self, env: &EnvName, op: &str, state: &str) {
+        let operation = self.store.operation(op).await.unwrap().unwrap();
+        assert_eq!(
+            operation.status,
+            OperationStatus::Failed,
+            "{env} at {state}"
+        );
+        let cause = operation.error.expect("a cause").cause;
+        assert!(
+            cause.contains(&format!("injected failure at {state}")),
+            "{env} at {state}: {cause}"
+        );
+        let record = self.store.environment(env).await.unwrap().unwrap();
+        assert_eq!(record.active_operation, None, "{env} at {state}: lock held");
+        assert_eq!(record.status.phase, Phase::Failed, "{env} at {state}");
+    }
+
+    /// A plain delete, as an operator would run after a failure: it must leave nothing.
+    async fn delete_leaves_nothing(&self, env: &EnvName) {
+        let op = mutations::delete(self.store.as_ref(), env).await;
+        let (outcome, _) = self.run("destroy", env, &op, &[]).await;
+        assert_eq!(outcome.status, "SUCCEEDED", "{env}: {outcome:?}");
+        assert_eq!(self.left(env).await, Vec::<String>::new(), "{env}");
+    }
+
+    async fn ready(&self, env: &EnvName, cidr: u8) {
+        let op = mutations::create(self.store.as_ref(), env, Tier::Dev, cidr, |_| {}).await;
+        let (outcome, _) = self.run("provision", env, &op, &[]).await;
+        assert_eq!(outcome.status, "SUCCEEDED", "{env}: {outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_provision_failing_at_any_step_rolls_back_to_nothing() {
+    let plane = Plane::new();
+    let states = task_states("provision");
+    assert_eq!(
+        states,
+        [
+            "Cluster",
+            "Database",
+            "Egress",
+            "Finish",
+            "Network",
+            "NodeGroups",
+            "Start",
+            "Targets"
+        ]
+    );
+    for (i, state) in states.iter().enumerate() {
+        let env = EnvName::parse(&format!("p{i}")).unwrap();
+        let cidr = u8::try_from(10 + i).unwrap();
+        let op = mutations::create(plane.store.as_ref(), &env, Tier::Dev, cidr, |_| {}).await;
+        let (outcome, injected) = plane.run("provision", &env, &op, &[state]).await;
+        assert_eq!(outcome.status, "FAILED");
+        assert!(injected >= 1, "{state} was never reached");
+        plane.assert_failed_and_released(&env, &op, state).await;
+        assert_eq!(plane.left(&env).await, Vec::<String>::new(), "at {state}");
+        let record = plane.store.environment(&env).await.unwrap().unwrap();
+        let rolled_back = record
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "RolledBack")
+            .expect("a RolledBack condition");
+        assert!(rolled_back.status, "at {state}: {rolled_back:?}");
+        println!("provision: failure at {state}: 0 resources left after the rollback");
+    }
+}
+
+#[tokio::test]
+async fn a_kept_provision_failing_at_any_step_keeps_what_it_made_until_a_delete() {
+    let plane = Plane::new();
+    let mut kept_total = 0;
+    for (i, state) in task_states("provision").iter().enumerate() {
+        let env = EnvName::parse(&format!("k{i}")).unwrap();
+        let cidr = u8::try_from(30 + i).unwrap();
+        let op = mutations::create_with(
+            plane.store.as_ref(),
+            &env,
+            Tier::Dev,
+            cidr,
+            OnFailure::Keep,
+            |_| {},
+        )
+        .await;
+        let (outcome, _) = plane.run("provision", &env, &op, &[state]).await;
+        assert_eq!(outcome.status, "FAILED");
+        plane.assert_failed_and_released(&env, &op, state).await;
+        let kept = plane.left(&env).await.len();
+        kept_total += kept;
+        plane.delete_leaves_nothing(&env).await;
+        println!("provision (keep): failure at {state}: {kept} kept, 0 left after delete");
+    }
+    assert!(kept_total > 0, "keep kept nothing anywhere");
+}
+
+#[tokio::test]
+async fn an_update_or_reconcile_failing_at_any_step_stops_and_a_delete_leaves_nothing() {
+    let plane = Plane::new();
+    for flow_kind in ["update", "reconcile"] {
+        for (i, state) in task_states("update").iter().enumerate() {
+            let env = EnvName::parse(&format!("{}{i}", &flow_kind[..1])).unwrap();
+            let cidr = u8::try_from(if flow_kind == "update" { 50 } else { 70 } + i).unwrap();
+            plane.ready(&env, cidr).await;
+            let op = if flow_kind == "update" {
+                let patch = json!({"cluster": {"frontend": {"desired": 3}}, "database": {"volume": {"size_gb": 80}}});
+                mutations::update(plane.store.as_ref(), &env, &patch, false).await
+            } else {
+                mutations::reconcile(plane.store.as_ref(), &env).await
+            };
+            let (outcome, _) = plane.run("update", &env, &op, &[state]).await;
+            assert_eq!(outcome.status, "FAILED", "{flow_kind} at {state}");
+            plane.assert_failed_and_released(&env, &op, state).await;
+            plane.delete_leaves_nothing(&env).await;
+            println!("{flow_kind}: failure at {state}: stopped, 0 left after delete");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_destroy_failing_at_any_step_is_finished_by_the_next_delete() {
+    let plane = Plane::new();
+    let states = task_states("destroy");
+    assert_eq!(states, ["Delete", "Finish", "Start"]);
+    for (i, state) in states.iter().enumerate() {
+        let env = EnvName::parse(&format!("d{i}")).unwrap();
+        plane.ready(&env, u8::try_from(90 + i).unwrap()).await;
+        let op = mutations::delete(plane.store.as_ref(), &env).await;
+        let (outcome, _) = plane.run("destroy", &env, &op, &[state]).await;
+        assert_eq!(outcome.status, "FAILED");
+        plane.assert_failed_and_released(&env, &op, state).await;
+        plane.delete_leaves_nothing(&env).await;
+        println!("destroy: failure at {state}: 0 left after the next delete");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rollback_is_reported_with_both_causes_and_a_delete_finishes_it() {
+    let plane = Plane::new();
+    let env = EnvName::parse("broken").unwrap();
+    let op = mutations::create(plane.store.as_ref(), &env, Tier::Dev, 120, |_| {}).await;
+    // The provisioning fails once the network exists, and every rollback delete fails too.
+    let (outcome, _) = plane
+        .run("provision", &env, &op, &["Targets", "Delete"])
+        .await;
+    assert_eq!(outcome.status, "FAILED");
+    plane.assert_failed_and_released(&env, &op, "Targets").await;
+    let cause = plane
+        .store
+        .operation(&op)
+        .await
+        .unwrap()
+        .unwrap()
+        .error
+        .unwrap()
+        .cause;
+    assert!(
+        cause.contains("rollback failed: Envplane.Invalid: injected failure at Delete"),
+        "{cause}"
+    );
+    assert!(
+        !plane.left(&env).await.is_empty(),
+        "the rollback did not run"
+    );
+    plane.delete_leaves_nothing(&env).await;
+}
