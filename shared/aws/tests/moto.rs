@@ -721,3 +721,258 @@ async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcil
         Some(2)
     );
 }
+
+/// The worker, failing the named Task state right after it ran for real: the AWS calls of the
+/// step are made, then the step reports an error no Retry takes (as a timed-out call can).
+struct FailAfter {
+    worker: Worker,
+    state: &'static str,
+}
+
+#[async_trait::async_trait]
+impl envplane_workflow::TaskRunner for FailAfter {
+    async fn run(
+        &self,
+        resource: &str,
+        payload: serde_json::Value,
+        context: &envplane_workflow::TaskContext,
+    ) -> Result<serde_json::Value, envplane_workflow::Failure> {
+        let answer = self.worker.run(resource, payload, context).await?;
+        if context.state == self.state {
+            return Err(envplane_workflow::Failure::new(
+                "Envplane.Invalid",
+                format!("injected failure after {}", self.state),
+            ));
+        }
+        Ok(answer)
+    }
+}
+
+/// Every resource of `name` AWS still holds, read with plain SDK calls (deleted, terminated
+/// and deleting ones left out), as `kind id`.
+async fn live_on_aws(config: &aws_config::SdkConfig, name: &str) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let mut out = Vec::new();
+    let f = || env_filter(name);
+    let ours = |tags: &[aws_sdk_ec2::types::Tag]| {
+        tags.iter()
+            .any(|t| t.key() == Some("envplane:environment") && t.value() == Some(name))
+    };
+    for v in ec2
+        .describe_vpcs()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+    {
+        out.push(format!("vpc {}", v.vpc_id().unwrap()));
+    }
+    for s in ec2
+        .describe_subnets()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+    {
+        out.push(format!("subnet {}", s.subnet_id().unwrap()));
+    }
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(f())
+        .send()
+        .await
+        .unwrap();
+    for g in igws.internet_gateways() {
+        out.push(format!("igw {}", g.internet_gateway_id().unwrap()));
+    }
+    for a in ec2
+        .describe_addresses()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .addresses()
+    {
+        out.push(format!("eip {}", a.allocation_id().unwrap()));
+    }
+    for g in ec2
+        .describe_nat_gateways()
+        .filter(f())
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+    {
+        let state = g.state().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        if ours(g.tags()) && state != "deleted" && state != "deleting" {
+            out.push(format!("nat {}", g.nat_gateway_id().unwrap()));
+        }
+    }
+    for t in ec2
+        .describe_route_tables()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
+        out.push(format!("rtb {}", t.route_table_id().unwrap()));
+    }
+    let groups = ec2
+        .describe_security_groups()
+        .filters(f())
+        .send()
+        .await
+        .unwrap();
+    for g in groups.security_groups() {
+        out.push(format!("sg {}", g.group_id().unwrap()));
+    }
+    for v in ec2
+        .describe_volumes()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .volumes()
+    {
+        out.push(format!("volume {}", v.volume_id().unwrap()));
+    }
+    let reservations = ec2.describe_instances().filters(f()).send().await.unwrap();
+    for i in reservations
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+    {
+        let state = i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_owned());
+        if !matches!(state.as_deref(), Some("terminated" | "shutting-down")) {
+            out.push(format!("instance {}", i.instance_id().unwrap()));
+        }
+    }
+    let eks = aws_sdk_eks::Client::new(config);
+    if let Ok(c) = eks
+        .describe_cluster()
+        .name(format!("{name}-eks"))
+        .send()
+        .await
+        && c.cluster().and_then(|c| c.status()).map(|s| s.as_str()) != Some("DELETING")
+    {
+        out.push(format!("cluster {name}-eks"));
+    }
+    for group in ["frontend", "backend"] {
+        if let Ok(g) = eks
+            .describe_nodegroup()
+            .cluster_name(format!("{name}-eks"))
+            .nodegroup_name(format!("{name}-{group}"))
+            .send()
+            .await
+            && g.nodegroup().and_then(|g| g.status()).map(|s| s.as_str()) != Some("DELETING")
+        {
+            out.push(format!("nodegroup {name}-{group}"));
+        }
+    }
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(config);
+    for group in ["frontend", "backend"] {
+        if elb
+            .describe_target_groups()
+            .names(format!("{name}-tg-{group}"))
+            .send()
+            .await
+            .is_ok()
+        {
+            out.push(format!("target group {name}-tg-{group}"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provision_failing_after_the_nat_cluster_node_group_or_host_step_rolls_back_on_moto() {
+    let Some(plane) = MotoPlane::new().await else {
+        return;
+    };
+    // Egress makes the NAT gateways, Database the host and its volume.
+    for (i, state) in ["Egress", "Cluster", "NodeGroups", "Database"]
+        .into_iter()
+        .enumerate()
+    {
+        let env = unique('r');
+        let name = env.to_string();
+        let op = envplane_store::testing::mutations::create(
+            plane.store.as_ref(),
+            &env,
+            Tier::Dev,
+            u8::try_from(40 + i).unwrap(),
+            |_| {},
+        )
+        .await;
+        let executor = Executor::new(
+            Arc::new(FailAfter {
+                worker: Worker::new(plane.store.clone(), plane.cloud.clone()),
+                state,
+            }),
+            Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
+        );
+        let outcome = executor
+            .execute(
+                &Flow::Provision.local_definition().unwrap(),
+                execution_input(&env, &op),
+                &op,
+            )
+            .await;
+        assert_eq!(outcome.status, "FAILED", "{state}");
+        let operation = plane.store.operation(&op).await.unwrap().unwrap();
+        let cause = operation.error.unwrap().cause;
+        assert!(
+            cause.contains(&format!("injected failure after {state}")),
+            "{cause}"
+        );
+        let record = plane.store.environment(&env).await.unwrap().unwrap();
+        assert_eq!(record.active_operation, None, "{state}: lock held");
+        assert_eq!(record.status.phase, Phase::Failed);
+        let left = live_on_aws(&plane.config, &name).await;
+        assert_eq!(left, Vec::<String>::new(), "after a failure at {state}");
+        println!("moto: provision failing after {state}: 0 resources left on AWS");
+    }
+
+    // Kept for inspection, the same failure leaves what it made, on AWS's side too, until a
+    // delete removes it.
+    let env = unique('k');
+    let op = envplane_store::testing::mutations::create_with(
+        plane.store.as_ref(),
+        &env,
+        Tier::Dev,
+        50,
+        envplane_domain::operation::OnFailure::Keep,
+        |_| {},
+    )
+    .await;
+    let executor = Executor::new(
+        Arc::new(FailAfter {
+            worker: Worker::new(plane.store.clone(), plane.cloud.clone()),
+            state: "Cluster",
+        }),
+        Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
+    );
+    let outcome = executor
+        .execute(
+            &Flow::Provision.local_definition().unwrap(),
+            execution_input(&env, &op),
+            &op,
+        )
+        .await;
+    assert_eq!(outcome.status, "FAILED");
+    let kept = live_on_aws(&plane.config, env.as_str()).await;
+    assert!(kept.len() > 10, "{kept:?}");
+    let op = envplane_store::testing::mutations::delete(plane.store.as_ref(), &env).await;
+    plane.run(Flow::Destroy, &env, &op).await;
+    assert_eq!(
+        live_on_aws(&plane.config, env.as_str()).await,
+        Vec::<String>::new()
+    );
+    println!("moto: kept {} resources; 0 after a delete", kept.len());
+}
