@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use envplane_api::{AppState, Authenticator};
 use envplane_aws::{AwsCloud, AwsSettings, CallCounter, Clients};
-use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
+use envplane_cloud::{Cloud, Faults, LOCAL_STACK, LatencyProfile, Simulator};
 use envplane_domain::{Caller, Role, Tier};
 use envplane_notify::{Publisher, Silent, SlackWebhook};
 use envplane_store::{DynamoStore, EmbeddedStore, StateStore};
@@ -42,7 +42,8 @@ pub struct ServeArgs {
     faults: Option<Faults>,
     /// Use AWS (the standard AWS configuration; AWS_ENDPOINT_URL is honoured, e.g. moto's
     /// server) instead of the simulated cloud; flows still run here. Needs
-    /// ENVPLANE_CLUSTER_ROLE_ARN, ENVPLANE_NODE_ROLE_ARN and ENVPLANE_DB_IMAGE_ID.
+    /// ENVPLANE_CLUSTER_ROLE_ARN, ENVPLANE_NODE_ROLE_ARN and ENVPLANE_DB_IMAGE_ID; resources
+    /// carry envplane:stack=$ENVPLANE_STACK (default envplane-local).
     #[arg(long, conflicts_with = "latency")]
     aws: bool,
     /// With --aws: keep state in this DynamoDB table (created when missing), not in DATA_DIR.
@@ -117,7 +118,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
     let (cloud, calls): (Arc<dyn Cloud>, CallMeter) = match &sdk {
         Some(config) => {
-            let settings = AwsSettings::from_env().map_err(|e| anyhow::anyhow!("--aws: {e}"))?;
+            let settings = AwsSettings::from_env(Some(LOCAL_STACK))
+                .map_err(|e| anyhow::anyhow!("--aws: {e}"))?;
             let counter = CallCounter::default();
             (
                 Arc::new(AwsCloud::new(Clients::counted(config, &counter), settings)),

@@ -17,7 +17,7 @@ use serde_json::Value;
 async fn main() -> anyhow::Result<()> {
     envplane_lambda::init_logging();
     let config = envplane_lambda::sdk_config(Role::Scheduler).await;
-    let settings = AwsSettings::from_env().map_err(anyhow::Error::msg)?;
+    let settings = AwsSettings::from_env(None).map_err(anyhow::Error::msg)?;
     let counter = CallCounter::default();
     let cloud = AwsCloud::new(Clients::counted(&config, &counter), settings);
     let store = DynamoStore::new(

@@ -14,7 +14,7 @@ use serde_json::Value;
 async fn main() -> anyhow::Result<()> {
     envplane_lambda::init_logging();
     let config = envplane_lambda::sdk_config(Role::Worker).await;
-    let settings = AwsSettings::from_env().map_err(anyhow::Error::msg)?;
+    let settings = AwsSettings::from_env(None).map_err(anyhow::Error::msg)?;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         required("TABLE_NAME")?,

@@ -380,6 +380,7 @@ impl MotoPlane {
     async fn new() -> Option<Self> {
         let config = moto_config().await?;
         let settings = AwsSettings {
+            stack: "arn:aws:cloudformation:us-east-1:123456789012:stack/envplane-test/1".into(),
             cluster_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-cluster".into(),
             node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
             db_image_id: any_image(&config).await,
@@ -659,9 +660,10 @@ async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcil
         line.environment, line.status, line.api_calls, line.kinds, line.summary
     );
     assert_eq!(line.status, envplane_domain::drift::DriftStatus::Drifted);
-    // One describe per kind, and one DescribeNodegroup for the second node group.
+    // One describe per kind, one DescribeNodegroup for the second node group, and one
+    // DescribeTags: ELBv2 describes carry no tags, and a target group is only ours with them.
     assert!(
-        line.api_calls <= line.kinds as u64 + 1,
+        line.api_calls <= line.kinds as u64 + 2,
         "{} calls for {} kinds",
         line.api_calls,
         line.kinds
@@ -975,4 +977,122 @@ async fn a_provision_failing_after_the_nat_cluster_node_group_or_host_step_rolls
         Vec::<String>::new()
     );
     println!("moto: kept {} resources; 0 after a delete", kept.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_look_alikes_survive_a_create_and_a_delete_on_moto() {
+    let Some(plane) = MotoPlane::new().await else {
+        return;
+    };
+    let env = unique('f');
+    let name = env.to_string();
+    let ec2 = aws_sdk_ec2::Client::new(&plane.config);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&plane.config);
+    // Someone else's VPC, with a security group and a target group carrying envplane's names
+    // for this environment and even its environment tag, but not the stack's.
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.250.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    let sg = ec2
+        .create_security_group()
+        .group_name(format!("{name}-sg-alb"))
+        .description("not envplane's")
+        .vpc_id(&vpc)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+                .tags(tag("envplane:environment", &name))
+                .tags(tag("Name", &format!("{name}-sg-alb")))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let sg = sg.group_id().unwrap().to_owned();
+    let tg = elb
+        .create_target_group()
+        .name(format!("{name}-tg-frontend"))
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(3001)
+        .vpc_id(&vpc)
+        .tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key("envplane:environment")
+                .value(&name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let tg = tg.target_groups()[0].target_group_arn().unwrap().to_owned();
+
+    let op = envplane_store::testing::mutations::create(
+        plane.store.as_ref(),
+        &env,
+        Tier::Dev,
+        60,
+        |_| {},
+    )
+    .await;
+    let created = plane
+        .executor
+        .execute(
+            &Flow::Provision.local_definition().unwrap(),
+            execution_input(&env, &op),
+            &op,
+        )
+        .await;
+    // The target group's name is taken in the region, so the environment cannot have its own:
+    // the create may fail on it (and roll back), but never takes the foreign one over.
+    if created.status != "SUCCEEDED" {
+        let cause = plane
+            .store
+            .operation(&op)
+            .await
+            .unwrap()
+            .unwrap()
+            .error
+            .unwrap()
+            .cause;
+        assert!(cause.contains("CreateTargetGroup"), "{cause}");
+    }
+    let seen = plane.cloud.list(&env).await.unwrap();
+    assert!(
+        seen.iter().all(|r| r.id != sg && r.id != tg),
+        "a foreign resource was adopted: {seen:?}"
+    );
+    let op = envplane_store::testing::mutations::delete(plane.store.as_ref(), &env).await;
+    plane.run(Flow::Destroy, &env, &op).await;
+
+    let groups = ec2
+        .describe_security_groups()
+        .group_ids(&sg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        groups.security_groups().len(),
+        1,
+        "the foreign group was deleted"
+    );
+    let target_groups = elb
+        .describe_target_groups()
+        .target_group_arns(&tg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        target_groups.target_groups().len(),
+        1,
+        "the foreign target group was deleted"
+    );
+    println!(
+        "moto: foreign {name}-sg-alb and {name}-tg-frontend survive a create ({}) and a delete",
+        created.status
+    );
 }

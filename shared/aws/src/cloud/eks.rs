@@ -6,20 +6,20 @@ use aws_sdk_eks::types::{
     ClusterStatus, NodegroupScalingConfig, NodegroupStatus, VpcConfigRequest,
 };
 use envplane_cloud::{CloudError, Modification, Resource, ResourceState};
+use envplane_domain::names;
 use envplane_domain::resources::{Observed, desired, observed, tags};
-use envplane_domain::{EnvName, names};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    client_token, count, eks_tags, int, resource, sent, timestamp, unless_done, unless_gone,
+    Owner, client_token, count, eks_tags, int, resource, sent, timestamp, unless_done, unless_gone,
 };
 
 /// The environment's cluster, if it exists.
 pub(crate) async fn discover_cluster(
     eks: &Client,
-    env: &EnvName,
+    owner: &Owner<'_>,
 ) -> Result<Vec<Resource>, CloudError> {
-    let name = names::cluster(env);
+    let name = names::cluster(owner.env);
     let Some(o) = unless_gone(
         "DescribeCluster",
         eks.describe_cluster().name(&name).send().await,
@@ -54,8 +54,9 @@ pub(crate) async fn discover_cluster(
 /// describe), no `ListNodegroups`. A missing cluster or group is `ResourceNotFoundException`.
 pub(crate) async fn discover_node_groups(
     eks: &Client,
-    env: &EnvName,
+    owner: &Owner<'_>,
 ) -> Result<Vec<Resource>, CloudError> {
+    let env = owner.env;
     let cluster = names::cluster(env);
     let mut out = Vec::new();
     for service in names::Service::ALL {
@@ -127,7 +128,8 @@ pub(crate) async fn create_cluster(
                     .security_group_ids(cx.id_of(&spec.security_group)?)
                     .build(),
             )
-            .tags(tags::ENVIRONMENT, cx.env.as_str())
+            .tags(tags::ENVIRONMENT, cx.owner.env.as_str())
+            .tags(tags::STACK, cx.owner.stack)
             .tags(tags::OPERATION, cx.operation)
             .client_request_token(client_token(cx.operation, cx.name))
             .send()
@@ -146,7 +148,7 @@ pub(crate) async fn create_node_group(
     let subnets: Vec<String> = cx
         .known
         .values()
-        .filter(|r| names::is_private_subnet(cx.env, &r.name))
+        .filter(|r| names::is_private_subnet(cx.owner.env, &r.name))
         .map(|r| r.id.clone())
         .collect();
     sent(
@@ -160,7 +162,8 @@ pub(crate) async fn create_node_group(
             .set_subnets(Some(subnets))
             .node_role(node_role_arn)
             .labels("envplane/role", spec.role.as_str())
-            .tags(tags::ENVIRONMENT, cx.env.as_str())
+            .tags(tags::ENVIRONMENT, cx.owner.env.as_str())
+            .tags(tags::STACK, cx.owner.stack)
             .tags(tags::OPERATION, cx.operation)
             .client_request_token(client_token(cx.operation, cx.name))
             .send()

@@ -5,15 +5,17 @@ use std::collections::BTreeMap;
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, Tag, TargetTypeEnum};
 use envplane_cloud::{CloudError, Resource, ResourceState};
+use envplane_domain::names;
 use envplane_domain::resources::{Observed, desired, observed, tags};
-use envplane_domain::{EnvName, names};
 
 use crate::cloud::Creating;
-use crate::cloud::support::{required, resource, sent, unless_gone};
+use crate::cloud::support::{Owner, required, resource, sent, unless_gone};
 
-/// The environment's target groups: one call for both; ELBv2 fails the whole call when one
-/// name is unknown, and only then are they asked for one by one.
-pub(crate) async fn discover(elb: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+/// The environment's target groups: one call for both (ELBv2 fails the whole call when one
+/// name is unknown, and only then are they asked for one by one), and one for their tags: a
+/// group with envplane's name but not its tags is someone else's.
+pub(crate) async fn discover(elb: &Client, owner: &Owner<'_>) -> Result<Vec<Resource>, CloudError> {
+    let env = owner.env;
     let wanted: Vec<(String, String)> = names::Service::ALL
         .into_iter()
         .map(|s| {
@@ -43,6 +45,28 @@ pub(crate) async fn discover(elb: &Client, env: &EnvName) -> Result<Vec<Resource
             found
         }
     };
+    let arns: Vec<String> = groups
+        .iter()
+        .filter_map(|g| g.target_group_arn().map(str::to_owned))
+        .collect();
+    let mut tags_by_arn: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    if !arns.is_empty() {
+        let described = sent(
+            "DescribeTags",
+            elb.describe_tags()
+                .set_resource_arns(Some(arns))
+                .send()
+                .await,
+        )?;
+        for d in described.tag_descriptions() {
+            let tags = d
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                .collect();
+            tags_by_arn.insert(required(d.resource_arn(), "a tagged ARN")?.to_owned(), tags);
+        }
+    }
     let mut out = Vec::new();
     for g in groups {
         let Some((aws, name)) = wanted
@@ -51,12 +75,14 @@ pub(crate) async fn discover(elb: &Client, env: &EnvName) -> Result<Vec<Resource
         else {
             continue;
         };
-        let tags = BTreeMap::from([
-            (tags::ENVIRONMENT.to_owned(), env.to_string()),
-            (tags::NAME.to_owned(), name.clone()),
-        ]);
+        let arn = required(g.target_group_arn(), "a target group ARN")?;
+        let mut tags = tags_by_arn.remove(arn).unwrap_or_default();
+        if !owner.owns(&tags) {
+            continue;
+        }
+        tags.insert(tags::NAME.to_owned(), name.clone());
         out.push(resource(
-            required(g.target_group_arn(), "a target group ARN")?,
+            arn,
             tags,
             ResourceState::Active,
             Observed::TargetGroup(observed::TargetGroup {
@@ -84,7 +110,8 @@ pub(crate) async fn create(
             .vpc_id(cx.vpc_id()?)
             .target_type(TargetTypeEnum::Ip)
             .health_check_path(&spec.health_path)
-            .tags(tag(tags::ENVIRONMENT, cx.env.as_str()))
+            .tags(tag(tags::ENVIRONMENT, cx.owner.env.as_str()))
+            .tags(tag(tags::STACK, cx.owner.stack))
             .tags(tag(tags::OPERATION, cx.operation))
             .send()
             .await,

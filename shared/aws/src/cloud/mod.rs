@@ -22,9 +22,13 @@ use tokio::sync::OnceCell;
 
 pub use clients::{ClientPool, Clients, Target};
 
-/// What the adapter needs beyond the spec: IAM roles and the database host's image.
+/// What the adapter needs beyond the spec: the stack it acts for, IAM roles and the database
+/// host's image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
+    /// The stack's id: every resource carries it as `envplane:stack`, and nothing without it
+    /// is ever changed or deleted.
+    pub stack: String,
     /// Role the EKS control plane assumes.
     pub cluster_role_arn: String,
     /// Role of the node groups' instances.
@@ -34,8 +38,10 @@ pub struct AwsSettings {
 }
 
 impl AwsSettings {
-    /// Reads `ENVPLANE_CLUSTER_ROLE_ARN`, `ENVPLANE_NODE_ROLE_ARN` and `ENVPLANE_DB_IMAGE_ID`.
-    pub fn from_env() -> Result<Self, String> {
+    /// Reads `ENVPLANE_STACK`, `ENVPLANE_CLUSTER_ROLE_ARN`, `ENVPLANE_NODE_ROLE_ARN` and
+    /// `ENVPLANE_DB_IMAGE_ID`; `stack` stands in for an unset `ENVPLANE_STACK` where one is
+    /// given (a local plane), and its absence is an error otherwise.
+    pub fn from_env(stack: Option<&str>) -> Result<Self, String> {
         let get = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -43,6 +49,7 @@ impl AwsSettings {
                 .ok_or_else(|| format!("{name} is not set"))
         };
         Ok(Self {
+            stack: get("ENVPLANE_STACK").or_else(|e| stack.map(str::to_owned).ok_or(e))?,
             cluster_role_arn: get("ENVPLANE_CLUSTER_ROLE_ARN")?,
             node_role_arn: get("ENVPLANE_NODE_ROLE_ARN")?,
             db_image_id: get("ENVPLANE_DB_IMAGE_ID")?,
@@ -60,7 +67,7 @@ pub struct AwsCloud {
 /// What a create needs besides the resource's spec: the environment, the operation, the
 /// resource's name and what exists so far by name (for the ids of what it refers to).
 pub(crate) struct Creating<'a> {
-    pub(crate) env: &'a EnvName,
+    pub(crate) owner: support::Owner<'a>,
     pub(crate) operation: &'a str,
     pub(crate) name: &'a str,
     pub(crate) known: &'a HashMap<String, Resource>,
@@ -77,7 +84,7 @@ impl Creating<'_> {
 
     /// The id of the environment's VPC.
     pub(crate) fn vpc_id(&self) -> Result<&str, CloudError> {
-        self.id_of(&names::vpc(self.env))
+        self.id_of(&names::vpc(self.owner.env))
     }
 }
 
@@ -118,14 +125,40 @@ impl AwsCloud {
         })
     }
 
-    /// Every resource of the given kinds carrying the environment's tag: one describe per kind
-    /// (following its pages when AWS splits the answer; an environment fits in one).
+    /// Whose resources this adapter sees for `env`.
+    fn owner<'a>(&'a self, env: &'a EnvName) -> support::Owner<'a> {
+        support::Owner {
+            env,
+            stack: &self.settings.stack,
+        }
+    }
+
+    /// Refuses to change or delete a resource that is not this stack's.
+    fn check_owned(&self, r: &Resource) -> Result<(), CloudError> {
+        let stack = r.tags.get(tags::STACK).map(String::as_str);
+        if stack == Some(self.settings.stack.as_str()) && r.tags.contains_key(tags::ENVIRONMENT) {
+            return Ok(());
+        }
+        Err(CloudError::Invalid(format!(
+            "{} ({}) does not carry this stack's tag {}={}: envplane never changes or deletes it",
+            r.name,
+            r.id,
+            tags::STACK,
+            self.settings.stack
+        )))
+    }
+
+    /// Every resource of the given kinds carrying the environment's and the stack's tags: one
+    /// describe per kind (following its pages when AWS splits the answer; an environment fits
+    /// in one).
     async fn discover(
         &self,
         env: &EnvName,
         kinds: &BTreeSet<ResourceKind>,
     ) -> Result<Vec<Resource>, CloudError> {
         let c = self.clients.home();
+        let owner = self.owner(env);
+        let env = &owner;
         let mut out = Vec::new();
         for kind in kinds {
             out.extend(match kind {
@@ -145,8 +178,9 @@ impl AwsCloud {
                 ResourceKind::TargetGroup => elbv2::discover(&c.elb, env).await?,
             });
         }
-        // AWS applies the tag filters; some emulators ignore them (moto, for NAT gateways).
-        out.retain(|r| r.tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str()));
+        // AWS applies the tag filters; some emulators ignore them (moto, for NAT gateways), and
+        // EKS and ELBv2 are asked by name: whatever lacks either tag is not ours.
+        out.retain(|r| owner.owns(&r.tags));
         if kinds.contains(&ResourceKind::Subnet) {
             ec2::route_table::name_served_subnets(&mut out);
         }
@@ -163,7 +197,7 @@ impl AwsCloud {
     ) -> Result<(), CloudError> {
         let c = self.clients.home();
         let cx = Creating {
-            env,
+            owner: self.owner(env),
             operation,
             name: &p.name,
             known,
@@ -290,6 +324,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn delete(&self, r: &Resource) -> Result<(), CloudError> {
+        self.check_owned(r)?;
         let c = self.clients.home();
         match r.kind() {
             ResourceKind::TargetGroup => elbv2::delete(&c.elb, r).await,
@@ -313,6 +348,7 @@ impl Cloud for AwsCloud {
         r: &Resource,
         change: &Modification,
     ) -> Result<(), CloudError> {
+        self.check_owned(r)?;
         let c = self.clients.home();
         match (r.kind(), change) {
             (ResourceKind::Cluster | ResourceKind::NodeGroup, _) => {
@@ -367,6 +403,13 @@ impl Cloud for AwsCloud {
         operation: &str,
         volume: &Resource,
     ) -> Result<SnapshotState, CloudError> {
-        ec2::volume::snapshot(&self.clients.home().ec2, env, operation, volume).await
+        self.check_owned(volume)?;
+        ec2::volume::snapshot(
+            &self.clients.home().ec2,
+            &self.owner(env),
+            operation,
+            volume,
+        )
+        .await
     }
 }

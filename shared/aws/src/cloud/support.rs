@@ -68,18 +68,42 @@ pub(crate) fn required<'a>(value: Option<&'a str>, what: &str) -> Result<&'a str
     value.ok_or_else(|| CloudError::Transient(format!("AWS answered without {what}")))
 }
 
-/// The filter on the environment's tag.
-pub(crate) fn env_filter(env: &EnvName) -> Filter {
-    Filter::builder()
-        .name(format!("tag:{}", tags::ENVIRONMENT))
-        .values(env.as_str())
-        .build()
+/// Whose resources a call may see and touch: the environment's, made by this stack. Nothing
+/// without both tags is ever changed or deleted, whatever its name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    /// The environment.
+    pub(crate) env: &'a EnvName,
+    /// The stack's id (`envplane:stack`).
+    pub(crate) stack: &'a str,
 }
 
-/// The tags every EC2 resource of `env` is created with, plus `extra`.
+impl Owner<'_> {
+    /// The describe filters on both tags.
+    pub(crate) fn filters(&self) -> Vec<Filter> {
+        let tag = |key: &str, value: &str| {
+            Filter::builder()
+                .name(format!("tag:{key}"))
+                .values(value)
+                .build()
+        };
+        vec![
+            tag(tags::ENVIRONMENT, self.env.as_str()),
+            tag(tags::STACK, self.stack),
+        ]
+    }
+
+    /// Whether a resource with these tags is this environment's, made by this stack.
+    pub(crate) fn owns(&self, tags: &BTreeMap<String, String>) -> bool {
+        tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(self.env.as_str())
+            && tags.get(tags::STACK).map(String::as_str) == Some(self.stack)
+    }
+}
+
+/// The tags every EC2 resource of the owner's environment is created with, plus `extra`.
 pub(crate) fn tag_spec(
     kind: ResourceType,
-    env: &EnvName,
+    owner: &Owner<'_>,
     operation: &str,
     name: &str,
     extra: &[(&str, &str)],
@@ -87,7 +111,8 @@ pub(crate) fn tag_spec(
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
     let builder = TagSpecification::builder()
         .resource_type(kind)
-        .tags(tag(tags::ENVIRONMENT, env.as_str()))
+        .tags(tag(tags::ENVIRONMENT, owner.env.as_str()))
+        .tags(tag(tags::STACK, owner.stack))
         .tags(tag(tags::OPERATION, operation))
         .tags(tag(tags::NAME, name));
     extra

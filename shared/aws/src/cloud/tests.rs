@@ -103,6 +103,7 @@ fn cloud_on(endpoint: &str) -> AwsCloud {
             elb,
         },
         AwsSettings {
+            stack: "envplane-test".into(),
             cluster_role_arn: String::new(),
             node_role_arn: String::new(),
             db_image_id: String::new(),
@@ -130,7 +131,10 @@ fn eks_resource(kind: ResourceKind, id: &str) -> Resource {
         state: ResourceState::Active,
         observed,
         updating: false,
-        tags: BTreeMap::new(),
+        tags: BTreeMap::from([
+            ("envplane:environment".to_owned(), "dev".to_owned()),
+            ("envplane:stack".to_owned(), "envplane-test".to_owned()),
+        ]),
         created_at: None,
     }
 }
@@ -185,5 +189,33 @@ async fn upgrades_call_update_cluster_version_then_update_nodegroup_version() {
             ("POST", "/clusters/dev-eks/updates", &json!("1.30")),
             ("POST", "/clusters/dev-eks/updates", &json!("1.31")),
         ]
+    );
+}
+
+#[tokio::test]
+async fn nothing_without_the_stacks_tag_is_changed_or_deleted() {
+    // No endpoint answers: the refusal comes before any request.
+    let cloud = cloud_on("http://127.0.0.1:9");
+    let env = EnvName::parse("dev").unwrap();
+    let mut foreign = eks_resource(ResourceKind::Cluster, "dev-eks");
+    foreign
+        .tags
+        .insert("envplane:stack".into(), "someone-else".into());
+    let change = Modification::Version {
+        version: "1.30".into(),
+    };
+    for refused in [
+        cloud.modify(&env, &foreign, &change).await,
+        cloud.delete(&foreign).await,
+    ] {
+        assert!(
+            matches!(&refused, Err(CloudError::Invalid(m)) if m.contains("envplane:stack")),
+            "{refused:?}"
+        );
+    }
+    foreign.tags.remove("envplane:stack");
+    assert!(
+        cloud.delete(&foreign).await.is_err(),
+        "untagged is not ours either"
     );
 }

@@ -43,6 +43,9 @@ struct State {
     snapshots: BTreeMap<String, OffsetDateTime>,
 }
 
+/// The stack name of a local plane: what its resources carry as `envplane:stack`.
+pub const LOCAL_STACK: &str = "envplane-local";
+
 /// The simulated cloud.
 pub struct Simulator {
     state: Mutex<State>,
@@ -50,6 +53,7 @@ pub struct Simulator {
     faults: Faults,
     clock: SharedClock,
     file: Option<std::path::PathBuf>,
+    stack: String,
 }
 
 impl Simulator {
@@ -68,6 +72,7 @@ impl Simulator {
             faults,
             clock,
             file: None,
+            stack: LOCAL_STACK.to_owned(),
         }
     }
 
@@ -138,7 +143,7 @@ impl Simulator {
         let Ok(mut state) = self.state.lock() else {
             return false;
         };
-        let Some(id) = find(&state, env, name).map(|s| s.resource.id.clone()) else {
+        let Some(id) = find(&state, env, &self.stack, name).map(|s| s.resource.id.clone()) else {
             return false;
         };
         match change {
@@ -156,13 +161,53 @@ impl Simulator {
             None => {
                 state.resources.remove(&id);
                 for s in state.resources.values_mut() {
-                    if ours(&s.resource, env) {
+                    if ours(&s.resource, env, &self.stack) {
                         ec2::forget_subnet(&mut s.resource.observed, name);
                     }
                 }
             }
         }
         self.save(&state).is_ok()
+    }
+
+    /// Puts a resource someone else made into the cloud, as it is (tags included): what
+    /// ownership tests plant beside an environment's own.
+    pub fn plant(&self, resource: Resource) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        let now = self.clock.now();
+        state.resources.insert(
+            resource.id.clone(),
+            Simulated {
+                resource,
+                depends_on: Vec::new(),
+                ready_at: now,
+                gone_at: None,
+                busy_until: None,
+            },
+        );
+        self.save(&state).is_ok()
+    }
+
+    /// Refuses to change or delete what this stack did not make, by the tags the cloud holds
+    /// (not the caller's copy).
+    fn check_owned(&self, state: &State, resource: &Resource) -> Result<(), CloudError> {
+        let stored = state.resources.get(&resource.id).map(|s| &s.resource.tags);
+        match stored {
+            Some(tags)
+                if tags.get(tags::STACK).map(String::as_str) != Some(self.stack.as_str()) =>
+            {
+                Err(CloudError::Invalid(format!(
+                    "{} ({}) does not carry this stack's tag {}={}: envplane never changes or deletes it",
+                    resource.name,
+                    resource.id,
+                    tags::STACK,
+                    self.stack
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, CloudError> {
@@ -201,8 +246,10 @@ impl Simulator {
     }
 }
 
-fn ours(resource: &Resource, env: &EnvName) -> bool {
+/// Whether `resource` is `env`'s and made by `stack`: nothing else is seen, changed or deleted.
+fn ours(resource: &Resource, env: &EnvName, stack: &str) -> bool {
     resource.tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str())
+        && resource.tags.get(tags::STACK).map(String::as_str) == Some(stack)
 }
 
 fn refresh(state: &mut State, now: OffsetDateTime) {
@@ -240,16 +287,17 @@ fn prefix(kind: ResourceKind) -> &'static str {
     }
 }
 
-fn find<'a>(state: &'a State, env: &EnvName, name: &str) -> Option<&'a Simulated> {
+fn find<'a>(state: &'a State, env: &EnvName, stack: &str, name: &str) -> Option<&'a Simulated> {
     state
         .resources
         .values()
-        .find(|s| s.resource.name == name && ours(&s.resource, env) && s.gone_at.is_none())
+        .find(|s| s.resource.name == name && ours(&s.resource, env, stack) && s.gone_at.is_none())
 }
 
 /// Creates `p` in `state`, as AWS would report it once made.
 fn create(
     state: &mut State,
+    stack: &str,
     env: &EnvName,
     operation: &str,
     p: &Planned,
@@ -260,6 +308,7 @@ fn create(
     state.next_id += 1;
     let mut resource_tags = BTreeMap::from([
         (tags::ENVIRONMENT.to_owned(), env.to_string()),
+        (tags::STACK.to_owned(), stack.to_owned()),
         (tags::OPERATION.to_owned(), operation.to_owned()),
         (tags::NAME.to_owned(), p.name.clone()),
     ]);
@@ -304,18 +353,18 @@ impl Cloud for Simulator {
         loop {
             let mut created = false;
             for p in planned {
-                if find(&state, env, &p.name).is_some() {
+                if find(&state, env, &self.stack, &p.name).is_some() {
                     continue;
                 }
                 let ready = p.depends_on.iter().all(|dep| {
-                    find(&state, env, dep)
+                    find(&state, env, &self.stack, dep)
                         .is_some_and(|d| d.resource.state == ResourceState::Active)
                 });
                 if !ready {
                     continue;
                 }
                 let ready_at = now + self.profile.create(p.kind());
-                create(&mut state, env, operation, p, ready_at, now);
+                create(&mut state, &self.stack, env, operation, p, ready_at, now);
                 refresh(&mut state, now);
                 created = true;
             }
@@ -325,7 +374,7 @@ impl Cloud for Simulator {
         }
         let out: Vec<Resource> = planned
             .iter()
-            .filter_map(|p| find(&state, env, &p.name).map(|s| s.resource.clone()))
+            .filter_map(|p| find(&state, env, &self.stack, &p.name).map(|s| s.resource.clone()))
             .collect();
         self.finish(&mut state, now, fault, out)
     }
@@ -338,7 +387,7 @@ impl Cloud for Simulator {
         Ok(state
             .resources
             .values()
-            .filter(|s| ours(&s.resource, env))
+            .filter(|s| ours(&s.resource, env, &self.stack))
             .map(|s| s.resource.clone())
             .collect())
     }
@@ -348,6 +397,7 @@ impl Cloud for Simulator {
         if let Fault::Before(error) = fault {
             return Err(error);
         }
+        self.check_owned(&state, resource)?;
         let env = resource.tags.get(tags::ENVIRONMENT).cloned();
         let dependents: Vec<String> = state
             .resources
@@ -385,11 +435,13 @@ impl Cloud for Simulator {
         if let Fault::Before(error) = fault {
             return Err(error);
         }
-        let cluster_version =
-            find(&state, env, &names::cluster(env)).and_then(|c| match &c.resource.observed {
+        self.check_owned(&state, resource)?;
+        let cluster_version = find(&state, env, &self.stack, &names::cluster(env)).and_then(|c| {
+            match &c.resource.observed {
                 Observed::Cluster(c) => c.version.clone(),
                 _ => None,
-            });
+            }
+        });
         let busy_for = self.profile.modify(resource.kind(), change);
         let s = state
             .resources

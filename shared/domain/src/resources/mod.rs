@@ -196,6 +196,8 @@ impl Planned {
 pub mod tags {
     /// The environment a resource belongs to.
     pub const ENVIRONMENT: &str = "envplane:environment";
+    /// The stack that made it: nothing without it is ever changed or deleted.
+    pub const STACK: &str = "envplane:stack";
     /// The operation that created it.
     pub const OPERATION: &str = "envplane:operation";
     /// Marks volumes for the daily snapshot.

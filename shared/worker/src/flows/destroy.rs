@@ -19,7 +19,20 @@ impl Worker {
         poll: Poll,
     ) -> Result<Value, WorkerError> {
         let (record, _) = self.held(env, operation).await?;
-        let mut remaining = self.of_kinds(env, kinds).await?;
+        let mut remaining = match self.of_kinds(env, kinds).await {
+            Ok(found) => found,
+            // A throttled look is tried again after backing off, as the deletes are, rather
+            // than failing the step: only a loop that never gets through gives up.
+            Err(WorkerError::Throttled(why) | WorkerError::Transient(why)) => {
+                let pending = format!("(not looked at yet: {why})");
+                return answer(
+                    &[pending.as_str()],
+                    next_wait(Some(0), poll.wait),
+                    poll.polls,
+                );
+            }
+            Err(other) => return Err(other),
+        };
         // Dependents first (reverse plan order), so a step that holds a chain, such as the
         // security groups that reference each other, mostly clears in one pass.
         let order: Vec<String> = resources::plan(env, &record.spec)

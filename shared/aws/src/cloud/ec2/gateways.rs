@@ -3,23 +3,22 @@
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{DomainType, NatGatewayState, ResourceType};
 use envplane_cloud::{CloudError, Resource, ResourceState};
-use envplane_domain::EnvName;
 use envplane_domain::resources::{Observed, desired, observed};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    all_pages, client_token, ec2_tags, env_filter, required, resource, sent, tag_spec, timestamp,
+    Owner, all_pages, client_token, ec2_tags, required, resource, sent, tag_spec, timestamp,
     unless_gone,
 };
 
 /// The environment's internet gateways.
 pub(crate) async fn discover_internet(
     ec2: &Client,
-    env: &EnvName,
+    owner: &Owner<'_>,
 ) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_internet_gateways()
-        .filters(env_filter(env))
+        .set_filters(Some(owner.filters()))
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -53,7 +52,7 @@ pub(crate) async fn create_internet(ec2: &Client, cx: &Creating<'_>) -> Result<(
         ec2.create_internet_gateway()
             .tag_specifications(tag_spec(
                 ResourceType::InternetGateway,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[],
@@ -102,13 +101,13 @@ pub(crate) async fn delete_internet(ec2: &Client, r: &Resource) -> Result<(), Cl
 /// The environment's Elastic IPs.
 pub(crate) async fn discover_addresses(
     ec2: &Client,
-    env: &EnvName,
+    owner: &Owner<'_>,
 ) -> Result<Vec<Resource>, CloudError> {
     // DescribeAddresses has no pages.
     let o = sent(
         "DescribeAddresses",
         ec2.describe_addresses()
-            .filters(env_filter(env))
+            .set_filters(Some(owner.filters()))
             .send()
             .await,
     )?;
@@ -135,7 +134,7 @@ pub(crate) async fn create_address(ec2: &Client, cx: &Creating<'_>) -> Result<()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(
                 ResourceType::ElasticIp,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[],
@@ -156,10 +155,13 @@ pub(crate) async fn delete_address(ec2: &Client, r: &Resource) -> Result<(), Clo
 }
 
 /// The environment's NAT gateways (deleted ones left out).
-pub(crate) async fn discover_nat(ec2: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+pub(crate) async fn discover_nat(
+    ec2: &Client,
+    owner: &Owner<'_>,
+) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_nat_gateways()
-        .filter(env_filter(env))
+        .set_filter(Some(owner.filters()))
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -203,7 +205,7 @@ pub(crate) async fn create_nat(
             .client_token(client_token(cx.operation, cx.name))
             .tag_specifications(tag_spec(
                 ResourceType::Natgateway,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[],

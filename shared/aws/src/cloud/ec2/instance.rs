@@ -5,12 +5,11 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{AttributeValue, InstanceStateName, InstanceType, ResourceType};
 use base64::Engine;
 use envplane_cloud::{CloudError, Modification, Resource, ResourceState};
-use envplane_domain::EnvName;
 use envplane_domain::resources::{self, Observed, Power, desired, observed};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    all_pages, client_token, ec2_tags, env_filter, required, resource, sent, tag_spec, timestamp,
+    Owner, all_pages, client_token, ec2_tags, required, resource, sent, tag_spec, timestamp,
     unless_done, unless_gone,
 };
 
@@ -27,10 +26,10 @@ fn power(state: &InstanceStateName) -> Option<Power> {
 }
 
 /// The environment's instances (terminated ones left out).
-pub(crate) async fn discover(ec2: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+pub(crate) async fn discover(ec2: &Client, owner: &Owner<'_>) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_instances()
-        .filters(env_filter(env))
+        .set_filters(Some(owner.filters()))
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -95,7 +94,7 @@ pub(crate) async fn create(
             .client_token(client_token(cx.operation, cx.name))
             .tag_specifications(tag_spec(
                 ResourceType::Instance,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[],

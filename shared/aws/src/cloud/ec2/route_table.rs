@@ -6,19 +6,18 @@ use std::collections::HashMap;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::ResourceType;
 use envplane_cloud::{CloudError, Resource, ResourceState};
-use envplane_domain::EnvName;
 use envplane_domain::resources::{Observed, ResourceKind, desired, observed};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    all_pages, ec2_tags, env_filter, required, resource, sent, tag_spec, unless_gone,
+    Owner, all_pages, ec2_tags, required, resource, sent, tag_spec, unless_gone,
 };
 
 /// The environment's route tables; `subnets` is filled in by [`name_served_subnets`].
-pub(crate) async fn discover(ec2: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+pub(crate) async fn discover(ec2: &Client, owner: &Owner<'_>) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_route_tables()
-        .filters(env_filter(env))
+        .set_filters(Some(owner.filters()))
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -100,7 +99,7 @@ pub(crate) async fn create(
             .vpc_id(cx.vpc_id()?)
             .tag_specifications(tag_spec(
                 ResourceType::RouteTable,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[],

@@ -6,19 +6,18 @@ use std::collections::HashMap;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair};
 use envplane_cloud::{CloudError, Resource, ResourceState};
-use envplane_domain::EnvName;
 use envplane_domain::resources::{IngressRule, Observed, RuleSource, desired, observed, tags};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    all_pages, ec2_tags, env_filter, required, resource, sent, tag_spec, unless_done, unless_gone,
+    Owner, all_pages, ec2_tags, required, resource, sent, tag_spec, unless_done, unless_gone,
 };
 
 /// The environment's security groups; a group with no rules yet is still being made.
-pub(crate) async fn discover(ec2: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+pub(crate) async fn discover(ec2: &Client, owner: &Owner<'_>) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_security_groups()
-        .filters(env_filter(env))
+        .set_filters(Some(owner.filters()))
         .into_paginator()
         .send();
     let pages = all_pages("DescribeSecurityGroups", pages).await?;
@@ -78,7 +77,7 @@ pub(crate) async fn create(
             .vpc_id(cx.vpc_id()?)
             .tag_specifications(tag_spec(
                 ResourceType::SecurityGroup,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[],

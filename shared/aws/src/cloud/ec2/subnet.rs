@@ -4,19 +4,18 @@
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use envplane_cloud::{CloudError, Resource, ResourceState};
-use envplane_domain::EnvName;
 use envplane_domain::resources::{Observed, desired, observed};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    all_pages, ec2_tags, env_filter, required, resource, sent, tag_spec, unless_gone,
+    Owner, all_pages, ec2_tags, required, resource, sent, tag_spec, unless_gone,
 };
 
 /// The environment's subnets.
-pub(crate) async fn discover(ec2: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+pub(crate) async fn discover(ec2: &Client, owner: &Owner<'_>) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_subnets()
-        .filters(env_filter(env))
+        .set_filters(Some(owner.filters()))
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -63,7 +62,7 @@ pub(crate) async fn create(
             .availability_zone(zone)
             .tag_specifications(tag_spec(
                 ResourceType::Subnet,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 &[(role, "1")],

@@ -13,15 +13,15 @@ use envplane_domain::{EnvName, names};
 
 use crate::cloud::Creating;
 use crate::cloud::support::{
-    all_pages, client_token, count, ec2_tags, env_filter, int, required, resource, sent, tag_spec,
+    Owner, all_pages, client_token, count, ec2_tags, int, required, resource, sent, tag_spec,
     timestamp, unless_done, unless_gone,
 };
 
 /// The environment's volumes (deleted ones left out).
-pub(crate) async fn discover(ec2: &Client, env: &EnvName) -> Result<Vec<Resource>, CloudError> {
+pub(crate) async fn discover(ec2: &Client, owner: &Owner<'_>) -> Result<Vec<Resource>, CloudError> {
     let pages = ec2
         .describe_volumes()
-        .filters(env_filter(env))
+        .set_filters(Some(owner.filters()))
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -83,7 +83,7 @@ pub(crate) async fn create(
             .client_token(client_token(cx.operation, cx.name))
             .tag_specifications(tag_spec(
                 ResourceType::Volume,
-                cx.env,
+                &cx.owner,
                 cx.operation,
                 cx.name,
                 backup,
@@ -167,7 +167,7 @@ pub(crate) async fn delete(ec2: &Client, r: &Resource) -> Result<(), CloudError>
 /// The snapshot `operation` takes of the volume: found by the operation's tag, or started.
 pub(crate) async fn snapshot(
     ec2: &Client,
-    env: &EnvName,
+    owner: &Owner<'_>,
     operation: &str,
     volume: &Resource,
 ) -> Result<SnapshotState, CloudError> {
@@ -185,6 +185,12 @@ pub(crate) async fn snapshot(
                 Filter::builder()
                     .name("volume-id")
                     .values(&volume.id)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", tags::STACK))
+                    .values(owner.stack)
                     .build(),
             )
             .send()
@@ -211,7 +217,13 @@ pub(crate) async fn snapshot(
                 "envplane: {} before operation {operation}",
                 volume.name
             ))
-            .tag_specifications(tag_spec(ResourceType::Snapshot, env, operation, &name, &[]))
+            .tag_specifications(tag_spec(
+                ResourceType::Snapshot,
+                owner,
+                operation,
+                &name,
+                &[],
+            ))
             .send()
             .await,
     )?;
