@@ -162,13 +162,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let jobs = Jobs::new(store.clone(), cloud, calls)
         .with_workflows(workflows.clone())
         .with_events(events)
-        .with_clock(now);
+        .with_clock(now.clone());
     spawn_jobs(jobs, &args);
     let resumed = workflows.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed executions interrupted by the last stop");
     }
-    let app = envplane_api::router(AppState::new(store, auth).with_workflows(workflows));
+    // One clock for the API's requests and leases, the flows and housekeeping, so that a
+    // time-scaled plane never takes a running operation's lease for expired.
+    let app = envplane_api::router(
+        AppState::new(store, auth)
+            .with_workflows(workflows)
+            .with_clock(now),
+    );
     tracing::info!(%address, store = %store_path.display(), "envplane control plane is up");
     println!(
         "envplane listening on http://{address} (store {})",

@@ -35,6 +35,9 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Where operations' flows run; `None` records operations without starting them.
     pub workflows: Option<Arc<dyn envplane_workflow::Workflows>>,
+    /// The plane's clock: requests and leases are stamped with it, as the flows and
+    /// housekeeping read it, whatever the time scale of a local plane.
+    pub clock: envplane_cloud::SharedClock,
 }
 
 impl AppState {
@@ -44,7 +47,14 @@ impl AppState {
             store,
             auth: Arc::new(auth),
             workflows: None,
+            clock: envplane_cloud::system_clock(),
         }
+    }
+
+    /// Stamps requests and leases with `clock` (a time-scaled local plane's).
+    pub fn with_clock(mut self, clock: envplane_cloud::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Starts each recorded operation's flow on `workflows`.

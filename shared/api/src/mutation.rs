@@ -8,7 +8,6 @@ use envplane_domain::commands::{CommandError, Mutation, Request};
 use envplane_domain::{Caller, Environment, Operation, VpcCidr};
 use envplane_store::{Change, CommitError, Expected};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::conditional::{self, Contention, if_match};
@@ -17,11 +16,12 @@ use crate::problem::ApiError;
 use crate::routes::{authorize, command_error, live, path_name, record_span};
 use crate::views::MutationResponse;
 
-/// A new request's identity: the caller, now, and the id its operation gets.
-pub(crate) fn new_request(caller: &Caller) -> Request<'_> {
+/// A new request's identity: the caller, now on the plane's clock, and the id its operation
+/// gets.
+pub(crate) fn new_request<'a>(state: &AppState, caller: &'a Caller) -> Request<'a> {
     Request {
         caller,
-        at: OffsetDateTime::now_utc(),
+        at: state.clock.now(),
         operation_id: ulid::Ulid::new().to_string(),
     }
 }
@@ -169,7 +169,7 @@ where
         idempotency.as_ref(),
         precondition,
         |env| {
-            let mutation = command(env, &new_request(caller)).map_err(command_error)?;
+            let mutation = command(env, &new_request(state, caller)).map_err(command_error)?;
             let location = format!("/v1/operations/{}", mutation.operation.id);
             Ok((mutation, location))
         },

@@ -66,27 +66,6 @@ impl StepFunctions {
         Ok(())
     }
 
-    /// Stops an operation's execution (a cancel).
-    pub async fn stop(
-        &self,
-        flow: Flow,
-        operation: &str,
-        cause: &str,
-    ) -> Result<(), WorkflowError> {
-        let arn = self
-            .execution_arn(flow, operation)
-            .ok_or_else(|| WorkflowError::Invalid(format!("no state machine for {flow:?}")))?;
-        self.client
-            .stop_execution()
-            .execution_arn(arn)
-            .error("Envplane.Cancelled")
-            .cause(cause)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
     /// An execution's status (`RUNNING`, `SUCCEEDED`, `FAILED`, …).
     pub async fn status(
         &self,
@@ -148,5 +127,25 @@ impl Workflows for StepFunctions {
     async fn steps(&self, _operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
         // The worker records progress on the operation itself in AWS.
         Ok(None)
+    }
+
+    async fn stop(&self, flow: Flow, operation: &str, cause: &str) -> Result<(), WorkflowError> {
+        let arn = self
+            .execution_arn(flow, operation)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no state machine for {flow:?}")))?;
+        match self
+            .client
+            .stop_execution()
+            .execution_arn(arn)
+            .error("Envplane.Cancelled")
+            .cause(cause)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Never started: nothing runs.
+            Err(e) if crate::errors::code(&e) == Some("ExecutionDoesNotExist") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

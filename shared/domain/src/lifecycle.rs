@@ -88,6 +88,19 @@ pub fn start(
     })
 }
 
+/// The operation is alive (a step is running): its lease runs again from `at`, so that no
+/// flow longer than one lease (an EKS upgrade across several versions) is taken for lost.
+/// `None` while more than half the lease is left, which spares a write on most steps.
+pub fn renew(environment: &Environment, at: OffsetDateTime) -> Option<Environment> {
+    let lease = environment.lease_expires_at?;
+    if environment.active_operation.is_none() || lease - at > crate::commands::OPERATION_LEASE / 2 {
+        return None;
+    }
+    let mut env = next(environment, at);
+    env.lease_expires_at = Some(at + crate::commands::OPERATION_LEASE);
+    Some(env)
+}
+
 /// The flow made in-place changes: they are appended to the operation, in order.
 pub fn record_changes(
     environment: &Environment,
@@ -321,6 +334,23 @@ mod tests {
         assert_eq!(done.operation.status, OperationStatus::Succeeded);
         assert!(done.audit.is_none() && !done.release_cidr);
         assert_eq!(done.environment.status.conditions.len(), 4);
+    }
+
+    #[test]
+    fn a_lease_is_renewed_once_half_of_it_is_gone() {
+        let m = created();
+        let start = OffsetDateTime::UNIX_EPOCH;
+        assert!(renew(&m.environment, start + time::Duration::minutes(30)).is_none());
+        let later = start + time::Duration::minutes(61);
+        let renewed = renew(&m.environment, later).expect("renewed");
+        assert_eq!(
+            renewed.lease_expires_at,
+            Some(later + crate::commands::OPERATION_LEASE)
+        );
+        assert_eq!(renewed.version, m.environment.version + 1);
+        let mut released = m.environment.clone();
+        released.active_operation = None;
+        assert!(renew(&released, later).is_none());
     }
 
     #[test]

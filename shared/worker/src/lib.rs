@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use envplane_cloud::{Cloud, SharedClock, system_clock};
 use envplane_domain::events::{Event, EventKind};
-use envplane_domain::lifecycle::Transition;
+use envplane_domain::lifecycle::{self, Transition};
 use envplane_domain::{EnvName, Environment, Operation};
 use envplane_notify::{Publisher, publish_or_log};
 use envplane_store::{Change, StateStore};
@@ -106,6 +106,13 @@ impl Worker {
         let op = self.store.operation(operation).await?.ok_or_else(|| {
             WorkerError::Transient(format!("operation {operation} is not visible yet"))
         })?;
+        // Every step is the operation's heartbeat: the lease is renewed once half of it is gone.
+        if let Some(renewed) = lifecycle::renew(&record, self.clock.now()) {
+            self.store
+                .commit(Change::of(&record, renewed.clone()))
+                .await?;
+            return Ok((renewed, op));
+        }
         Ok((record, op))
     }
 

@@ -101,6 +101,13 @@ impl Workflows for Starts {
     ) -> Result<Option<Vec<envplane_domain::operation::OperationStep>>, WorkflowError> {
         Ok(None)
     }
+    async fn stop(&self, flow: Flow, op: &str, _cause: &str) -> Result<(), WorkflowError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((flow, "stopped".to_owned(), op.to_owned()));
+        Ok(())
+    }
 }
 
 struct Plane {
@@ -349,12 +356,26 @@ async fn expired_previews_are_destroyed_and_lost_operations_released() {
         .items;
     assert!(audit.iter().any(|e| e.principal == "envplane-scheduler"));
 
-    let released = plane.store.environment(&stuck).await.unwrap().unwrap();
-    assert!(released.active_operation.is_none());
-    assert_eq!(released.status.phase, Phase::Failed);
     let op = plane.store.operation(&stuck_op).await.unwrap().unwrap();
     assert_eq!(op.status, OperationStatus::Failed);
     assert_eq!(op.error.unwrap().error, "Envplane.LeaseExpired");
+    // The lost provisioning's execution was stopped before its lock was released, and what it
+    // made is rolled back by a destroy the scheduler started.
+    let starts = starts.0.lock().unwrap().clone();
+    assert_eq!(
+        starts[1],
+        (Flow::Provision, "stopped".to_owned(), stuck_op.clone())
+    );
+    let (flow, env, rollback) = starts[2].clone();
+    assert_eq!((flow, env.as_str()), (Flow::Destroy, "stuck"));
+    assert_eq!(done.rollbacks, vec![(stuck.clone(), rollback.clone())]);
+    assert_eq!(
+        plane.run(Flow::Destroy, &stuck, &rollback).await,
+        "SUCCEEDED"
+    );
+    let rolled_back = plane.store.environment(&stuck).await.unwrap().unwrap();
+    assert_eq!(rolled_back.status.phase, Phase::Deleted);
+    assert!(rolled_back.active_operation.is_none());
     let kinds: Vec<EventKind> = events.0.lock().unwrap().iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::PreviewExpired));
     assert!(kinds.contains(&EventKind::OperationFailed));

@@ -112,6 +112,10 @@ pub trait Workflows: Send + Sync {
 
     /// The steps an operation's flow has gone through, if it has run.
     async fn steps(&self, operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError>;
+
+    /// Stops an operation's execution with `Envplane.Cancelled` and `cause`, so that it makes
+    /// no further call; stopping one that has ended (or never started) does nothing.
+    async fn stop(&self, flow: Flow, operation: &str, cause: &str) -> Result<(), WorkflowError>;
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! resumes it from its last top-level state (every step being idempotent, repeating that one
 //! state is safe).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +35,8 @@ pub struct LocalWorkflows {
     executor: Executor,
     definitions: BTreeMap<Flow, StateMachine>,
     dir: PathBuf,
-    running: Arc<Mutex<HashSet<String>>>,
+    /// Executions running in this process, with the handle that stops each.
+    running: Arc<Mutex<HashMap<String, Option<tokio::task::JoinHandle<()>>>>>,
 }
 
 fn io(error: impl std::fmt::Display) -> WorkflowError {
@@ -125,7 +126,7 @@ impl LocalWorkflows {
             executor,
             definitions,
             dir: dir.to_owned(),
-            running: Arc::new(Mutex::new(HashSet::new())),
+            running: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -142,10 +143,11 @@ impl LocalWorkflows {
         let Some(machine) = self.definitions.get(&record.flow).cloned() else {
             return;
         };
-        if let Ok(mut running) = self.running.lock()
-            && !running.insert(record.operation.clone())
-        {
-            return;
+        if let Ok(mut running) = self.running.lock() {
+            if running.contains_key(&record.operation) {
+                return;
+            }
+            running.insert(record.operation.clone(), None);
         }
         let (input, resume_at) = match &record.checkpoint {
             Some((state, input)) => (input.clone(), Some(state.clone())),
@@ -160,7 +162,8 @@ impl LocalWorkflows {
         });
         recorder.save();
         let (executor, running) = (self.executor.clone(), self.running.clone());
-        tokio::spawn(async move {
+        let operation = record.operation.clone();
+        let task = tokio::spawn(async move {
             let operation = record.operation.clone();
             tracing::info!(%operation, flow = ?record.flow, resume_at = ?resume_at, "execution started");
             let outcome = executor
@@ -183,6 +186,11 @@ impl LocalWorkflows {
                 running.remove(&operation);
             }
         });
+        if let Ok(mut running) = self.running.lock()
+            && let Some(slot) = running.get_mut(&operation)
+        {
+            *slot = Some(task);
+        }
     }
 
     /// Resumes every execution that was running when the process stopped; returns how many.
@@ -236,5 +244,32 @@ impl Workflows for LocalWorkflows {
 
     async fn steps(&self, operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
         Ok(self.read(operation).map(|r| r.steps))
+    }
+
+    async fn stop(&self, _flow: Flow, operation: &str, cause: &str) -> Result<(), WorkflowError> {
+        let handle = self
+            .running
+            .lock()
+            .map_err(|_| io("execution table poisoned"))?
+            .remove(operation)
+            .flatten();
+        if let Some(handle) = handle {
+            handle.abort();
+            // Wait until it has stopped: nothing of it may write after the record below.
+            let _ = handle.await;
+        }
+        // Recorded as stopped, so that a restart does not resume it.
+        match self.read(operation) {
+            Some(mut record) if record.status == "RUNNING" => {
+                record.status = "ABORTED".into();
+                record.error = Some("Envplane.Cancelled".into());
+                record.cause = Some(cause.to_owned());
+                for step in record.steps.iter_mut().filter(|s| s.ended_at.is_none()) {
+                    step.status = OperationStatus::Cancelled;
+                }
+                write_atomically(&self.path(operation), &record)
+            }
+            _ => Ok(()),
+        }
     }
 }

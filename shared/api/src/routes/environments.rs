@@ -118,7 +118,7 @@ pub(crate) async fn create_environment(
             spec,
             tombstone.as_ref(),
             on_failure,
-            &new_request(&caller),
+            &new_request(&state, &caller),
         );
         let expected = tombstone
             .as_ref()
@@ -226,7 +226,7 @@ async fn dry_run_create(
         spec,
         None,
         OnFailure::default(),
-        &new_request(caller),
+        &new_request(state, caller),
     )
     .environment;
     Ok(Json(serde_json::json!({ "dry_run": true, "environment": EnvironmentView::from(would_be), "plan": plan })).into_response())
@@ -357,8 +357,9 @@ pub(crate) async fn patch_environment(
         Some(precondition),
         |env| {
             let spec = spec::apply_patch(&env.spec, env.tier, &patch, allow_replacement)?;
-            let mutation = commands::update(env, spec, allow_replacement, &new_request(&caller))
-                .map_err(command_error)?;
+            let mutation =
+                commands::update(env, spec, allow_replacement, &new_request(&state, &caller))
+                    .map_err(command_error)?;
             Ok((mutation, format!("/v1/environments/{name}")))
         },
     )

@@ -1,10 +1,12 @@
 //! Housekeeping: previews past their TTL are destroyed, and operations that held their
-//! environment past the lease are failed and the environment released.
+//! environment past the lease are stopped, failed and the environment released; what an
+//! expired provisioning made is then rolled back, as a failed one's is.
 
 use envplane_domain::commands::{self, Request};
 use envplane_domain::environment::Phase;
 use envplane_domain::events::{Event, EventKind};
 use envplane_domain::lifecycle;
+use envplane_domain::operation::{OnFailure, Operation, OperationKind};
 use envplane_domain::{Caller, EnvName, Environment, Role, Tier};
 use envplane_notify::publish_or_log;
 use envplane_store::Change;
@@ -19,20 +21,29 @@ use super::{JobError, Jobs, SCHEDULER_PRINCIPAL};
 pub struct Housekeeping {
     /// Previews whose destruction began, with the operation.
     pub expired_previews: Vec<(EnvName, String)>,
-    /// Operations declared lost, their environments released.
+    /// Operations declared lost (their executions stopped), their environments released.
     pub lost_operations: Vec<(EnvName, String)>,
+    /// Destructions begun to roll back what a lost provisioning made, with the operation.
+    pub rollbacks: Vec<(EnvName, String)>,
 }
 
 impl Jobs {
-    /// Destroys previews past their TTL and releases environments whose operation's lease ran
-    /// out (the operation is marked failed with the cause).
+    /// Destroys previews past their TTL, and stops and releases operations whose lease ran
+    /// out (the operation is marked failed with the cause; a lost provisioning is rolled back).
     pub async fn housekeeping(&self) -> Result<Housekeeping, JobError> {
         let now = self.clock.now();
         let mut done = Housekeeping::default();
         for env in self.all_environments(None).await? {
             if env.active_operation.is_some() && env.lease_expires_at.is_some_and(|t| t <= now) {
-                if let Some(op) = self.release_lost(&env, now).await? {
-                    done.lost_operations.push((env.name.clone(), op));
+                if let Some((op, released)) = self.release_lost(&env, now).await? {
+                    done.lost_operations.push((env.name.clone(), op.id.clone()));
+                    let rollback = op.kind == OperationKind::Create
+                        && serde_json::from_value::<OnFailure>(op.input["on_failure"].clone())
+                            .unwrap_or_default()
+                            == OnFailure::Rollback;
+                    if rollback && let Some(destroy) = self.destroy(&released, now).await? {
+                        done.rollbacks.push((env.name.clone(), destroy));
+                    }
                 }
                 continue;
             }
@@ -40,14 +51,26 @@ impl Jobs {
                 && env.active_operation.is_none()
                 && !matches!(env.status.phase, Phase::Deleted | Phase::Deleting)
                 && env.expires_at.is_some_and(|t| t <= now);
-            if expired && let Some(op) = self.expire(&env, now).await? {
+            if expired && let Some(op) = self.destroy(&env, now).await? {
+                let event = Event::new(
+                    EventKind::PreviewExpired,
+                    env.name.clone(),
+                    env.tier,
+                    Some(op.clone()),
+                    format!("{} passed its TTL; destroying it", env.name),
+                    None,
+                    now,
+                );
+                publish_or_log(&self.events, event).await;
                 done.expired_previews.push((env.name.clone(), op));
             }
         }
         Ok(done)
     }
 
-    async fn expire(
+    /// Records a delete of `env` by the scheduler (audited) and starts its destroy flow;
+    /// `None` when someone else acted first.
+    async fn destroy(
         &self,
         env: &Environment,
         now: OffsetDateTime,
@@ -65,8 +88,7 @@ impl Jobs {
             return Ok(None);
         };
         let op = mutation.operation.id.clone();
-        let change = Change::mutation(env, mutation);
-        match self.store.commit(change).await {
+        match self.store.commit(Change::mutation(env, mutation)).await {
             Ok(()) => {}
             Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
             // Someone else acted first; the next run looks again.
@@ -77,24 +99,17 @@ impl Jobs {
         {
             tracing::error!(%error, environment = %env.name, operation = %op, "the destroy flow did not start");
         }
-        let event = Event::new(
-            EventKind::PreviewExpired,
-            env.name.clone(),
-            env.tier,
-            Some(op.clone()),
-            format!("{} passed its TTL; destroying it", env.name),
-            None,
-            now,
-        );
-        publish_or_log(&self.events, event).await;
         Ok(Some(op))
     }
 
+    /// Stops the lost operation's execution, so that it makes no further call, and only then
+    /// fails it and releases the environment; answers the operation and the released record.
+    /// When the execution cannot be stopped, nothing is released: the next run tries again.
     async fn release_lost(
         &self,
         env: &Environment,
         now: OffsetDateTime,
-    ) -> Result<Option<String>, JobError> {
+    ) -> Result<Option<(Operation, Environment)>, JobError> {
         let Some(id) = env.active_operation.clone() else {
             return Ok(None);
         };
@@ -103,8 +118,17 @@ impl Jobs {
         };
         let t = lifecycle::expire(env, &op, now);
         let cause = t.operation.error.as_ref().map(|e| e.cause.clone());
-        let change = Change::transition(env, t);
-        match self.store.commit(change).await {
+        if let Some(workflows) = &self.workflows
+            && let Some(flow) = Flow::for_operation(op.kind)
+            && let Err(error) = workflows
+                .stop(flow, &id, cause.as_deref().unwrap_or("lease expired"))
+                .await
+        {
+            tracing::warn!(%error, environment = %env.name, operation = %id, "a lost operation's execution could not be stopped; its lock stays");
+            return Ok(None);
+        }
+        let released = t.environment.clone();
+        match self.store.commit(Change::transition(env, t)).await {
             Ok(()) => {}
             Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
             Err(_) => return Ok(None),
@@ -119,6 +143,6 @@ impl Jobs {
             now,
         );
         publish_or_log(&self.events, event).await;
-        Ok(Some(id))
+        Ok(Some((op, released)))
     }
 }
