@@ -704,3 +704,87 @@ fn the_cli_upgrades_1_29_to_1_31_through_1_30_and_slack_hears_of_it() {
         "{last}"
     );
 }
+
+#[tokio::test]
+async fn cancel_of_a_running_provision_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Realistic latencies 60 times faster: the EKS cluster alone takes ten seconds.
+    let plane = Plane::start_with(
+        dir.path(),
+        &["--latency", "realistic", "--time-scale", "60"],
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{}/v1/environments", plane.endpoint))
+        .json(&json!({"name": "dev", "tier": "dev"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = created["operation"]["id"].as_str().unwrap().to_owned();
+    // Cancel once the flow has made the network and is building the rest.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: Value = http
+            .get(format!("{}/v1/operations/{op}", plane.endpoint))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let built = body["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == "NetworkReady?" && s["status"] == "succeeded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never got past the network: {body}"
+        );
+        assert!(
+            body["status"] == "running" || body["status"] == "pending",
+            "{body}"
+        );
+        if built {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, out, err) = cli(&plane.endpoint, &["ops", "cancel", &op, "--wait"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("operation {op} on dev is cancelled")),
+        "{out}"
+    );
+    assert!(out.contains("rolling back what it made"), "{out}");
+    assert!(out.contains("succeeded"), "{out}");
+    // The cancelled flow made no call after the cancel: after the rollback, the cloud holds
+    // nothing that is not on its way out, and stays so.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cloud: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cloud.json")).unwrap()).unwrap();
+    let left: Vec<&str> = cloud["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["gone_at"].is_null())
+        .map(|r| r["resource"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, Vec::<&str>::new());
+    let cancelled: Value = http
+        .get(format!("{}/v1/operations/{op}", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["error"]["error"], "Envplane.Cancelled");
+}

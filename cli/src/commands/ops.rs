@@ -21,6 +21,17 @@ pub enum OpsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Cancel a running operation: its execution stops, the environment is released, and a
+    /// provisioning is rolled back (follow the rollback with --wait).
+    Cancel {
+        /// Operation id.
+        id: String,
+        /// Follow the rollback until it ends.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one operation.
     Get {
         /// Operation id.
@@ -38,6 +49,35 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
             interval,
             client: args,
         } => watch(&args, &id, Duration::from_secs_f64(interval.max(0.05))).await,
+        OpsCommand::Cancel {
+            id,
+            wait,
+            client: args,
+        } => {
+            let answer = client(&args)?.cancel_operation(&id).await?;
+            if args.output == Output::Json {
+                print_json(&answer);
+            } else {
+                let op = &answer.operation;
+                println!(
+                    "operation {} on {} is {}",
+                    op.id,
+                    op.environment,
+                    word(&op.status)
+                );
+                if let Some(rollback) = &answer.rollback {
+                    println!(
+                        "rolling back what it made: operation {} ({})",
+                        rollback.id,
+                        word(&rollback.kind)
+                    );
+                }
+            }
+            match &answer.rollback {
+                Some(rollback) if wait => watch(&args, &rollback.id, Duration::from_secs(1)).await,
+                _ => Ok(()),
+            }
+        }
         OpsCommand::Get { id, client: args } => {
             let op = client(&args)?.operation(&id).await?;
             if args.output == Output::Json {

@@ -103,3 +103,13 @@ pub struct CreateEnvironmentRequest {
     /// Hours until destruction; previews only.
     pub ttl_hours: Option<u32>,
 }
+
+/// The answer to a cancel: the operation, cancelled, and the delete that rolls back what a
+/// cancelled provisioning made (unless it asked to keep it).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelResponse {
+    /// The cancelled operation.
+    pub operation: Operation,
+    /// The operation rolling back what it made, when there is one.
+    pub rollback: Option<Operation>,
+}

@@ -7,7 +7,7 @@ mod error;
 mod http;
 
 use envplane_api::views::{
-    AuditPage, BlueprintView, EnvironmentPage, EnvironmentView, MutationResponse,
+    AuditPage, BlueprintView, CancelResponse, EnvironmentPage, EnvironmentView, MutationResponse,
 };
 use envplane_domain::drift::DriftReport;
 use envplane_domain::operation::OnFailure;
@@ -198,6 +198,14 @@ impl Client {
     /// `GET /v1/operations/{id}`.
     pub async fn operation(&self, id: &str) -> Result<Operation, ClientError> {
         self.call(Method::GET, format!("/v1/operations/{id}"))
+            .json()
+            .await
+    }
+
+    /// `POST /v1/operations/{id}/cancel`: the operation stopped and cancelled, and the delete
+    /// rolling back a provisioning, when there is one.
+    pub async fn cancel_operation(&self, id: &str) -> Result<CancelResponse, ClientError> {
+        self.call(Method::POST, format!("/v1/operations/{id}/cancel"))
             .json()
             .await
     }

@@ -258,6 +258,49 @@ pub fn fail(
     }
 }
 
+/// The error name of an operation cancelled on request.
+pub const CANCELLED: &str = "Envplane.Cancelled";
+
+/// `caller` cancelled the operation (its execution already stopped): it ends cancelled, the
+/// environment is released, failed with the reason, and the cancel is audited with the caller.
+pub fn cancel(
+    environment: &Environment,
+    operation: &Operation,
+    caller: &crate::auth::Caller,
+    at: OffsetDateTime,
+) -> Transition {
+    let cause = format!("cancelled by {}", caller.principal);
+    let mut env = released(environment, at);
+    env.status.phase = Phase::Failed;
+    env.updated_by = caller.principal.clone();
+    env.status.conditions.retain(|c| c.kind != "Ready");
+    env.status
+        .conditions
+        .push(condition("Ready", false, CANCELLED, cause.clone(), at));
+    let mut op = operation.clone();
+    op.status = OperationStatus::Cancelled;
+    op.error = Some(OperationError {
+        error: CANCELLED.into(),
+        cause,
+    });
+    op.updated_at = at;
+    let entry = AuditEntry {
+        principal: caller.principal.clone(),
+        role: caller.role,
+        action: "operation.cancel".into(),
+        operation: Some(operation.id.clone()),
+        change: json!({ "operation": operation.id, "kind": operation.kind, "status": { "from": operation.status, "to": OperationStatus::Cancelled } }),
+    };
+    let audit = AuditEvent::link(&environment.name, &environment.audit_head, at, entry);
+    env.audit_head = audit.head();
+    Transition {
+        environment: env,
+        operation: op,
+        audit: Some(audit),
+        release_cidr: false,
+    }
+}
+
 /// Housekeeping found the operation holding the environment past its lease: it fails with
 /// [`LEASE_EXPIRED`] and the cause, and the environment is released. Earlier conditions other
 /// than `Ready` are kept.

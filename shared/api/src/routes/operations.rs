@@ -2,11 +2,25 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use envplane_domain::{Action, Caller, Operation};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use envplane_domain::operation::{OnFailure, OperationKind, OperationStatus};
+use envplane_domain::{Action, Caller, Operation, commands, lifecycle};
+use envplane_store::{Change, CommitError, Expected};
 
 use crate::AppState;
+use crate::conditional::Contention;
+use crate::mutation::{self, new_request};
 use crate::problem::{ApiError, Problem};
-use crate::routes::{authorize, record_span};
+use crate::routes::{authorize, command_error, record_span};
+use crate::views::CancelResponse;
+
+/// The operation id in a path.
+fn operation_id(id: &str) -> Result<(), ApiError> {
+    ulid::Ulid::from_string(id)
+        .map(drop)
+        .map_err(|_| ApiError::bad_request("id", format!("{id:?} is not an operation id (a ULID)")))
+}
 
 /// An operation and its steps.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
@@ -21,12 +35,7 @@ pub(crate) async fn get_operation(
     Path(id): Path<String>,
 ) -> Result<Json<Operation>, ApiError> {
     authorize(&caller, Action::Read)?;
-    if ulid::Ulid::from_string(&id).is_err() {
-        return Err(ApiError::bad_request(
-            "id",
-            format!("{id:?} is not an operation id (a ULID)"),
-        ));
-    }
+    operation_id(&id)?;
     let mut op = state
         .store
         .operation(&id)
@@ -39,4 +48,118 @@ pub(crate) async fn get_operation(
         op.steps = steps;
     }
     Ok(Json(op))
+}
+
+/// Cancels a running operation. Its execution is stopped first, so that it makes no further
+/// call; then it ends `cancelled`, the environment is released and the cancel is audited with
+/// the caller. A cancelled provisioning is rolled back at once by a delete operation (unless
+/// it asked to keep what it made), answered as `rollback`.
+#[utoipa::path(post, path = "/v1/operations/{id}/cancel", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses(
+        (status = 200, description = "Cancelled (or already cancelled); nothing to roll back", body = CancelResponse),
+        (status = 202, description = "Cancelled; the rollback of what it made is running", body = CancelResponse),
+        (status = 400, description = "Not an operation id", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low for the environment's tier", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The operation has ended", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Its execution could not be stopped; nothing was changed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn cancel_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&caller, Action::Read)?;
+    operation_id(&id)?;
+    let mut contention = Contention::new();
+    loop {
+        let op = state
+            .store
+            .operation(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
+        record_span(op.environment.as_str(), Some(&op.id));
+        let env = state
+            .store
+            .environment(&op.environment)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no environment {}", op.environment)))?;
+        authorize(&caller, Action::Mutate(env.tier))?;
+        if op.status == OperationStatus::Cancelled {
+            let done = CancelResponse {
+                operation: op,
+                rollback: None,
+            };
+            return Ok((StatusCode::OK, Json(done)).into_response());
+        }
+        let status = serde_json::to_value(op.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !op.status.is_active() {
+            return Err(ApiError::Conflict {
+                detail: format!("operation {id} has ended ({status}); there is nothing to cancel"),
+                operation: None,
+            });
+        }
+        if env.active_operation.as_deref() != Some(id.as_str()) {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "operation {id} no longer holds {} ({status}); there is nothing to cancel",
+                    env.name
+                ),
+                operation: env.active_operation.clone(),
+            });
+        }
+        let cause = format!("cancelled by {}", caller.principal);
+        if let Some(workflows) = &state.workflows
+            && let Some(flow) = envplane_workflow::Flow::for_operation(op.kind)
+        {
+            workflows.stop(flow, &id, &cause).await.map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "the execution of operation {id} could not be stopped ({e}); nothing was changed"
+                ))
+            })?;
+        }
+        let t = lifecycle::cancel(&env, &op, &caller, state.clock.now());
+        let (released, cancelled) = (t.environment.clone(), t.operation.clone());
+        match state.store.commit(Change::transition(&env, t)).await {
+            Ok(()) => {}
+            Err(CommitError::VersionConflict | CommitError::Contended) => {
+                contention.again().await?;
+                continue;
+            }
+            Err(other) => return Err(other.into()),
+        }
+        let keep = serde_json::from_value::<OnFailure>(op.input["on_failure"].clone())
+            .unwrap_or_default()
+            == OnFailure::Keep;
+        if op.kind != OperationKind::Create || keep {
+            let done = CancelResponse {
+                operation: cancelled,
+                rollback: None,
+            };
+            return Ok((StatusCode::OK, Json(done)).into_response());
+        }
+        // What the cancelled provisioning made goes, as a failed one's does.
+        let m =
+            commands::delete(&released, &new_request(&state, &caller)).map_err(command_error)?;
+        let rollback = m.operation.clone();
+        let location = format!("/v1/operations/{}", rollback.id);
+        mutation::commit(
+            &state,
+            m,
+            Expected::Version(released.version),
+            None,
+            None,
+            location,
+        )
+        .await?;
+        let done = CancelResponse {
+            operation: cancelled,
+            rollback: Some(rollback),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(done)).into_response());
+    }
 }

@@ -61,3 +61,80 @@ async fn one_operation_at_a_time_and_conflicts_name_it() {
     assert_eq!(deleted.body["environment"]["status"]["phase"], "deleting");
     assert_eq!(deleted.body["operation"]["kind"], "delete");
 }
+
+#[tokio::test]
+async fn a_cancel_releases_the_environment_rolls_back_a_provisioning_and_is_audited() {
+    let h = Harness::embedded();
+    let created = h
+        .post("/v1/environments", r#"{"name":"dev","tier":"dev"}"#)
+        .await;
+    let id = created.body["operation"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/operations/{id}/cancel");
+    let viewer = h
+        .request(Method::POST, &path, Some(VIEWER), &[], None)
+        .await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN, "{}", viewer.body);
+
+    let cancelled = h
+        .request(Method::POST, &path, Some(OPERATOR), &[], None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.body);
+    assert_eq!(cancelled.body["operation"]["status"], "cancelled");
+    assert_eq!(
+        cancelled.body["operation"]["error"]["cause"],
+        "cancelled by otto"
+    );
+    let rollback = &cancelled.body["rollback"];
+    assert_eq!(rollback["kind"], "delete");
+    let env = h.get("/v1/environments/dev").await;
+    assert_eq!(env.body["active_operation"], rollback["id"]);
+    let audit = h.get("/v1/environments/dev/audit").await;
+    let actions: Vec<(&str, &str)> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["principal"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("environment.create", "root"),
+            ("operation.cancel", "otto"),
+            ("environment.delete", "otto")
+        ]
+    );
+    assert_eq!(
+        h.get("/v1/environments/dev/audit/verify").await.body["valid"],
+        true
+    );
+
+    // Cancelling again changes nothing.
+    let again = h
+        .request(Method::POST, &path, Some(OPERATOR), &[], None)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["rollback"], serde_json::Value::Null);
+
+    // An operation that no longer holds its environment cannot be cancelled.
+    let qa = h
+        .post("/v1/environments", r#"{"name":"qa","tier":"qa"}"#)
+        .await;
+    let qa_op = qa.body["operation"]["id"].as_str().unwrap().to_owned();
+    h.finish_operation("qa").await;
+    let late = h
+        .request(
+            Method::POST,
+            &format!("/v1/operations/{qa_op}/cancel"),
+            Some(OPERATOR),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+    assert_eq!(late.content_type(), "application/problem+json");
+}
