@@ -12,7 +12,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::mutation::launch;
+use crate::mutation::{abandon, launch};
 use crate::problem::ApiError;
 
 /// How long a stored idempotent response is replayed.
@@ -106,7 +106,7 @@ impl Idempotency {
             }
             Some(record) => {
                 match serde_json::from_str::<StoredMutation>(&record.body) {
-                    Ok(stored) => launch(state, &stored.operation).await,
+                    Ok(stored) => self.relaunch(state, &stored.operation).await?,
                     Err(error) => {
                         tracing::error!(%error, "a stored mutation answer names no operation");
                     }
@@ -118,6 +118,33 @@ impl Idempotency {
                     true,
                 )))
             }
+        }
+    }
+}
+
+impl Idempotency {
+    /// Makes sure a replayed answer's operation runs; an operation whose flow could not be
+    /// started is never answered as a success.
+    async fn relaunch(&self, state: &AppState, operation: &Operation) -> Result<(), ApiError> {
+        let current = state.store.operation(&operation.id).await?;
+        let unstarted = current
+            .as_ref()
+            .and_then(|op| op.error.as_ref())
+            .is_some_and(|e| e.error == envplane_domain::lifecycle::START_FAILED);
+        if unstarted {
+            return Err(ApiError::Unavailable(format!(
+                "the first request with this Idempotency-Key recorded operation {} but its flow could not be started; it was marked failed: send the request again with a new key",
+                operation.id
+            )));
+        }
+        let Err(why) = launch(state, operation).await else {
+            return Ok(());
+        };
+        match state.store.environment(&operation.environment).await? {
+            Some(env) if env.active_operation.as_deref() == Some(operation.id.as_str()) => {
+                Err(abandon(state, &env, operation, &why).await)
+            }
+            _ => Ok(()),
         }
     }
 }

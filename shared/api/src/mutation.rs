@@ -3,9 +3,9 @@
 
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use envplane_domain::commands::{CommandError, Mutation, Request};
-use envplane_domain::{Caller, Environment, Operation, VpcCidr};
+use envplane_domain::{Caller, Environment, Operation, VpcCidr, lifecycle};
 use envplane_store::{Change, CommitError, Expected};
 use serde_json::Value;
 
@@ -27,21 +27,40 @@ pub(crate) fn new_request<'a>(state: &AppState, caller: &'a Caller) -> Request<'
 }
 
 /// Starts the flow of an operation a mutation recorded. Starting is idempotent (the operation
-/// id names the execution), so a replayed request also makes sure its flow runs. A failure to
-/// start leaves the operation pending, to be started by a retry of the request.
-pub(crate) async fn launch(state: &AppState, operation: &Operation) {
+/// id names the execution), so a replayed request also makes sure its flow runs. `Err` says
+/// why the workflow service refused.
+pub(crate) async fn launch(state: &AppState, operation: &Operation) -> Result<(), String> {
     let Some(workflows) = &state.workflows else {
-        return;
+        return Ok(());
     };
     let Some(flow) = envplane_workflow::Flow::for_operation(operation.kind) else {
-        return;
+        return Ok(());
     };
-    if let Err(error) = workflows
+    workflows
         .start(flow, &operation.environment, &operation.id)
         .await
-    {
-        tracing::error!(%error, operation = %operation.id, "the operation's flow did not start; it stays pending");
+        .map_err(|e| e.to_string())
+}
+
+/// A flow that could not start: its operation fails and the environment is released in this
+/// same request, which answers 503 (with `Retry-After`) rather than a 202 for an operation
+/// that will never run.
+pub(crate) async fn abandon(
+    state: &AppState,
+    environment: &Environment,
+    operation: &Operation,
+    why: &str,
+) -> ApiError {
+    tracing::error!(operation = %operation.id, why, "the operation's flow did not start; failing it");
+    let t = lifecycle::abandon(environment, operation, why, state.clock.now());
+    if let Err(error) = state.store.commit(Change::transition(environment, t)).await {
+        // The lease runs out and housekeeping releases it.
+        tracing::error!(%error, operation = %operation.id, "the unstarted operation could not be failed");
     }
+    ApiError::Unavailable(format!(
+        "operation {} was recorded but its flow could not be started ({why}); it was marked failed and nothing was changed: try again",
+        operation.id
+    ))
 }
 
 /// Writes a mutation with its idempotency record; the response is built as a replay builds it,
@@ -73,6 +92,7 @@ pub(crate) async fn commit(
         )
     });
     let operation = mutation.operation.clone();
+    let recorded = mutation.environment.clone();
     let change = Change {
         environment: mutation.environment,
         expected,
@@ -83,7 +103,11 @@ pub(crate) async fn commit(
         release_cidr: None,
     };
     state.store.commit(change).await?;
-    launch(state, &operation).await;
+    if let Err(why) = launch(state, &operation).await {
+        return Ok(abandon(state, &recorded, &operation, &why)
+            .await
+            .into_response());
+    }
     Ok(idempotency::response(
         StatusCode::ACCEPTED.as_u16(),
         &headers,

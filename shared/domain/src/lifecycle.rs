@@ -258,6 +258,44 @@ pub fn fail(
     }
 }
 
+/// The error name of an operation whose flow could not be started.
+pub const START_FAILED: &str = "Envplane.StartFailed";
+
+/// The operation's flow could not be started (the workflow service refused): the operation
+/// fails and the environment is released in the same request that recorded it. A create that
+/// never started leaves a tombstone (its name and block free again, its audit chain kept); any
+/// other change stays recorded in the spec, unapplied, for a reconcile.
+pub fn abandon(
+    environment: &Environment,
+    operation: &Operation,
+    why: &str,
+    at: OffsetDateTime,
+) -> Transition {
+    let create = operation.kind == OperationKind::Create;
+    let cause = if create {
+        format!("its flow could not be started: {why}; nothing was made, and the name is free")
+    } else {
+        format!(
+            "its flow could not be started: {why}; nothing was changed in the cloud, and the spec keeps the change: reconcile applies it"
+        )
+    };
+    let mut t = fail(
+        environment,
+        operation,
+        OperationError {
+            error: START_FAILED.into(),
+            cause,
+        },
+        Leftovers::AsStopped,
+        at,
+    );
+    if create {
+        t.environment.status.phase = Phase::Deleted;
+        t.release_cidr = true;
+    }
+    t
+}
+
 /// The error name of an operation cancelled on request.
 pub const CANCELLED: &str = "Envplane.Cancelled";
 

@@ -147,7 +147,7 @@ pub(crate) async fn cancel_operation(
             commands::delete(&released, &new_request(&state, &caller)).map_err(command_error)?;
         let rollback = m.operation.clone();
         let location = format!("/v1/operations/{}", rollback.id);
-        mutation::commit(
+        let started = mutation::commit(
             &state,
             m,
             Expected::Version(released.version),
@@ -156,6 +156,10 @@ pub(crate) async fn cancel_operation(
             location,
         )
         .await?;
+        if started.status() != StatusCode::ACCEPTED {
+            // Cancelled, but the rollback could not start (and was failed): say so.
+            return Ok(started);
+        }
         let done = CancelResponse {
             operation: cancelled,
             rollback: Some(rollback),

@@ -138,3 +138,129 @@ async fn a_cancel_releases_the_environment_rolls_back_a_provisioning_and_is_audi
     assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
     assert_eq!(late.content_type(), "application/problem+json");
 }
+
+/// A workflow service that refuses to start anything, as Step Functions can when throttled or
+/// down; it counts the attempts.
+#[derive(Default)]
+struct Refusing(std::sync::atomic::AtomicU32);
+
+#[async_trait::async_trait]
+impl envplane_workflow::Workflows for Refusing {
+    async fn start(
+        &self,
+        _flow: envplane_workflow::Flow,
+        _env: &envplane_domain::EnvName,
+        _op: &str,
+    ) -> Result<(), envplane_workflow::WorkflowError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(envplane_workflow::WorkflowError::Unavailable(
+            "StartExecution: ThrottlingException".into(),
+        ))
+    }
+    async fn steps(
+        &self,
+        _op: &str,
+    ) -> Result<
+        Option<Vec<envplane_domain::operation::OperationStep>>,
+        envplane_workflow::WorkflowError,
+    > {
+        Ok(None)
+    }
+    async fn stop(
+        &self,
+        _flow: envplane_workflow::Flow,
+        _op: &str,
+        _cause: &str,
+    ) -> Result<(), envplane_workflow::WorkflowError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_flow_that_cannot_start_is_a_503_and_leaves_nothing_held() {
+    let refusing = std::sync::Arc::new(Refusing::default());
+    let h = Harness::with_workflows(refusing.clone());
+    let body = r#"{"name":"dev","tier":"dev"}"#;
+    let key = [
+        ("idempotency-key", "create-dev-1"),
+        ("content-type", "application/json"),
+    ];
+    let first = h
+        .request(
+            Method::POST,
+            "/v1/environments",
+            Some(ADMIN),
+            &key,
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        first.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        first.body
+    );
+    assert_eq!(first.content_type(), "application/problem+json");
+    assert_eq!(first.headers["retry-after"], "1");
+    assert!(
+        first.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ThrottlingException")
+    );
+    // Nothing holds the name or its block: the create never happened.
+    assert_eq!(
+        h.get("/v1/environments/dev").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The same key never replays a success for it.
+    let replay = h
+        .request(
+            Method::POST,
+            "/v1/environments",
+            Some(ADMIN),
+            &key,
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        replay.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        replay.body
+    );
+    assert!(replay.body["detail"].as_str().unwrap().contains("new key"));
+    // An update whose flow cannot start fails at once and releases the environment.
+    let qa = envplane_domain::EnvName::parse("qa").unwrap();
+    envplane_store::testing::mutations::create(
+        h.store.as_ref(),
+        &qa,
+        envplane_domain::Tier::Qa,
+        1,
+        |_| {},
+    )
+    .await;
+    let etag = h.finish_operation("qa").await;
+    let patch = h
+        .request(
+            Method::PATCH,
+            "/v1/environments/qa",
+            Some(ADMIN),
+            &[
+                ("if-match", etag.as_str()),
+                ("content-type", "application/merge-patch+json"),
+            ],
+            Some(r#"{"cluster":{"frontend":{"desired":3}}}"#),
+        )
+        .await;
+    assert_eq!(
+        patch.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        patch.body
+    );
+    let qa = h.get("/v1/environments/qa").await;
+    assert_eq!(qa.body["active_operation"], serde_json::Value::Null);
+    assert_eq!(qa.body["status"]["phase"], "failed");
+    assert!(refusing.0.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}

@@ -65,6 +65,19 @@ impl Harness {
         }
     }
 
+    /// A harness whose mutations start their flows on `workflows`.
+    pub fn with_workflows(workflows: Arc<dyn envplane_workflow::Workflows>) -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let router =
+            envplane_api::router(AppState::new(store.clone(), tokens()).with_workflows(workflows));
+        Self {
+            router,
+            store,
+            _dir: Some(dir),
+        }
+    }
+
     pub fn embedded() -> Self {
         let (dir, store) = envplane_store::testing::embedded_store();
         Self::over(Arc::new(store), Some(dir))
