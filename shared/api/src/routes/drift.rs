@@ -51,6 +51,7 @@ pub(crate) async fn get_drift(
         (status = 404, description = "No such environment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another operation holds the environment", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The operation's flow could not be started: it was marked failed, nothing was changed; try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn reconcile_environment(
     State(state): State<AppState>,

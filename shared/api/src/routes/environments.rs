@@ -58,6 +58,7 @@ fn string_field<'a>(
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or Idempotency-Key reused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The operation's flow could not be started: it was marked failed, nothing was changed; try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn create_environment(
     State(state): State<AppState>,
@@ -328,6 +329,7 @@ pub(crate) async fn get_environment(
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid change", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The operation's flow could not be started: it was marked failed, nothing was changed; try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn patch_environment(
     State(state): State<AppState>,
@@ -378,6 +380,7 @@ pub(crate) async fn patch_environment(
         (status = 404, description = "No such environment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another operation holds the environment", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The operation's flow could not be started: it was marked failed, nothing was changed; try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn delete_environment(
     State(state): State<AppState>,
