@@ -24,10 +24,16 @@ async fn main() -> anyhow::Result<()> {
         aws_sdk_dynamodb::Client::new(&config),
         required("TABLE_NAME")?,
     );
-    let workflows = StepFunctions::new(
-        aws_sdk_sfn::Client::new(&config),
-        BTreeMap::from([(Flow::Destroy, required("DESTROY_STATE_MACHINE_ARN")?)]),
-    );
+    // Destroys expired previews and rolls back lost provisionings; stops lost executions.
+    let mut machines = BTreeMap::new();
+    for (flow, variable) in [
+        (Flow::Provision, "PROVISION_STATE_MACHINE_ARN"),
+        (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
+        (Flow::Update, "UPDATE_STATE_MACHINE_ARN"),
+    ] {
+        machines.insert(flow, required(variable)?);
+    }
+    let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
     let events = SnsPublisher::new(
         aws_sdk_sns::Client::new(&config),
         required("EVENTS_TOPIC_ARN")?,
