@@ -163,11 +163,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_workflows(workflows.clone())
         .with_events(events)
         .with_clock(now.clone());
-    spawn_jobs(jobs, &args);
     let resumed = workflows.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed executions interrupted by the last stop");
     }
+    // Operations accepted just before a crash, whose flows never started (the outbox).
+    let started = jobs.start_accepted(time::Duration::ZERO).await?;
+    if !started.is_empty() {
+        tracing::info!(
+            ?started,
+            "started accepted operations the last stop left unstarted"
+        );
+    }
+    spawn_jobs(jobs, &args);
     // One clock for the API's requests and leases, the flows and housekeeping, so that a
     // time-scaled plane never takes a running operation's lease for expired.
     let app = envplane_api::router(

@@ -40,10 +40,17 @@ impl Plane {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn envplane serve");
+        // The first line that says where it listens (log lines may come first).
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
+        while !line.contains("listening on") {
+            line.clear();
+            if reader.read_line(&mut line).expect("read") == 0 {
+                break;
+            }
+        }
+        // Keep reading in the background, so that later output never blocks the plane.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let endpoint = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -787,4 +794,30 @@ async fn cancel_of_a_running_provision_leaves_nothing() {
         .unwrap();
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["error"]["error"], "Envplane.Cancelled");
+}
+
+#[tokio::test]
+async fn an_operation_accepted_but_never_started_runs_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a kill -9 between the store write and the flow start leaves: the environment and
+    // its pending operation recorded, no execution.
+    let op = {
+        let store = envplane_store::EmbeddedStore::open(&dir.path().join("state.redb")).unwrap();
+        let env = envplane_domain::EnvName::parse("dev").unwrap();
+        envplane_store::testing::mutations::create(
+            &store,
+            &env,
+            envplane_domain::Tier::Dev,
+            0,
+            |_| {},
+        )
+        .await
+    };
+    let plane = Plane::start(dir.path());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 }

@@ -209,3 +209,46 @@ async fn a_lost_operation_is_stopped_before_its_lock_is_released() {
         cloud.all_resources()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_operation_whose_flow_never_started_is_started_by_housekeeping() {
+    let (dir, store) = envplane_store::testing::embedded_store();
+    let store: Arc<dyn StateStore> = Arc::new(store);
+    let clock = Arc::new(VirtualClock::new(OffsetDateTime::now_utc()));
+    let reader = clock.clone();
+    let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
+    let cloud = Arc::new(Simulator::new(
+        LatencyProfile::Instant,
+        Faults::NONE,
+        now.clone(),
+    ));
+    let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now.clone());
+    let executor = Executor::new(Arc::new(worker), clock.clone());
+    let workflows =
+        Arc::new(LocalWorkflows::new(executor, &dir.path().join("executions")).unwrap());
+    let jobs = Jobs::new(store.clone(), cloud.clone(), Arc::new(|| 0))
+        .with_clock(now.clone())
+        .with_workflows(workflows.clone());
+    // Recorded as a request records it, and then the process died before starting the flow.
+    let env = EnvName::parse("dev").unwrap();
+    let op = mutations::create(store.as_ref(), &env, Tier::Dev, 0, |_| {}).await;
+    let soon = jobs.housekeeping().await.unwrap();
+    assert!(
+        soon.started.is_empty(),
+        "started within the grace: {soon:?}"
+    );
+    clock.sleep(std::time::Duration::from_secs(90)).await;
+    let done = jobs.housekeeping().await.unwrap();
+    assert_eq!(done.started, vec![(env.clone(), op.clone())]);
+    for _ in 0..400 {
+        if store.operation(&op).await.unwrap().unwrap().status == OperationStatus::Succeeded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        store.operation(&op).await.unwrap().unwrap().status,
+        OperationStatus::Succeeded
+    );
+    assert!(jobs.housekeeping().await.unwrap().started.is_empty());
+}

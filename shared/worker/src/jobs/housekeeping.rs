@@ -25,7 +25,14 @@ pub struct Housekeeping {
     pub lost_operations: Vec<(EnvName, String)>,
     /// Destructions begun to roll back what a lost provisioning made, with the operation.
     pub rollbacks: Vec<(EnvName, String)>,
+    /// Operations accepted but never started (a crash between the write and the start),
+    /// started now.
+    pub started: Vec<(EnvName, String)>,
 }
+
+/// How long an accepted operation may stay pending before housekeeping starts its flow: the
+/// request that recorded it starts it within milliseconds unless it crashed in between.
+pub const START_GRACE: time::Duration = time::Duration::minutes(1);
 
 impl Jobs {
     /// Destroys previews past their TTL, and stops and releases operations whose lease ran
@@ -34,7 +41,13 @@ impl Jobs {
         let now = self.clock.now();
         let mut done = Housekeeping::default();
         for env in self.all_environments(None).await? {
-            if env.active_operation.is_some() && env.lease_expires_at.is_some_and(|t| t <= now) {
+            let lost =
+                env.active_operation.is_some() && env.lease_expires_at.is_some_and(|t| t <= now);
+            if !lost && let Some(op) = self.start_if_forgotten(&env, now, START_GRACE).await? {
+                done.started.push((env.name.clone(), op));
+                continue;
+            }
+            if lost {
                 if let Some((op, released)) = self.release_lost(&env, now).await? {
                     done.lost_operations.push((env.name.clone(), op.id.clone()));
                     let rollback = op.kind == OperationKind::Create
@@ -66,6 +79,54 @@ impl Jobs {
             }
         }
         Ok(done)
+    }
+
+    /// Starts the flow of every operation accepted at least `grace` ago whose flow never
+    /// started: the outbox a crash between a request's write and its start leaves. Starting is
+    /// idempotent (the operation names its execution). A local plane runs it at start-up.
+    pub async fn start_accepted(
+        &self,
+        grace: time::Duration,
+    ) -> Result<Vec<(EnvName, String)>, JobError> {
+        let now = self.clock.now();
+        let mut started = Vec::new();
+        for env in self.all_environments(None).await? {
+            if let Some(op) = self.start_if_forgotten(&env, now, grace).await? {
+                started.push((env.name.clone(), op));
+            }
+        }
+        Ok(started)
+    }
+
+    async fn start_if_forgotten(
+        &self,
+        env: &Environment,
+        now: OffsetDateTime,
+        grace: time::Duration,
+    ) -> Result<Option<String>, JobError> {
+        let (Some(workflows), Some(id)) = (&self.workflows, &env.active_operation) else {
+            return Ok(None);
+        };
+        let Some(op) = self.store.operation(id).await? else {
+            return Ok(None);
+        };
+        // The flow's first step marks it running: pending means it never ran.
+        if op.status != envplane_domain::OperationStatus::Pending || now - op.requested_at < grace {
+            return Ok(None);
+        }
+        let Some(flow) = Flow::for_operation(op.kind) else {
+            return Ok(None);
+        };
+        match workflows.start(flow, &env.name, id).await {
+            Ok(()) => {
+                tracing::warn!(environment = %env.name, operation = %id, "an accepted operation had not started; started it");
+                Ok(Some(id.clone()))
+            }
+            Err(error) => {
+                tracing::warn!(%error, environment = %env.name, operation = %id, "an accepted operation could not be started; next run tries again");
+                Ok(None)
+            }
+        }
     }
 
     /// Records a delete of `env` by the scheduler (audited) and starts its destroy flow;

@@ -15,7 +15,7 @@ use envplane_store::{EnvironmentQuery, StateStore, StoreError};
 use envplane_workflow::Workflows;
 
 pub use drift::{DriftLine, DriftRun};
-pub use housekeeping::Housekeeping;
+pub use housekeeping::{Housekeeping, START_GRACE};
 
 /// Principal the scheduler acts as.
 pub const SCHEDULER_PRINCIPAL: &str = "envplane-scheduler";
