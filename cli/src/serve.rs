@@ -113,7 +113,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.time_scale
     };
-    let clock = Arc::new(ScaledClock::new(scale));
+    // The plane's time goes on from the latest its cloud recorded, whatever the time scale of
+    // the last run: a restart never finds deletions ending in its future.
+    let cloud_file = args.data_dir.join("cloud.json");
+    let origin = match Simulator::latest_time(&cloud_file).map_err(anyhow::Error::msg)? {
+        Some(latest) if !args.aws => latest.max(time::OffsetDateTime::now_utc()),
+        _ => time::OffsetDateTime::now_utc(),
+    };
+    let clock = Arc::new(ScaledClock::from(scale, origin));
     let reader = clock.clone();
     let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
     let (cloud, calls): (Arc<dyn Cloud>, CallMeter) = match &sdk {
@@ -132,7 +139,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     args.latency,
                     args.faults.unwrap_or(Faults::NONE),
                     now.clone(),
-                    &args.data_dir.join("cloud.json"),
+                    &cloud_file,
                 )
                 .map_err(anyhow::Error::msg)?,
             );

@@ -821,3 +821,61 @@ async fn an_operation_accepted_but_never_started_runs_after_a_restart() {
     let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
+
+#[tokio::test]
+async fn a_restart_after_a_time_scaled_run_goes_on_from_the_planes_latest_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = ["--latency", "realistic", "--time-scale", "600"];
+    let plane = Plane::start_with(dir.path(), &fast);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{}/v1/environments", plane.endpoint))
+        .json(&json!({"name": "dev", "tier": "dev"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = created["operation"]["id"].as_str().unwrap().to_owned();
+    let ready = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(60)).await;
+    assert_eq!(ready["status"], "succeeded", "{ready}");
+    let deleting: Value = http
+        .delete(format!("{}/v1/environments/dev", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = deleting["operation"]["id"].as_str().unwrap().to_owned();
+    // Stop once the teardown has asked for the slow deletions (the cluster's ends minutes
+    // later on this plane's clock).
+    let cloud_file = dir.path().join("cloud.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let cloud: Value = serde_json::from_slice(&std::fs::read(&cloud_file).unwrap()).unwrap();
+        let cluster_going = cloud["resources"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|r| r["resource"]["name"] == "dev-eks" && !r["gone_at"].is_null());
+        if cluster_going {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    plane.kill_9();
+    // In the default (instant, real-time) mode on the same data: the plane's time starts where
+    // the last run's left off, so the deletions under way are over, not minutes away.
+    let plane = Plane::start(dir.path());
+    let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+}

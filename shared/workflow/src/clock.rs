@@ -27,10 +27,16 @@ pub struct ScaledClock {
 impl ScaledClock {
     /// A clock running `scale` times faster than real time (1.0 = real time).
     pub fn new(scale: f64) -> Self {
+        Self::from(scale, OffsetDateTime::now_utc())
+    }
+
+    /// The same clock, reading `origin` now: a restarted plane goes on from the latest time
+    /// its cloud recorded rather than from the wall clock, so that its time never runs back.
+    pub fn from(scale: f64, origin: OffsetDateTime) -> Self {
         Self {
             scale: scale.max(f64::MIN_POSITIVE),
             started: std::time::Instant::now(),
-            origin: OffsetDateTime::now_utc(),
+            origin,
         }
     }
 }

@@ -143,3 +143,24 @@ async fn the_failure_policy_is_recorded_with_the_request() {
         .await;
     assert_eq!(default.body["operation"]["input"]["on_failure"], "rollback");
 }
+
+#[tokio::test]
+async fn requests_and_leases_are_stamped_with_the_planes_clock() {
+    // A time-scaled local plane runs ahead of the wall clock: its leases must be on its time,
+    // as its housekeeping reads them, or every operation looks expired within a minute.
+    let plane_time = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+    let h = Harness::with_clock(std::sync::Arc::new(move || plane_time));
+    let reply = h
+        .post("/v1/environments", r#"{"name":"dev","tier":"dev"}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let lease = reply.body["environment"]["lease_expires_at"]
+        .as_str()
+        .unwrap();
+    let lease =
+        time::OffsetDateTime::parse(lease, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(
+        lease,
+        plane_time + envplane_domain::commands::OPERATION_LEASE
+    );
+}

@@ -65,6 +65,18 @@ impl Harness {
         }
     }
 
+    /// A harness whose requests and leases are stamped with `clock` (a time-scaled plane's).
+    pub fn with_clock(clock: envplane_cloud::SharedClock) -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let router = envplane_api::router(AppState::new(store.clone(), tokens()).with_clock(clock));
+        Self {
+            router,
+            store,
+            _dir: Some(dir),
+        }
+    }
+
     /// A harness whose mutations start their flows on `workflows`.
     pub fn with_workflows(workflows: Arc<dyn envplane_workflow::Workflows>) -> Self {
         let (dir, store) = envplane_store::testing::embedded_store();

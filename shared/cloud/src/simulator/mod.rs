@@ -96,6 +96,30 @@ impl Simulator {
         Ok(simulator)
     }
 
+    /// The latest time a simulator kept in `file` recorded (a creation, a readiness, a
+    /// deletion's or a change's end, a snapshot's completion): where a restarted plane's
+    /// clock must start so that its time never runs back, whatever the time scale before.
+    pub fn latest_time(file: &std::path::Path) -> Result<Option<OffsetDateTime>, String> {
+        if !file.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a simulator state: {e}", file.display()))?;
+        let times = state.resources.values().flat_map(|s| {
+            [
+                Some(s.ready_at),
+                s.gone_at,
+                s.busy_until,
+                s.resource.created_at,
+            ]
+        });
+        Ok(times
+            .chain(state.snapshots.values().copied().map(Some))
+            .flatten()
+            .max())
+    }
+
     /// Writes the state to the file, atomically, after a change.
     fn save(&self, state: &State) -> Result<(), CloudError> {
         let Some(file) = &self.file else {
@@ -579,6 +603,41 @@ mod tests {
         assert_eq!(a, run(7).await);
         assert_ne!(a, run(8).await);
         assert!(a.contains('t') && a.contains('e') && a.contains('o'), "{a}");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_plane_starts_no_earlier_than_anything_it_recorded() {
+        let dir = tempfile_dir();
+        let file = dir.join("cloud.json");
+        assert_eq!(Simulator::latest_time(&file), Ok(None));
+        let (now, reader) = clock();
+        let sim = Simulator::persistent(LatencyProfile::Realistic, Faults::NONE, reader, &file)
+            .expect("persistent");
+        let env = EnvName::parse("dev").expect("valid");
+        let planned = plan(
+            &env,
+            &Blueprint::for_tier(Tier::Dev).spec(VpcCidr::from_second_octet(0)),
+        );
+        let vpc: Vec<_> = planned.into_iter().take(1).collect();
+        let made = sim.ensure(&env, "op", &vpc).await.expect("ensure");
+        *now.lock().expect("clock") += Duration::from_secs(2);
+        sim.delete(&made[0]).await.expect("delete");
+        // The deletion ends a second later on this plane's clock: a restart starts there.
+        let latest = Simulator::latest_time(&file)
+            .expect("readable")
+            .expect("a time");
+        assert_eq!(
+            latest,
+            OffsetDateTime::UNIX_EPOCH
+                + Duration::from_secs(2 + ResourceKind::Vpc.typical_delete_seconds())
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("envplane-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
     }
 
     #[test]

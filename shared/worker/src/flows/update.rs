@@ -196,19 +196,28 @@ impl Worker {
                     p.name
                 )));
             }
-            if r.state != ResourceState::Deleting {
+            let typical = ResourceKind::NodeGroup.typical_delete_seconds();
+            let estimate = if r.state == ResourceState::Deleting {
+                // Under way: as long as a deletion typically takes, from when it was asked for.
+                op.changes
+                    .iter()
+                    .rfind(|c| c.resource == p.name)
+                    .map_or(seconds(typical), |c| {
+                        seconds(c.expected_seconds) - (now - c.at).whole_seconds()
+                    })
+            } else {
                 self.cloud.delete(r).await?;
                 applied.push(AppliedChange {
                     at: now,
                     resource: p.name.clone(),
                     change: format!("replacing: instance type {runs} → {asked}"),
-                    expected_seconds: ResourceKind::NodeGroup.typical_delete_seconds(),
+                    expected_seconds: typical,
                 });
-            }
+                // Look again soon: a deletion that finishes at once costs no long wait.
+                1
+            };
             pending.push(p.name.clone());
-            remaining = remaining.max(Some(seconds(
-                ResourceKind::NodeGroup.typical_delete_seconds(),
-            )));
+            remaining = remaining.max(Some(estimate));
         }
 
         let existing = self.cloud.ensure(env, operation, &planned).await?;
