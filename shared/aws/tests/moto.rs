@@ -570,6 +570,24 @@ async fn dev_is_scaled_and_its_database_host_resized_in_place_on_moto() {
     assert!(at("Action=CreateSnapshot") < at("Action=StopInstances"));
     assert!(at("Action=StopInstances") < at("Action=ModifyInstanceAttribute"));
     assert!(at("Action=ModifyInstanceAttribute") < at("Action=StartInstances"));
+
+    // The snapshot is the environment's: it goes when the environment does.
+    let tracked = plane.cloud.snapshots(&env).await.unwrap();
+    assert_eq!(tracked.len(), 1, "{tracked:?}");
+    let op = envplane_store::testing::mutations::delete(plane.store.as_ref(), &env).await;
+    plane.run(Flow::Destroy, &env, &op).await;
+    let left = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(env_filter(env.as_str()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left.snapshots().len(),
+        0,
+        "the snapshot outlived its environment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

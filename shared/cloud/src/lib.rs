@@ -104,6 +104,21 @@ pub enum SnapshotState {
     Completed,
 }
 
+/// A snapshot envplane took of an environment's volume (before a host resize): tracked, kept
+/// for its tier's retention, and deleted with the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The cloud's id (`snap-…`).
+    pub id: String,
+    /// envplane's name for it (`{volume}-pre-{operation}`).
+    pub name: String,
+    /// When it was started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
 /// The cloud, as the worker needs it.
 #[async_trait]
 pub trait Cloud: Send + Sync {
@@ -140,4 +155,11 @@ pub trait Cloud: Send + Sync {
         operation: &str,
         volume: &Resource,
     ) -> Result<SnapshotState, CloudError>;
+
+    /// The snapshots of `env`'s volumes this stack took.
+    async fn snapshots(&self, env: &EnvName) -> Result<Vec<Snapshot>, CloudError>;
+
+    /// Deletes one of them; deleting one that is gone succeeds, and anything without this
+    /// stack's tag is refused.
+    async fn delete_snapshot(&self, snapshot: &Snapshot) -> Result<(), CloudError>;
 }

@@ -654,3 +654,51 @@ async fn foreign_look_alikes_of_every_kind_are_never_adopted_or_deleted() {
     assert_eq!(left.len(), planned.len(), "{left:?}");
     assert!(left.iter().all(|id| id.starts_with("foreign-")));
 }
+
+#[tokio::test]
+async fn snapshots_are_kept_for_their_retention_and_go_with_their_environment() {
+    let plane = Plane::new(Faults::NONE);
+    let env = EnvName::parse("dev").unwrap();
+    let op = plane.create("dev", Tier::Dev, 0).await;
+    assert_eq!(plane.run("provision", "dev", &op).await.status, "SUCCEEDED");
+    let resize = |size: &str| serde_json::json!({"database": {"instance_type": size}});
+    let op = plane.update("dev", resize("t3.xlarge"), false).await;
+    assert_eq!(plane.run("update", "dev", &op).await.status, "SUCCEEDED");
+    assert_eq!(plane.simulator.snapshots(&env).await.unwrap().len(), 1);
+
+    // Within dev's seven days it stays; past them housekeeping deletes it.
+    let jobs = || {
+        envplane_worker::jobs::Jobs::new(
+            plane.store.clone(),
+            plane.simulator.clone(),
+            Arc::new(|| 0),
+        )
+        .with_clock({
+            let clock = plane.clock.clone();
+            Arc::new(move || clock.now())
+        })
+    };
+    assert!(
+        jobs()
+            .housekeeping()
+            .await
+            .unwrap()
+            .expired_snapshots
+            .is_empty()
+    );
+    plane
+        .clock
+        .sleep(std::time::Duration::from_secs(8 * 24 * 3600))
+        .await;
+    let swept = jobs().housekeeping().await.unwrap().expired_snapshots;
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert!(plane.simulator.snapshots(&env).await.unwrap().is_empty());
+
+    // A newer one goes with the environment.
+    let op = plane.update("dev", resize("t3.2xlarge"), false).await;
+    assert_eq!(plane.run("update", "dev", &op).await.status, "SUCCEEDED");
+    assert_eq!(plane.simulator.snapshots(&env).await.unwrap().len(), 1);
+    let op = plane.delete("dev").await;
+    assert_eq!(plane.run("destroy", "dev", &op).await.status, "SUCCEEDED");
+    assert!(plane.simulator.snapshots(&env).await.unwrap().is_empty());
+}

@@ -68,6 +68,12 @@ impl Cloud for Throttleable {
     ) -> Result<SnapshotState, CloudError> {
         self.inner.snapshot(env, op, v).await
     }
+    async fn snapshots(&self, env: &EnvName) -> Result<Vec<envplane_cloud::Snapshot>, CloudError> {
+        self.inner.snapshots(env).await
+    }
+    async fn delete_snapshot(&self, s: &envplane_cloud::Snapshot) -> Result<(), CloudError> {
+        self.inner.delete_snapshot(s).await
+    }
 }
 
 /// Keeps every event.

@@ -15,7 +15,9 @@ mod tests;
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use envplane_cloud::{Cloud, CloudError, Modification, Resource, ResourceState, SnapshotState};
+use envplane_cloud::{
+    Cloud, CloudError, Modification, Resource, ResourceState, Snapshot, SnapshotState,
+};
 use envplane_domain::resources::{Desired, Planned, ResourceKind, tags};
 use envplane_domain::{EnvName, names};
 use tokio::sync::OnceCell;
@@ -411,5 +413,21 @@ impl Cloud for AwsCloud {
             volume,
         )
         .await
+    }
+
+    async fn snapshots(&self, env: &EnvName) -> Result<Vec<Snapshot>, CloudError> {
+        ec2::volume::snapshots(&self.clients.home().ec2, &self.owner(env)).await
+    }
+
+    async fn delete_snapshot(&self, snapshot: &Snapshot) -> Result<(), CloudError> {
+        if snapshot.tags.get(tags::STACK) != Some(&self.settings.stack) {
+            return Err(CloudError::Invalid(format!(
+                "{} does not carry this stack's tag {}={}: envplane never deletes it",
+                snapshot.id,
+                tags::STACK,
+                self.settings.stack
+            )));
+        }
+        ec2::volume::delete_snapshot(&self.clients.home().ec2, snapshot).await
     }
 }

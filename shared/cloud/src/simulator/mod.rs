@@ -16,7 +16,9 @@ use envplane_domain::names;
 use envplane_domain::resources::{Observed, Planned, ResourceKind, tags};
 use time::OffsetDateTime;
 
-use crate::{Cloud, CloudError, Modification, Resource, ResourceState, SharedClock, SnapshotState};
+use crate::{
+    Cloud, CloudError, Modification, Resource, ResourceState, SharedClock, Snapshot, SnapshotState,
+};
 
 use faults::Fault;
 pub use faults::{Faults, LatencyProfile};
@@ -38,9 +40,15 @@ struct State {
     next_id: u64,
     rng: u64,
     calls: u64,
-    /// Snapshots by `operation/volume id`: when each completes.
+    /// Snapshots by `operation/volume id`, with when each completes.
     #[serde(default)]
-    snapshots: BTreeMap<String, OffsetDateTime>,
+    taken: BTreeMap<String, SimulatedSnapshot>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SimulatedSnapshot {
+    snapshot: Snapshot,
+    done_at: OffsetDateTime,
 }
 
 /// The stack name of a local plane: what its resources carry as `envplane:stack`.
@@ -64,7 +72,7 @@ impl Simulator {
             next_id: 1,
             rng: faults.seed.max(1),
             calls: 0,
-            snapshots: BTreeMap::new(),
+            taken: BTreeMap::new(),
         };
         Self {
             state: Mutex::new(state),
@@ -115,7 +123,7 @@ impl Simulator {
             ]
         });
         Ok(times
-            .chain(state.snapshots.values().copied().map(Some))
+            .chain(state.taken.values().map(|t| Some(t.done_at)))
             .flatten()
             .max())
     }
@@ -495,7 +503,7 @@ impl Cloud for Simulator {
 
     async fn snapshot(
         &self,
-        _env: &EnvName,
+        env: &EnvName,
         operation: &str,
         volume: &Resource,
     ) -> Result<SnapshotState, CloudError> {
@@ -507,20 +515,74 @@ impl Cloud for Simulator {
             return Err(error);
         }
         let key = format!("{operation}/{}", volume.id);
-        let done_at = *state
-            .snapshots
-            .entry(key)
-            .or_insert(now + self.profile.snapshot());
-        let progress = if done_at <= now {
-            SnapshotState::Completed
-        } else {
-            SnapshotState::Pending
-        };
+        if !state.taken.contains_key(&key) {
+            let id = format!("snap-{:08x}", state.next_id);
+            state.next_id += 1;
+            let name = names::pre_change_snapshot(&volume.name, operation);
+            let snapshot = Snapshot {
+                id,
+                tags: BTreeMap::from([
+                    (tags::ENVIRONMENT.to_owned(), env.to_string()),
+                    (tags::STACK.to_owned(), self.stack.clone()),
+                    (tags::OPERATION.to_owned(), operation.to_owned()),
+                    (tags::NAME.to_owned(), name.clone()),
+                ]),
+                name,
+                started_at: now,
+            };
+            let done_at = now + self.profile.snapshot();
+            state
+                .taken
+                .insert(key.clone(), SimulatedSnapshot { snapshot, done_at });
+        }
+        let done = state.taken.get(&key).is_some_and(|t| t.done_at <= now);
         self.save(&state)?;
         match fault {
             Fault::After(error) => Err(error),
-            _ => Ok(progress),
+            _ if done => Ok(SnapshotState::Completed),
+            _ => Ok(SnapshotState::Pending),
         }
+    }
+
+    async fn snapshots(&self, env: &EnvName) -> Result<Vec<Snapshot>, CloudError> {
+        let (state, _, fault) = self.begin("describe snapshots")?;
+        if let Fault::Before(error) | Fault::After(error) = fault {
+            return Err(error);
+        }
+        let ours = |t: &BTreeMap<String, String>| {
+            t.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str())
+                && t.get(tags::STACK) == Some(&self.stack)
+        };
+        Ok(state
+            .taken
+            .values()
+            .filter(|t| ours(&t.snapshot.tags))
+            .map(|t| t.snapshot.clone())
+            .collect())
+    }
+
+    async fn delete_snapshot(&self, snapshot: &Snapshot) -> Result<(), CloudError> {
+        let (mut state, now, fault) = self.begin("delete snapshot")?;
+        if let Fault::Before(error) = fault {
+            return Err(error);
+        }
+        let key = state
+            .taken
+            .iter()
+            .find(|(_, t)| t.snapshot.id == snapshot.id)
+            .map(|(k, t)| (k.clone(), t.snapshot.tags.get(tags::STACK).cloned()));
+        if let Some((key, stack)) = key {
+            if stack.as_deref() != Some(self.stack.as_str()) {
+                return Err(CloudError::Invalid(format!(
+                    "{} does not carry this stack's tag {}={}: envplane never deletes it",
+                    snapshot.id,
+                    tags::STACK,
+                    self.stack
+                )));
+            }
+            state.taken.remove(&key);
+        }
+        self.finish(&mut state, now, fault, ())
     }
 }
 

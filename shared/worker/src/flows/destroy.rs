@@ -66,7 +66,18 @@ impl Worker {
                 Err(other) => return Err(other),
             }
         };
-        let names: Vec<&str> = left.iter().map(|r| r.name.as_str()).collect();
+        // The snapshots envplane took of the volumes go with them (never someone else's:
+        // the cloud answers only this stack's).
+        let snapshots = if kinds.contains(&ResourceKind::Volume) {
+            self.delete_snapshots(env).await?
+        } else {
+            Vec::new()
+        };
+        let names: Vec<&str> = left
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(snapshots.iter().map(String::as_str))
+            .collect();
         // Deletions report no start time: the first look waits for the slowest kind's typical
         // deletion, later ones back off.
         let wait_for = match poll.polls {
@@ -77,6 +88,22 @@ impl Worker {
             _ => left.first().map(|_| 0),
         };
         answer(&names, next_wait(wait_for, poll.wait), poll.polls)
+    }
+
+    /// Deletes the environment's snapshots; answers those still there (a throttled delete is
+    /// tried again on the next poll).
+    pub(crate) async fn delete_snapshots(&self, env: &EnvName) -> Result<Vec<String>, WorkerError> {
+        let mut left = Vec::new();
+        for snapshot in self.cloud.snapshots(env).await? {
+            match self.cloud.delete_snapshot(&snapshot).await {
+                Ok(()) => {}
+                Err(CloudError::Throttled(_) | CloudError::Transient(_)) => {
+                    left.push(snapshot.name)
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(left)
     }
 
     async fn of_kinds(

@@ -28,6 +28,8 @@ pub struct Housekeeping {
     /// Operations accepted but never started (a crash between the write and the start),
     /// started now.
     pub started: Vec<(EnvName, String)>,
+    /// Snapshots deleted past their tier's retention, by name.
+    pub expired_snapshots: Vec<(EnvName, String)>,
 }
 
 /// How long an accepted operation may stay pending before housekeeping starts its flow: the
@@ -59,6 +61,11 @@ impl Jobs {
                     }
                 }
                 continue;
+            }
+            if env.active_operation.is_none() && env.status.phase != Phase::Deleted {
+                for name in self.sweep_snapshots(&env, now).await {
+                    done.expired_snapshots.push((env.name.clone(), name));
+                }
             }
             let expired = env.tier == Tier::Preview
                 && env.active_operation.is_none()
@@ -127,6 +134,32 @@ impl Jobs {
                 Ok(None)
             }
         }
+    }
+
+    /// Deletes the environment's snapshots older than its tier's retention; a failure is
+    /// logged and the next run tries again.
+    async fn sweep_snapshots(&self, env: &Environment, now: OffsetDateTime) -> Vec<String> {
+        let days = envplane_domain::Blueprint::for_tier(env.tier)
+            .backups
+            .snapshot_retention_days;
+        let keep_after = now - time::Duration::days(i64::from(days));
+        let snapshots = match self.cloud.snapshots(&env.name).await {
+            Ok(snapshots) => snapshots,
+            Err(error) => {
+                tracing::warn!(%error, environment = %env.name, "snapshots not swept");
+                return Vec::new();
+            }
+        };
+        let mut deleted = Vec::new();
+        for snapshot in snapshots.into_iter().filter(|s| s.started_at < keep_after) {
+            match self.cloud.delete_snapshot(&snapshot).await {
+                Ok(()) => deleted.push(snapshot.name),
+                Err(error) => {
+                    tracing::warn!(%error, snapshot = %snapshot.id, "an expired snapshot was not deleted");
+                }
+            }
+        }
+        deleted
     }
 
     /// Records a delete of `env` by the scheduler (audited) and starts its destroy flow;

@@ -7,7 +7,8 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     Filter, ResourceType, SnapshotState as Ec2SnapshotState, VolumeState, VolumeType,
 };
-use envplane_cloud::{CloudError, Modification, Resource, ResourceState, SnapshotState};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use envplane_cloud::{CloudError, Modification, Resource, ResourceState, Snapshot, SnapshotState};
 use envplane_domain::resources::{Observed, desired, observed, tags};
 use envplane_domain::{EnvName, names};
 
@@ -228,4 +229,51 @@ pub(crate) async fn snapshot(
             .await,
     )?;
     Ok(SnapshotState::Pending)
+}
+
+/// The environment's snapshots this stack took.
+pub(crate) async fn snapshots(
+    ec2: &Client,
+    owner: &Owner<'_>,
+) -> Result<Vec<Snapshot>, CloudError> {
+    let pages = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .set_filters(Some(owner.filters()))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    for s in all_pages("DescribeSnapshots", pages)
+        .await?
+        .iter()
+        .flat_map(|o| o.snapshots())
+    {
+        let id = required(s.snapshot_id(), "a snapshot id")?;
+        let tags = ec2_tags(s.tags());
+        if !owner.owns(&tags) {
+            continue;
+        }
+        let started_at = timestamp(s.start_time()).ok_or_else(|| {
+            CloudError::Transient(format!("AWS answered without the start of {id}"))
+        })?;
+        out.push(Snapshot {
+            id: id.to_owned(),
+            name: tags
+                .get(tags::NAME)
+                .cloned()
+                .unwrap_or_else(|| id.to_owned()),
+            started_at,
+            tags,
+        });
+    }
+    Ok(out)
+}
+
+/// Deletes a snapshot; one that is gone counts as deleted.
+pub(crate) async fn delete_snapshot(ec2: &Client, snapshot: &Snapshot) -> Result<(), CloudError> {
+    match ec2.delete_snapshot().snapshot_id(&snapshot.id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(()),
+        Err(e) => Err(crate::errors::cloud_error("DeleteSnapshot", e)),
+    }
 }
