@@ -2,13 +2,11 @@
 //! Gateway events.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envplane_aws::StepFunctions;
 use envplane_lambda::{Role, optional, required};
 use envplane_store::DynamoStore;
-use envplane_workflow::Flow;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,14 +18,7 @@ async fn main() -> anyhow::Result<()> {
         aws_sdk_dynamodb::Client::new(&config),
         required("TABLE_NAME")?,
     );
-    let mut machines = BTreeMap::new();
-    for (flow, variable) in [
-        (Flow::Provision, "PROVISION_STATE_MACHINE_ARN"),
-        (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
-        (Flow::Update, "UPDATE_STATE_MACHINE_ARN"),
-    ] {
-        machines.insert(flow, required(variable)?);
-    }
+    let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
     let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
     let app = envplane_fn_api::app(Arc::new(store), iam_roles, Some(Arc::new(workflows)));
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))

@@ -2,14 +2,12 @@
 //! drift cycle's call budget), then one job per scheduled invocation.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envplane_aws::{AwsCloud, AwsSettings, CallCounter, Clients, SnsPublisher, StepFunctions};
 use envplane_lambda::{Role, required};
 use envplane_store::DynamoStore;
 use envplane_worker::jobs::Jobs;
-use envplane_workflow::Flow;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -24,15 +22,8 @@ async fn main() -> anyhow::Result<()> {
         aws_sdk_dynamodb::Client::new(&config),
         required("TABLE_NAME")?,
     );
-    // Destroys expired previews and rolls back lost provisionings; stops lost executions.
-    let mut machines = BTreeMap::new();
-    for (flow, variable) in [
-        (Flow::Provision, "PROVISION_STATE_MACHINE_ARN"),
-        (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
-        (Flow::Update, "UPDATE_STATE_MACHINE_ARN"),
-    ] {
-        machines.insert(flow, required(variable)?);
-    }
+    // Destroys expired previews, rolls back lost provisionings, starts unstarted ones.
+    let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
     let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
     let events = SnsPublisher::new(
         aws_sdk_sns::Client::new(&config),

@@ -11,5 +11,5 @@ mod sns;
 
 pub use cloud::{AwsCloud, AwsSettings, ClientPool, Clients, Target};
 pub use metering::CallCounter;
-pub use sfn::StepFunctions;
+pub use sfn::{StepFunctions, state_machines_from_env};
 pub use sns::SnsPublisher;

@@ -14,6 +14,24 @@ pub struct StepFunctions {
     state_machines: BTreeMap<Flow, String>,
 }
 
+/// The state machine of every flow, from the variables the template sets
+/// (`PROVISION_STATE_MACHINE_ARN`, `UPDATE_STATE_MACHINE_ARN`, `DESTROY_STATE_MACHINE_ARN`).
+pub fn state_machines_from_env() -> Result<BTreeMap<Flow, String>, String> {
+    let mut machines = BTreeMap::new();
+    for (flow, variable) in [
+        (Flow::Provision, "PROVISION_STATE_MACHINE_ARN"),
+        (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
+        (Flow::Update, "UPDATE_STATE_MACHINE_ARN"),
+    ] {
+        let arn = std::env::var(variable)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{variable} is not set"))?;
+        machines.insert(flow, arn);
+    }
+    Ok(machines)
+}
+
 impl StepFunctions {
     /// The adapter over a client and the ARNs of the deployed state machines.
     pub fn new(client: aws_sdk_sfn::Client, state_machines: BTreeMap<Flow, String>) -> Self {

@@ -437,6 +437,29 @@ impl MotoPlane {
         assert_eq!(outcome.status, "SUCCEEDED", "{flow:?}: {outcome:?}");
     }
 
+    /// Runs the provision flow for `op` with the `state` step failing right after its calls.
+    async fn provision_failing_after(
+        &self,
+        env: &EnvName,
+        op: &str,
+        state: &'static str,
+    ) -> envplane_workflow::Outcome {
+        let executor = Executor::new(
+            Arc::new(FailAfter {
+                worker: Worker::new(self.store.clone(), self.cloud.clone()),
+                state,
+            }),
+            Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
+        );
+        executor
+            .execute(
+                &Flow::Provision.local_definition().unwrap(),
+                execution_input(env, op),
+                op,
+            )
+            .await
+    }
+
     fn jobs(&self) -> envplane_worker::jobs::Jobs {
         let counter = self.counter.clone();
         envplane_worker::jobs::Jobs::new(
@@ -930,20 +953,7 @@ async fn a_provision_failing_after_the_nat_cluster_node_group_or_host_step_rolls
             |_| {},
         )
         .await;
-        let executor = Executor::new(
-            Arc::new(FailAfter {
-                worker: Worker::new(plane.store.clone(), plane.cloud.clone()),
-                state,
-            }),
-            Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
-        );
-        let outcome = executor
-            .execute(
-                &Flow::Provision.local_definition().unwrap(),
-                execution_input(&env, &op),
-                &op,
-            )
-            .await;
+        let outcome = plane.provision_failing_after(&env, &op, state).await;
         assert_eq!(outcome.status, "FAILED", "{state}");
         let operation = plane.store.operation(&op).await.unwrap().unwrap();
         let cause = operation.error.unwrap().cause;
@@ -971,20 +981,7 @@ async fn a_provision_failing_after_the_nat_cluster_node_group_or_host_step_rolls
         |_| {},
     )
     .await;
-    let executor = Executor::new(
-        Arc::new(FailAfter {
-            worker: Worker::new(plane.store.clone(), plane.cloud.clone()),
-            state: "Cluster",
-        }),
-        Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
-    );
-    let outcome = executor
-        .execute(
-            &Flow::Provision.local_definition().unwrap(),
-            execution_input(&env, &op),
-            &op,
-        )
-        .await;
+    let outcome = plane.provision_failing_after(&env, &op, "Cluster").await;
     assert_eq!(outcome.status, "FAILED");
     let kept = live_on_aws(&plane.config, env.as_str()).await;
     assert!(kept.len() > 10, "{kept:?}");
