@@ -60,11 +60,24 @@ impl Recorder {
 }
 
 fn write_atomically(path: &Path, record: &ExecutionRecord) -> Result<(), WorkflowError> {
-    let tmp = path.with_extension("tmp");
     let json = serde_json::to_vec_pretty(record).map_err(io)?;
-    std::fs::write(&tmp, json).map_err(io)?;
-    // Rename is atomic: a crash leaves the old record or the new one, never half of one.
-    std::fs::rename(&tmp, path).map_err(io)
+    replace_durably(path, &json).map_err(io)
+}
+
+/// Replaces `path` with `bytes` so that a crash or a power cut leaves the old content or the
+/// new, never half of one, and never loses a replacement already answered for: the new file
+/// is written and flushed to disk, renamed over the old (atomic), and the rename flushed.
+fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Observer for Recorder {
@@ -179,6 +192,18 @@ impl LocalWorkflows {
                 r.status = outcome.status.to_owned();
                 r.error = outcome.error.clone();
                 r.cause = outcome.cause.clone();
+                // A Fail or Succeed state is entered and never left: once the execution has
+                // ended, no step of it is still running.
+                let ended = outcome.history.last().map(|e| e.at);
+                let status = if outcome.status == "SUCCEEDED" {
+                    OperationStatus::Succeeded
+                } else {
+                    OperationStatus::Failed
+                };
+                for step in r.steps.iter_mut().filter(|s| s.ended_at.is_none()) {
+                    step.status = status;
+                    step.ended_at = ended.or(Some(step.started_at));
+                }
             }
             recorder.save();
             tracing::info!(%operation, status = outcome.status, error = ?outcome.error, "execution ended");

@@ -49,13 +49,18 @@ pub fn select(path: &str, input: &Value, context: &Value) -> Result<Value, PathE
     }
 }
 
+/// At most 200 bytes of a document for an error message, cut on a character boundary (a
+/// multibyte character at the cut must not panic: with `panic = "abort"` it would end `serve`).
 fn abbreviate(value: &Value) -> String {
     let text = value.to_string();
-    if text.len() > 200 {
-        format!("{}…", &text[..200])
-    } else {
-        text
+    if text.len() <= 200 {
+        return text;
     }
+    let cut = (0..=200)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &text[..cut])
 }
 
 /// Applies InputPath/OutputPath semantics: `None` (JSON null) gives `{}`.
@@ -345,6 +350,18 @@ fn apply(name: &str, args: Vec<Value>) -> Result<Value, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multibyte_character_at_the_cut_does_not_panic() {
+        for pad in 0..4 {
+            let document = json!({ "x": format!("{}{}", "a".repeat(190 + pad), "é€𝄞".repeat(20)) });
+            let short = abbreviate(&document);
+            assert!(short.len() <= 200 + "…".len(), "{}", short.len());
+            assert!(short.ends_with('…'));
+        }
+        let missing = select("$.nowhere", &json!({ "é": "€".repeat(300) }), &json!({}));
+        assert!(missing.is_err());
+    }
 
     #[test]
     fn selection_and_placement_follow_the_asl_rules() {

@@ -133,11 +133,9 @@ impl Simulator {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let tmp = file.with_extension("tmp");
         let bytes = serde_json::to_vec(state)
             .map_err(|e| CloudError::Transient(format!("simulator state: {e}")))?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, file))
+        replace_durably(file, &bytes)
             .map_err(|e| CloudError::Transient(format!("saving simulator state: {e}")))
     }
 
@@ -279,6 +277,22 @@ impl Simulator {
 }
 
 /// Whether `resource` is `env`'s and made by `stack`: nothing else is seen, changed or deleted.
+/// Replaces `path` with `bytes` so that a crash or a power cut leaves the old content or the
+/// new, never half of one, and never loses a replacement already answered for: the new file
+/// is written and flushed to disk, renamed over the old (atomic), and the rename flushed.
+fn replace_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn ours(resource: &Resource, env: &EnvName, stack: &str) -> bool {
     resource.tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str())
         && resource.tags.get(tags::STACK).map(String::as_str) == Some(stack)
