@@ -70,6 +70,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_target(false)
         .init();
+    // Single-user mode makes everyone an admin: only on this machine's own addresses.
+    if args.dev_auth && !args.listen.ip().is_loopback() {
+        bail!(
+            "--dev-auth makes every caller an admin, so it listens on loopback only (not {}): use a tokens file to listen there",
+            args.listen
+        );
+    }
     let auth = if args.dev_auth {
         Authenticator::Dev(Caller {
             principal: "local-dev".into(),

@@ -211,6 +211,19 @@ fn the_cli_creates_lists_and_explains_errors() {
 }
 
 #[test]
+fn dev_auth_listens_on_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_envplane"))
+        .args(["serve", "--dev-auth", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback only"), "{stderr}");
+}
+
+#[test]
 fn serve_refuses_to_start_without_an_auth_choice() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_envplane"))

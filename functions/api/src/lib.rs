@@ -12,14 +12,25 @@ use envplane_workflow::Workflows;
 /// Environment variable holding a JSON map of IAM principal ARNs to roles, for IAM-authorized calls.
 pub const IAM_ROLES_VAR: &str = "ENVPLANE_IAM_ROLES";
 
+/// Environment variable holding the prefix JWT groups carry to grant a role (default
+/// `envplane-`).
+pub const GROUP_PREFIX_VAR: &str = "ENVPLANE_GROUP_PREFIX";
+
 /// The handler Lambda runs: the API router over `store`, identifying callers from the
 /// authorizer context API Gateway attaches to each event, starting flows on `workflows`.
 pub fn app(
     store: Arc<dyn StateStore>,
     iam_roles: HashMap<String, Role>,
+    group_prefix: Option<String>,
     workflows: Option<Arc<dyn Workflows>>,
 ) -> axum::Router {
-    let state = AppState::new(store, Authenticator::ApiGateway { iam_roles });
+    let group_prefix =
+        group_prefix.unwrap_or_else(|| envplane_api::DEFAULT_GROUP_PREFIX.to_owned());
+    let authenticator = Authenticator::ApiGateway {
+        iam_roles,
+        group_prefix,
+    };
+    let state = AppState::new(store, authenticator);
     let state = match workflows {
         Some(workflows) => state.with_workflows(workflows),
         None => state,

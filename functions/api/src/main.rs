@@ -20,6 +20,11 @@ async fn main() -> anyhow::Result<()> {
     );
     let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
     let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
-    let app = envplane_fn_api::app(Arc::new(store), iam_roles, Some(Arc::new(workflows)));
+    let app = envplane_fn_api::app(
+        Arc::new(store),
+        iam_roles,
+        optional(envplane_fn_api::GROUP_PREFIX_VAR),
+        Some(Arc::new(workflows)),
+    );
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -32,7 +32,7 @@ impl Lambda {
             Role::Operator,
         )]);
         Self {
-            app: envplane_fn_api::app(Arc::new(store), iam, None),
+            app: envplane_fn_api::app(Arc::new(store), iam, None, None),
             _dir: dir,
         }
     }
@@ -60,7 +60,11 @@ async fn a_jwt_operator_creates_and_a_viewer_reads() {
     let (status, headers, body) = lambda.invoke("create-dev-operator.json").await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(headers["location"], "/v1/environments/dev");
-    assert_eq!(body["operation"]["requested_by"], "otto@example.com");
+    // The token's stable subject, not the email its holder may change.
+    assert_eq!(
+        body["operation"]["requested_by"],
+        "5f0c7a1e-0000-4000-8000-000000000001"
+    );
 
     let (status, headers, body) = lambda.invoke("get-dev-viewer.json").await;
     assert_eq!(status, 200, "{body}");
@@ -96,6 +100,10 @@ async fn roles_come_from_the_groups_claim() {
         body["detail"].as_str().unwrap().contains("approver"),
         "{body}"
     );
+
+    // A bare `admin` group (some other system's) grants nothing: only `envplane-admin` would.
+    let (status, _, body) = lambda.invoke("create-bare-admin-group.json").await;
+    assert_eq!(status, 403, "{body}");
 
     let (status, _, body) = lambda.invoke("create-no-envplane-group.json").await;
     assert_eq!(status, 403);

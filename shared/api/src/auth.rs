@@ -17,10 +17,13 @@ use crate::problem::ApiError;
 /// How callers are identified.
 #[derive(Debug, Clone)]
 pub enum Authenticator {
-    /// Behind API Gateway: JWT claims (`groups`) or the IAM principal, mapped to a role.
+    /// Behind API Gateway: the JWT's subject and groups, or the IAM principal, mapped to a role.
     ApiGateway {
         /// Roles of IAM principals (user or role ARNs), for IAM-authorized routes.
         iam_roles: HashMap<String, Role>,
+        /// The prefix a group must carry to grant a role (`envplane-operator`): a bare `admin`
+        /// group of some other system grants nothing.
+        group_prefix: String,
     },
     /// Local: `Authorization: Bearer <token>`, looked up by the token's SHA-256.
     Tokens(HashMap<String, Caller>),
@@ -130,26 +133,31 @@ impl Authenticator {
                     .cloned()
                     .ok_or_else(|| ApiError::Unauthenticated("unknown or revoked token".into()))
             }
-            Authenticator::ApiGateway { iam_roles } => {
-                from_request_context(parts.extensions.get::<RequestContext>(), iam_roles)
-            }
+            Authenticator::ApiGateway {
+                iam_roles,
+                group_prefix,
+            } => from_request_context(
+                parts.extensions.get::<RequestContext>(),
+                iam_roles,
+                group_prefix,
+            ),
         }
     }
 }
 
-/// Role names accepted in the JWT `groups` claim, with or without an `envplane-` prefix.
-fn role_of_group(group: &str) -> Option<Role> {
-    group
-        .strip_prefix("envplane-")
-        .unwrap_or(group)
-        .parse()
-        .ok()
+/// The group prefix when none is configured.
+pub const DEFAULT_GROUP_PREFIX: &str = "envplane-";
+
+/// The role a JWT group grants: only `{prefix}{role}` does.
+fn role_of_group(group: &str, prefix: &str) -> Option<Role> {
+    group.strip_prefix(prefix)?.parse().ok()
 }
 
 /// Reads the caller from API Gateway's authorizer context.
 fn from_request_context(
     context: Option<&RequestContext>,
     iam_roles: &HashMap<String, Role>,
+    group_prefix: &str,
 ) -> Result<Caller, ApiError> {
     let Some(RequestContext::ApiGatewayV2(context)) = context else {
         return Err(ApiError::Unauthenticated(
@@ -159,11 +167,16 @@ fn from_request_context(
     let authorizer = context.authorizer.as_ref();
     if let Some(jwt) = authorizer.and_then(|a| a.jwt.as_ref()) {
         let claims = &jwt.claims;
-        let principal = ["email", "cognito:username", "username", "sub"]
-            .iter()
-            .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()))
+        // The subject is the identity: stable, unlike an email the user may change. The email
+        // is only shown, on the request's span.
+        let principal = claims
+            .get("sub")
+            .filter(|v| !v.is_empty())
             .cloned()
-            .ok_or_else(|| ApiError::Unauthenticated("the token has no subject".into()))?;
+            .ok_or_else(|| ApiError::Unauthenticated("the token has no subject (sub)".into()))?;
+        if let Some(email) = claims.get("email") {
+            tracing::Span::current().record("display_name", email.as_str());
+        }
         // HTTP APIs flatten array claims to "[a b]"; Cognito uses `cognito:groups`.
         let groups = claims
             .get("groups")
@@ -174,10 +187,10 @@ fn from_request_context(
             .trim_matches(|c| c == '[' || c == ']')
             .split(|c: char| c == ',' || c.is_whitespace())
             .map(|g| g.trim_matches('"'))
-            .filter_map(role_of_group)
+            .filter_map(|g| role_of_group(g, group_prefix))
             .max()
             .ok_or_else(|| ApiError::Forbidden {
-                detail: format!("the caller's groups ({groups:?}) hold no envplane role (viewer, operator, approver, admin)"),
+                detail: format!("the caller's groups ({groups:?}) hold no envplane role ({group_prefix}viewer, {group_prefix}operator, {group_prefix}approver, {group_prefix}admin)"),
             })?;
         return Ok(Caller { principal, role });
     }
@@ -219,15 +232,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_map_to_the_highest_role() {
-        let roles: Vec<Option<Role>> = ["admin", "envplane-operator", "developers", "Operator"]
-            .iter()
-            .map(|g| role_of_group(g))
-            .collect();
+    fn groups_grant_roles_only_with_the_prefix() {
+        let roles: Vec<Option<Role>> = [
+            "admin",
+            "envplane-operator",
+            "developers",
+            "Operator",
+            "envplane-admin",
+            "other-admin",
+        ]
+        .iter()
+        .map(|g| role_of_group(g, DEFAULT_GROUP_PREFIX))
+        .collect();
         assert_eq!(
             roles,
-            vec![Some(Role::Admin), Some(Role::Operator), None, None]
+            vec![
+                None,
+                Some(Role::Operator),
+                None,
+                None,
+                Some(Role::Admin),
+                None
+            ]
         );
+        assert_eq!(role_of_group("ops-admin", "ops-"), Some(Role::Admin));
     }
 
     #[test]

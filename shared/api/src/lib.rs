@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::Authenticator;
+pub use auth::{Authenticator, DEFAULT_GROUP_PREFIX};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use routes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
                     method = %request.method(),
                     path = %request.uri().path(),
                     principal = tracing::field::Empty,
+                    display_name = tracing::field::Empty,
                     environment = tracing::field::Empty,
                     operation = tracing::field::Empty,
                 )
