@@ -128,7 +128,8 @@ impl Publisher for SlackWebhook {
                         backoff = pause;
                     }
                 }
-                Err(error) => last = error.to_string(),
+                // The URL is the credential: reqwest would print it in its error.
+                Err(error) => last = error.without_url().to_string(),
             }
             if attempt < self.attempts {
                 tokio::time::sleep(backoff).await;
@@ -207,5 +208,21 @@ mod tests {
         assert_eq!(*hits.lock().unwrap(), vec![500, 429, 200]);
         let refused = hook.publish(&failed()).await.unwrap_err();
         assert!(matches!(refused, NotifyError::Rejected(_)), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn the_webhook_url_never_reaches_an_error() {
+        // Nothing listens there; the path stands for the secret part of a Slack URL.
+        let secret = "T000/B000/XXXXXXXXsecretXXXXXXXX";
+        let url = format!("http://127.0.0.1:9/services/{secret}");
+        let hook = SlackWebhook::new(url, None).with_retries(2, Duration::from_millis(1));
+        let error = hook.publish(&failed()).await.unwrap_err();
+        let shown = format!("{error} {error:?}");
+        assert!(matches!(error, NotifyError::Delivery(_)), "{shown}");
+        assert!(!shown.contains(secret), "the webhook URL leaked: {shown}");
+        assert!(
+            !shown.contains("/services/"),
+            "the webhook URL leaked: {shown}"
+        );
     }
 }
