@@ -12,37 +12,85 @@ use crate::problem::ApiError;
 /// Tries of a mutation whose commit met a concurrent one, before answering 409.
 const COMMIT_ATTEMPTS: u32 = 6;
 
-/// The version an `If-Match` header names: `"3"` → 3. `Ok(None)` without the header.
-pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<(u64, String)>, ApiError> {
+/// What an `If-Match` header asks (RFC 9110 §13.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Precondition {
+    /// `*`: any current representation.
+    Any,
+    /// One of these entity-tags, as given; the header's text for the answer.
+    Tags(Vec<EntityTag>, String),
+}
+
+/// One entity-tag of an `If-Match` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntityTag {
+    weak: bool,
+    opaque: String,
+}
+
+/// Parses `"3"`, `W/"3"` or `"a", "b"`; `None` when it is not entity-tag syntax.
+fn entity_tags(text: &str) -> Option<Vec<EntityTag>> {
+    text.split(',')
+        .map(str::trim)
+        .map(|tag| {
+            let (weak, quoted) = match tag.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            let opaque = quoted.strip_prefix('"')?.strip_suffix('"')?;
+            // etagc: visible ASCII but the double quote.
+            opaque
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+                .then(|| EntityTag {
+                    weak,
+                    opaque: opaque.to_owned(),
+                })
+        })
+        .collect()
+}
+
+/// The `If-Match` header, parsed. `Ok(None)` without it; a value that is not entity-tag
+/// syntax is a 400 naming the header.
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    let version = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .and_then(|t| t.parse::<u64>().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "If-Match",
-                format!("{text:?} is not an ETag of this API (a quoted version, e.g. \"3\")"),
-            )
-        })?;
-    Ok(Some((version, text.to_owned())))
+    if text == "*" {
+        return Ok(Some(Precondition::Any));
+    }
+    let tags = entity_tags(text).ok_or_else(|| {
+        ApiError::bad_request(
+            "If-Match",
+            format!("{text:?} is not an entity-tag (a quoted version, e.g. \"3\", or *)"),
+        )
+    })?;
+    Ok(Some(Precondition::Tags(tags, text.to_owned())))
 }
 
-/// Refuses a change based on a version other than the current one.
+/// Refuses a change based on a version other than the current one. If-Match compares
+/// strongly: a weak tag never matches, and neither does a tag this API never issued.
 pub(crate) fn check(
-    precondition: Option<&(u64, String)>,
+    precondition: Option<&Precondition>,
     current: u64,
     etag: String,
 ) -> Result<(), ApiError> {
     match precondition {
-        Some((version, given)) if *version != current => Err(ApiError::PreconditionFailed {
-            given: given.clone(),
-            current: etag,
-        }),
-        _ => Ok(()),
+        None | Some(Precondition::Any) => Ok(()),
+        Some(Precondition::Tags(tags, given)) => {
+            let matches = tags
+                .iter()
+                .any(|t| !t.weak && t.opaque.parse::<u64>().ok() == Some(current));
+            if matches {
+                Ok(())
+            } else {
+                Err(ApiError::PreconditionFailed {
+                    given: given.clone(),
+                    current: etag,
+                })
+            }
+        }
     }
 }
 
@@ -67,5 +115,36 @@ impl Contention {
         let jitter = u64::from(ulid::Ulid::new().random() as u16 % 20);
         tokio::time::sleep(Duration::from_millis(5 * u64::from(self.attempt) + jitter)).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_MATCH, value.parse().expect("header"));
+        headers
+    }
+
+    #[test]
+    fn if_match_follows_rfc_9110() {
+        let check_at = |value: &str, version: u64| {
+            let precondition = if_match(&header(value)).expect("well-formed");
+            check(precondition.as_ref(), version, format!("\"{version}\"")).is_ok()
+        };
+        assert!(check_at("\"3\"", 3));
+        assert!(!check_at("\"2\"", 3));
+        assert!(check_at("*", 3));
+        assert!(check_at("\"1\", \"3\"", 3));
+        assert!(!check_at("W/\"3\"", 3), "weak tags never match");
+        assert!(
+            !check_at("\"abc\"", 3),
+            "a tag this API never issued: 412, not 400"
+        );
+        for malformed in ["v2", "3", "\"unterminated", "W/3", "\"a\"b\""] {
+            assert!(if_match(&header(malformed)).is_err(), "{malformed}");
+        }
     }
 }

@@ -125,7 +125,7 @@ pub(crate) async fn of_existing<F>(
     caller: &Caller,
     name: &envplane_domain::EnvName,
     idempotency: Option<&Idempotency>,
-    precondition: Option<(u64, String)>,
+    precondition: Option<conditional::Precondition>,
     mutate: F,
 ) -> Result<Response, ApiError>
 where
