@@ -154,6 +154,14 @@ pub struct Operation {
     pub error: Option<OperationError>,
 }
 
+impl Operation {
+    /// What a failed provisioning leaves, as its request asked (operations recorded before
+    /// the choice existed roll back).
+    pub fn on_failure(&self) -> OnFailure {
+        serde_json::from_value(self.input["on_failure"].clone()).unwrap_or_default()
+    }
+}
+
 /// One in-place change a flow made to a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppliedChange {

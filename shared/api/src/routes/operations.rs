@@ -132,9 +132,7 @@ pub(crate) async fn cancel_operation(
             }
             Err(other) => return Err(other.into()),
         }
-        let keep = serde_json::from_value::<OnFailure>(op.input["on_failure"].clone())
-            .unwrap_or_default()
-            == OnFailure::Keep;
+        let keep = op.on_failure() == OnFailure::Keep;
         if op.kind != OperationKind::Create || keep {
             let done = CancelResponse {
                 operation: cancelled,

@@ -2,7 +2,6 @@
 //! records they write come from the pure transitions in `envplane_domain::lifecycle`.
 
 use envplane_domain::EnvName;
-use envplane_domain::Operation;
 use envplane_domain::environment::ObservedResource;
 use envplane_domain::events::EventKind;
 use envplane_domain::lifecycle::{self, Leftovers};
@@ -102,7 +101,7 @@ impl Worker {
         operation: &str,
     ) -> Result<Value, WorkerError> {
         let (_, op) = self.held(env, operation).await?;
-        let rollback = op.kind == OperationKind::Create && on_failure(&op) == OnFailure::Rollback;
+        let rollback = op.kind == OperationKind::Create && op.on_failure() == OnFailure::Rollback;
         let steps: Vec<Value> = if rollback {
             ResourceKind::TEARDOWN_STEPS
                 .iter()
@@ -139,7 +138,7 @@ impl Worker {
                 text(&e, "Cause", "no cause recorded")
             )),
             None if rolled_back => Leftovers::RolledBack,
-            None if op.kind == OperationKind::Create && on_failure(&op) == OnFailure::Keep => {
+            None if op.kind == OperationKind::Create && op.on_failure() == OnFailure::Keep => {
                 Leftovers::Kept
             }
             None => Leftovers::AsStopped,
@@ -158,9 +157,4 @@ impl Worker {
             .await;
         Ok(json!({ "phase": "failed", "error": name }))
     }
-}
-
-/// The failure policy a create was requested with (older operations: roll back).
-fn on_failure(op: &Operation) -> OnFailure {
-    serde_json::from_value(op.input["on_failure"].clone()).unwrap_or_default()
 }

@@ -52,10 +52,8 @@ impl Jobs {
             if lost {
                 if let Some((op, released)) = self.release_lost(&env, now).await? {
                     done.lost_operations.push((env.name.clone(), op.id.clone()));
-                    let rollback = op.kind == OperationKind::Create
-                        && serde_json::from_value::<OnFailure>(op.input["on_failure"].clone())
-                            .unwrap_or_default()
-                            == OnFailure::Rollback;
+                    let rollback =
+                        op.kind == OperationKind::Create && op.on_failure() == OnFailure::Rollback;
                     if rollback && let Some(destroy) = self.destroy(&released, now).await? {
                         done.rollbacks.push((env.name.clone(), destroy));
                     }
