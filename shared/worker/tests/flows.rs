@@ -702,3 +702,96 @@ async fn snapshots_are_kept_for_their_retention_and_go_with_their_environment() 
     assert_eq!(plane.run("destroy", "dev", &op).await.status, "SUCCEEDED");
     assert!(plane.simulator.snapshots(&env).await.unwrap().is_empty());
 }
+
+#[test]
+fn every_task_of_the_shipped_flows_has_a_timeout_retries_lambda_errors_and_compensation_is_caught()
+{
+    for flow in ["provision", "update", "destroy"] {
+        let path = format!(
+            "{}/../../statemachines/{flow}.asl.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        fn tasks<'a>(
+            states: &'a serde_json::Value,
+            out: &mut Vec<(&'a str, &'a serde_json::Value)>,
+        ) {
+            for (name, state) in states.as_object().unwrap() {
+                if state["Type"] == "Task" {
+                    out.push((name, state));
+                }
+                for branch in state["Branches"].as_array().into_iter().flatten() {
+                    tasks(&branch["States"], out);
+                }
+                if let Some(inner) = state.get("ItemProcessor") {
+                    tasks(&inner["States"], out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        tasks(&json["States"], &mut all);
+        for (name, task) in all {
+            assert!(
+                task["TimeoutSeconds"].as_u64().is_some(),
+                "{flow}/{name}: no timeout"
+            );
+            let retried: Vec<&str> = task["Retry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["ErrorEquals"].as_array().unwrap())
+                .map(|e| e.as_str().unwrap())
+                .collect();
+            for error in [
+                "Envplane.Throttled",
+                "Envplane.Transient",
+                "States.Timeout",
+                "Lambda.ServiceException",
+                "Lambda.AWSLambdaException",
+                "Lambda.SdkClientException",
+                "Lambda.TooManyRequestsException",
+            ] {
+                assert!(
+                    retried.contains(&error),
+                    "{flow}/{name} does not retry {error}"
+                );
+            }
+        }
+        // A failure anywhere is caught: at top-level states, or by the Parallel or Map state a
+        // nested task belongs to.
+        for (name, state) in json["States"].as_object().unwrap() {
+            let kind = state["Type"].as_str().unwrap();
+            if matches!(kind, "Task" | "Parallel" | "Map") {
+                assert!(
+                    state.get("Catch").is_some(),
+                    "{flow}/{name}: a failure here would be silent"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retried_finish_or_compensation_after_its_write_is_done_not_a_conflict() {
+    let plane = Plane::new(Faults::NONE);
+    let op = plane.create("dev", Tier::Dev, 0).await;
+    assert_eq!(plane.run("provision", "dev", &op).await.status, "SUCCEEDED");
+    let worker = Worker::new(plane.store.clone(), plane.simulator.clone());
+    let finish =
+        serde_json::json!({"action": "operation.succeed", "environment": "dev", "operation": op});
+    assert_eq!(
+        worker.handle(finish).await.unwrap(),
+        serde_json::json!({"phase": "ready"})
+    );
+    let failing = plane.create("qa", Tier::Qa, 1).await;
+    let fail = serde_json::json!({
+        "action": "operation.fail", "environment": "qa", "operation": failing,
+        "error": {"Error": "Envplane.Invalid", "Cause": "boom"}
+    });
+    worker.handle(fail.clone()).await.unwrap();
+    assert_eq!(
+        worker.handle(fail).await.unwrap(),
+        serde_json::json!({"phase": "failed", "error": "Envplane.Invalid"})
+    );
+}

@@ -5,7 +5,9 @@ use envplane_domain::EnvName;
 use envplane_domain::environment::ObservedResource;
 use envplane_domain::events::EventKind;
 use envplane_domain::lifecycle::{self, Leftovers};
-use envplane_domain::operation::{AppliedChange, OnFailure, OperationError, OperationKind};
+use envplane_domain::operation::{
+    AppliedChange, OnFailure, OperationError, OperationKind, OperationStatus,
+};
 use envplane_domain::resources::ResourceKind;
 use serde_json::{Value, json};
 
@@ -59,6 +61,17 @@ impl Worker {
         env: &EnvName,
         operation: &str,
     ) -> Result<Value, WorkerError> {
+        // A retried finish after its write was committed: done, not a conflict.
+        if let Some(done) = self.store.operation(operation).await?
+            && done.status == OperationStatus::Succeeded
+        {
+            let phase = if done.kind == OperationKind::Delete {
+                "deleted"
+            } else {
+                "ready"
+            };
+            return Ok(json!({ "phase": phase }));
+        }
         let (record, op) = self.held(env, operation).await?;
         let deleted = op.kind == OperationKind::Delete;
         let resources = if deleted {
@@ -123,6 +136,16 @@ impl Worker {
         rolled_back: bool,
         rollback_error: Option<Value>,
     ) -> Result<Value, WorkerError> {
+        // A retried compensation after its write was committed: done, not a conflict.
+        if let Some(done) = self.store.operation(operation).await?
+            && matches!(
+                done.status,
+                OperationStatus::Failed | OperationStatus::Cancelled
+            )
+        {
+            let name = done.error.map(|e| e.error);
+            return Ok(json!({ "phase": "failed", "error": name }));
+        }
         let (record, op) = self.held(env, operation).await?;
         let text = |error: &Value, key: &str, otherwise: &str| {
             error
