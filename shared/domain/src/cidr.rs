@@ -70,6 +70,21 @@ impl VpcCidr {
     }
 }
 
+impl VpcCidr {
+    /// The `pick`th free block (modulo how many are free), for a request that lost a block to
+    /// a concurrent one: spreading the retries over the pool keeps a burst of creates from
+    /// colliding on the same block round after round.
+    pub fn allocate_spread(in_use: &BTreeSet<VpcCidr>, pick: u64) -> Option<VpcCidr> {
+        let free: Vec<VpcCidr> = (16..=255u8)
+            .chain(0..16)
+            .map(VpcCidr)
+            .filter(|c| !in_use.contains(c))
+            .collect();
+        let count = u64::try_from(free.len()).ok().filter(|n| *n > 0)?;
+        free.get(usize::try_from(pick % count).ok()?).copied()
+    }
+}
+
 impl TryFrom<String> for VpcCidr {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {

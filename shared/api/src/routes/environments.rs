@@ -142,7 +142,10 @@ pub(crate) async fn create_environment(
                 }
             }
             Err(CommitError::CidrTaken(taken)) if choice == CidrChoice::Allocated => {
-                allocated = Some(allocate(&state, Some(taken)).await?);
+                // The tier's default was taken: the next free block. A block this request
+                // chose itself was lost to a concurrent create: a random free one.
+                let lost_race = allocated.is_some();
+                allocated = Some(allocate(&state, Some((taken, lost_race))).await?);
             }
             Err(CommitError::CidrTaken(taken)) => {
                 let holder = state
@@ -233,12 +236,23 @@ async fn dry_run_create(
     Ok(Json(serde_json::json!({ "dry_run": true, "environment": EnvironmentView::from(would_be), "plan": plan })).into_response())
 }
 
-/// A free VPC block, avoiding `taken` which was just found to be in use.
-async fn allocate(state: &AppState, taken: Option<VpcCidr>) -> Result<VpcCidr, ApiError> {
+/// A free VPC block, avoiding `taken` (found in use): the lowest, or a random one when it was
+/// lost in a race, so that a burst of creates does not collide round after round.
+async fn allocate(state: &AppState, taken: Option<(VpcCidr, bool)>) -> Result<VpcCidr, ApiError> {
     let mut in_use: std::collections::BTreeSet<VpcCidr> =
         state.store.cidrs_in_use().await?.into_keys().collect();
-    in_use.extend(taken);
-    VpcCidr::allocate(None, &in_use).ok_or_else(|| {
+    let chosen = match taken {
+        Some((lost, true)) => {
+            in_use.insert(lost);
+            VpcCidr::allocate_spread(&in_use, u64::from(ulid::Ulid::new().random() as u32))
+        }
+        Some((taken, false)) => {
+            in_use.insert(taken);
+            VpcCidr::allocate(None, &in_use)
+        }
+        None => VpcCidr::allocate(None, &in_use),
+    };
+    chosen.ok_or_else(|| {
         ApiError::invalid(
             "network.vpc_cidr",
             "the address pool 10.0.0.0/8 has no free /16 left",

@@ -82,3 +82,30 @@ pub async fn hundred_identical_posts_with_one_key_make_one_environment(h: Harnes
     assert_eq!(events[0]["operation"], body["operation"]["id"]);
     assert_eq!(events[0]["principal"], "otto");
 }
+
+pub async fn twenty_concurrent_creates_of_one_tier_are_all_accepted(h: Harness) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let router = h.router.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"name": format!("preview-{i}"), "tier": "dev"}).to_string();
+            let request = axum::http::Request::post("/v1/environments")
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            send(router, request).await
+        }));
+    }
+    let mut blocks = BTreeSet::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        let block = reply.body["environment"]["spec"]["network"]["vpc_cidr"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(blocks.insert(block.clone()), "{block} given twice");
+    }
+    assert_eq!(blocks.len(), 20);
+}

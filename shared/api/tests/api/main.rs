@@ -32,6 +32,11 @@ mod embedded {
         hundred_identical_posts_with_one_key_make_one_environment(Harness::embedded()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn twenty_creates() {
+        twenty_concurrent_creates_of_one_tier_are_all_accepted(Harness::embedded()).await;
+    }
+
     #[tokio::test]
     async fn audit_tampering() {
         let (dir, store) = envplane_store::testing::embedded_store();
@@ -59,6 +64,14 @@ mod dynamodb {
             return;
         };
         hundred_identical_posts_with_one_key_make_one_environment(h).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn twenty_creates() {
+        let Some(h) = Harness::dynamodb().await else {
+            return;
+        };
+        twenty_concurrent_creates_of_one_tier_are_all_accepted(h).await;
     }
 
     #[tokio::test]
