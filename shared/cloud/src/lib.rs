@@ -77,6 +77,26 @@ impl Resource {
     }
 }
 
+/// Refuses to change or delete what `stack` did not make: `tags` (as the cloud holds them)
+/// must carry the stack's tag and an environment's. The one ownership check every adapter
+/// makes before a change or a delete.
+pub fn check_owned(
+    tags: &BTreeMap<String, String>,
+    stack: &str,
+    what: &str,
+) -> Result<(), CloudError> {
+    use envplane_domain::resources::tags as keys;
+    if tags.get(keys::STACK).map(String::as_str) == Some(stack)
+        && tags.contains_key(keys::ENVIRONMENT)
+    {
+        return Ok(());
+    }
+    Err(CloudError::Invalid(format!(
+        "{what} does not carry this stack's tag {}={stack}: envplane never changes or deletes it",
+        keys::STACK
+    )))
+}
+
 /// Why a cloud call failed; the worker turns each into the `Envplane.*` error the flows match.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloudError {

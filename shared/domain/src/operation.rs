@@ -160,6 +160,12 @@ impl Operation {
     pub fn on_failure(&self) -> OnFailure {
         serde_json::from_value(self.input["on_failure"].clone()).unwrap_or_default()
     }
+
+    /// Whether a failure (or a cancel, or a lost lease) of this operation is rolled back: a
+    /// provisioning that did not ask to keep what it made.
+    pub fn rolls_back(&self) -> bool {
+        self.kind == OperationKind::Create && self.on_failure() == OnFailure::Rollback
+    }
 }
 
 /// One in-place change a flow made to a resource.

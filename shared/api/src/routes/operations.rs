@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use envplane_domain::operation::{OnFailure, OperationKind, OperationStatus};
+use envplane_domain::operation::OperationStatus;
 use envplane_domain::{Action, Caller, Operation, commands, lifecycle};
 use envplane_store::{Change, CommitError, Expected};
 
@@ -132,8 +132,7 @@ pub(crate) async fn cancel_operation(
             }
             Err(other) => return Err(other.into()),
         }
-        let keep = op.on_failure() == OnFailure::Keep;
-        if op.kind != OperationKind::Create || keep {
+        if !op.rolls_back() {
             let done = CancelResponse {
                 operation: cancelled,
                 rollback: None,

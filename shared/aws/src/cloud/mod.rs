@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use envplane_cloud::{
     Cloud, CloudError, Modification, Resource, ResourceState, Snapshot, SnapshotState,
 };
-use envplane_domain::resources::{Desired, Planned, ResourceKind, tags};
+use envplane_domain::resources::{Desired, Planned, ResourceKind};
 use envplane_domain::{EnvName, names};
 use tokio::sync::OnceCell;
 
@@ -137,17 +137,11 @@ impl AwsCloud {
 
     /// Refuses to change or delete a resource that is not this stack's.
     fn check_owned(&self, r: &Resource) -> Result<(), CloudError> {
-        let stack = r.tags.get(tags::STACK).map(String::as_str);
-        if stack == Some(self.settings.stack.as_str()) && r.tags.contains_key(tags::ENVIRONMENT) {
-            return Ok(());
-        }
-        Err(CloudError::Invalid(format!(
-            "{} ({}) does not carry this stack's tag {}={}: envplane never changes or deletes it",
-            r.name,
-            r.id,
-            tags::STACK,
-            self.settings.stack
-        )))
+        envplane_cloud::check_owned(
+            &r.tags,
+            &self.settings.stack,
+            &format!("{} ({})", r.name, r.id),
+        )
     }
 
     /// Every resource of the given kinds carrying the environment's and the stack's tags: one
@@ -420,14 +414,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn delete_snapshot(&self, snapshot: &Snapshot) -> Result<(), CloudError> {
-        if snapshot.tags.get(tags::STACK) != Some(&self.settings.stack) {
-            return Err(CloudError::Invalid(format!(
-                "{} does not carry this stack's tag {}={}: envplane never deletes it",
-                snapshot.id,
-                tags::STACK,
-                self.settings.stack
-            )));
-        }
+        envplane_cloud::check_owned(&snapshot.tags, &self.settings.stack, &snapshot.id)?;
         ec2::volume::delete_snapshot(&self.clients.home().ec2, snapshot).await
     }
 }

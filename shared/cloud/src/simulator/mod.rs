@@ -223,20 +223,13 @@ impl Simulator {
     /// Refuses to change or delete what this stack did not make, by the tags the cloud holds
     /// (not the caller's copy).
     fn check_owned(&self, state: &State, resource: &Resource) -> Result<(), CloudError> {
-        let stored = state.resources.get(&resource.id).map(|s| &s.resource.tags);
-        match stored {
-            Some(tags)
-                if tags.get(tags::STACK).map(String::as_str) != Some(self.stack.as_str()) =>
-            {
-                Err(CloudError::Invalid(format!(
-                    "{} ({}) does not carry this stack's tag {}={}: envplane never changes or deletes it",
-                    resource.name,
-                    resource.id,
-                    tags::STACK,
-                    self.stack
-                )))
-            }
-            _ => Ok(()),
+        match state.resources.get(&resource.id) {
+            Some(s) => crate::check_owned(
+                &s.resource.tags,
+                &self.stack,
+                &format!("{} ({})", resource.name, resource.id),
+            ),
+            None => Ok(()),
         }
     }
 
@@ -584,16 +577,9 @@ impl Cloud for Simulator {
             .taken
             .iter()
             .find(|(_, t)| t.snapshot.id == snapshot.id)
-            .map(|(k, t)| (k.clone(), t.snapshot.tags.get(tags::STACK).cloned()));
-        if let Some((key, stack)) = key {
-            if stack.as_deref() != Some(self.stack.as_str()) {
-                return Err(CloudError::Invalid(format!(
-                    "{} does not carry this stack's tag {}={}: envplane never deletes it",
-                    snapshot.id,
-                    tags::STACK,
-                    self.stack
-                )));
-            }
+            .map(|(k, t)| (k.clone(), t.snapshot.tags.clone()));
+        if let Some((key, stored)) = key {
+            crate::check_owned(&stored, &self.stack, &snapshot.id)?;
             state.taken.remove(&key);
         }
         self.finish(&mut state, now, fault, ())

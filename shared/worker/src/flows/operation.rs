@@ -5,9 +5,7 @@ use envplane_domain::EnvName;
 use envplane_domain::environment::ObservedResource;
 use envplane_domain::events::EventKind;
 use envplane_domain::lifecycle::{self, Leftovers};
-use envplane_domain::operation::{
-    AppliedChange, OnFailure, OperationError, OperationKind, OperationStatus,
-};
+use envplane_domain::operation::{AppliedChange, OperationError, OperationKind, OperationStatus};
 use envplane_domain::resources::ResourceKind;
 use serde_json::{Value, json};
 
@@ -114,7 +112,7 @@ impl Worker {
         operation: &str,
     ) -> Result<Value, WorkerError> {
         let (_, op) = self.held(env, operation).await?;
-        let rollback = op.kind == OperationKind::Create && op.on_failure() == OnFailure::Rollback;
+        let rollback = op.rolls_back();
         let steps: Vec<Value> = if rollback {
             ResourceKind::TEARDOWN_STEPS
                 .iter()
@@ -161,9 +159,7 @@ impl Worker {
                 text(&e, "Cause", "no cause recorded")
             )),
             None if rolled_back => Leftovers::RolledBack,
-            None if op.kind == OperationKind::Create && op.on_failure() == OnFailure::Keep => {
-                Leftovers::Kept
-            }
+            None if op.kind == OperationKind::Create && !op.rolls_back() => Leftovers::Kept,
             None => Leftovers::AsStopped,
         };
         let error = OperationError {

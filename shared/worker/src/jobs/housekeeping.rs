@@ -6,7 +6,7 @@ use envplane_domain::commands::{self, Request};
 use envplane_domain::environment::Phase;
 use envplane_domain::events::{Event, EventKind};
 use envplane_domain::lifecycle;
-use envplane_domain::operation::{OnFailure, Operation, OperationKind};
+use envplane_domain::operation::Operation;
 use envplane_domain::{Caller, EnvName, Environment, Role, Tier};
 use envplane_notify::publish_or_log;
 use envplane_store::Change;
@@ -52,8 +52,7 @@ impl Jobs {
             if lost {
                 if let Some((op, released)) = self.release_lost(&env, now).await? {
                     done.lost_operations.push((env.name.clone(), op.id.clone()));
-                    let rollback =
-                        op.kind == OperationKind::Create && op.on_failure() == OnFailure::Rollback;
+                    let rollback = op.rolls_back();
                     if rollback && let Some(destroy) = self.destroy(&released, now).await? {
                         done.rollbacks.push((env.name.clone(), destroy));
                     }
