@@ -22,6 +22,49 @@ use envplane_workflow::{
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+/// A store, a virtual clock and a simulated cloud on that clock: what every test here runs on.
+struct Rig {
+    dir: tempfile::TempDir,
+    store: Arc<dyn StateStore>,
+    clock: Arc<VirtualClock>,
+    now: envplane_cloud::SharedClock,
+    cloud: Arc<Simulator>,
+}
+
+impl Rig {
+    fn new(profile: LatencyProfile) -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let clock = Arc::new(VirtualClock::new(OffsetDateTime::now_utc()));
+        let reader = clock.clone();
+        let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
+        let cloud = Arc::new(Simulator::new(profile, Faults::NONE, now.clone()));
+        Self {
+            dir,
+            store: Arc::new(store),
+            clock,
+            now,
+            cloud,
+        }
+    }
+
+    /// The worker on this rig's store, cloud and clock.
+    fn worker(&self) -> Worker {
+        Worker::new(self.store.clone(), self.cloud.clone()).with_clock(self.now.clone())
+    }
+
+    /// The scheduled jobs on this rig.
+    fn jobs(&self) -> Jobs {
+        Jobs::new(self.store.clone(), self.cloud.clone(), Arc::new(|| 0))
+            .with_clock(self.now.clone())
+    }
+
+    /// Flows run in-process by `runner`, their executions kept under the rig's directory.
+    fn workflows(&self, runner: Arc<dyn TaskRunner>) -> Arc<LocalWorkflows> {
+        let executor = Executor::new(runner, self.clock.clone());
+        Arc::new(LocalWorkflows::new(executor, &self.dir.path().join("executions")).unwrap())
+    }
+}
+
 /// The worker, with housekeeping run before every step on the same clock: as if the
 /// scheduler's job fired between any two steps.
 struct Housekept {
@@ -49,20 +92,15 @@ impl TaskRunner for Housekept {
 
 #[tokio::test]
 async fn a_lease_is_renewed_across_a_four_version_upgrade() {
-    let (_dir, store) = envplane_store::testing::embedded_store();
-    let store: Arc<dyn StateStore> = Arc::new(store);
-    let start = OffsetDateTime::now_utc();
-    let clock = Arc::new(VirtualClock::new(start));
-    let reader = clock.clone();
-    let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-    let cloud = Arc::new(Simulator::new(
-        LatencyProfile::Realistic,
-        Faults::NONE,
-        now.clone(),
-    ));
-    let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now.clone());
-    let jobs = Jobs::new(store.clone(), cloud.clone(), Arc::new(|| 0)).with_clock(now.clone());
-    let executor = Executor::new(Arc::new(Housekept { worker, jobs }), clock.clone());
+    let rig = Rig::new(LatencyProfile::Realistic);
+    let (store, clock) = (rig.store.clone(), rig.clock.clone());
+    let executor = Executor::new(
+        Arc::new(Housekept {
+            worker: rig.worker(),
+            jobs: rig.jobs(),
+        }),
+        clock.clone(),
+    );
     let env = EnvName::parse("dev").unwrap();
     let definition = |flow: Flow| flow.local_definition().unwrap();
 
@@ -121,16 +159,8 @@ async fn a_lease_is_renewed_across_a_four_version_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_operation_is_stopped_before_its_lock_is_released() {
-    let (dir, store) = envplane_store::testing::embedded_store();
-    let store: Arc<dyn StateStore> = Arc::new(store);
-    let clock = Arc::new(VirtualClock::new(OffsetDateTime::now_utc()));
-    let reader = clock.clone();
-    let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-    let cloud = Arc::new(Simulator::new(
-        LatencyProfile::Instant,
-        Faults::NONE,
-        now.clone(),
-    ));
+    let rig = Rig::new(LatencyProfile::Instant);
+    let (store, clock, cloud) = (rig.store.clone(), rig.clock.clone(), rig.cloud.clone());
     // A worker that hangs in the cluster step, as a step whose calls never come back would;
     // the flag says whether the hung step was entered, and whether it was stopped.
     struct Flag(Arc<std::sync::atomic::AtomicU8>);
@@ -161,10 +191,7 @@ async fn a_lost_operation_is_stopped_before_its_lock_is_released() {
         }
     }
     let hung = Arc::new(std::sync::atomic::AtomicU8::new(0));
-    let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now.clone());
-    let executor = Executor::new(Arc::new(Hangs(worker, hung.clone())), clock.clone());
-    let workflows =
-        Arc::new(LocalWorkflows::new(executor, &dir.path().join("executions")).unwrap());
+    let workflows = rig.workflows(Arc::new(Hangs(rig.worker(), hung.clone())));
     let env = EnvName::parse("dev").unwrap();
     let op = mutations::create(store.as_ref(), &env, Tier::Dev, 0, |_| {}).await;
     workflows.start(Flow::Provision, &env, &op).await.unwrap();
@@ -181,9 +208,7 @@ async fn a_lost_operation_is_stopped_before_its_lock_is_released() {
         "never hung"
     );
     clock.sleep(std::time::Duration::from_secs(3 * 3600)).await;
-    let jobs = Jobs::new(store.clone(), cloud.clone(), Arc::new(|| 0))
-        .with_clock(now.clone())
-        .with_workflows(workflows.clone());
+    let jobs = rig.jobs().with_workflows(workflows.clone());
     let done = jobs.housekeeping().await.unwrap();
     assert_eq!(done.lost_operations.len(), 1, "{done:?}");
     // Housekeeping stopped the execution (the hung step was dropped) before it released the
@@ -216,23 +241,10 @@ async fn a_lost_operation_is_stopped_before_its_lock_is_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_operation_whose_flow_never_started_is_started_by_housekeeping() {
-    let (dir, store) = envplane_store::testing::embedded_store();
-    let store: Arc<dyn StateStore> = Arc::new(store);
-    let clock = Arc::new(VirtualClock::new(OffsetDateTime::now_utc()));
-    let reader = clock.clone();
-    let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-    let cloud = Arc::new(Simulator::new(
-        LatencyProfile::Instant,
-        Faults::NONE,
-        now.clone(),
-    ));
-    let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now.clone());
-    let executor = Executor::new(Arc::new(worker), clock.clone());
-    let workflows =
-        Arc::new(LocalWorkflows::new(executor, &dir.path().join("executions")).unwrap());
-    let jobs = Jobs::new(store.clone(), cloud.clone(), Arc::new(|| 0))
-        .with_clock(now.clone())
-        .with_workflows(workflows.clone());
+    let rig = Rig::new(LatencyProfile::Instant);
+    let (store, clock) = (rig.store.clone(), rig.clock.clone());
+    let workflows = rig.workflows(Arc::new(rig.worker()));
+    let jobs = rig.jobs().with_workflows(workflows.clone());
     // Recorded as a request records it, and then the process died before starting the flow.
     let env = EnvName::parse("dev").unwrap();
     let op = mutations::create(store.as_ref(), &env, Tier::Dev, 0, |_| {}).await;
@@ -259,16 +271,8 @@ async fn an_accepted_operation_whose_flow_never_started_is_started_by_housekeepi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_execution_lists_no_step_as_running() {
-    let (dir, store) = envplane_store::testing::embedded_store();
-    let store: Arc<dyn StateStore> = Arc::new(store);
-    let clock = Arc::new(VirtualClock::new(OffsetDateTime::now_utc()));
-    let reader = clock.clone();
-    let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-    let cloud = Arc::new(Simulator::new(
-        LatencyProfile::Instant,
-        Faults::NONE,
-        now.clone(),
-    ));
+    let rig = Rig::new(LatencyProfile::Instant);
+    let store = rig.store.clone();
     // The cluster step fails for good: the flow rolls back, compensates and fails.
     struct Breaks(Worker);
     #[async_trait]
@@ -285,10 +289,7 @@ async fn an_ended_execution_lists_no_step_as_running() {
             self.0.run(resource, payload, context).await
         }
     }
-    let worker = Worker::new(store.clone(), cloud.clone()).with_clock(now.clone());
-    let executor = Executor::new(Arc::new(Breaks(worker)), clock.clone());
-    let workflows =
-        Arc::new(LocalWorkflows::new(executor, &dir.path().join("executions")).unwrap());
+    let workflows = rig.workflows(Arc::new(Breaks(rig.worker())));
     let env = EnvName::parse("dev").unwrap();
     let op = mutations::create(store.as_ref(), &env, Tier::Dev, 0, |_| {}).await;
     workflows.start(Flow::Provision, &env, &op).await.unwrap();
