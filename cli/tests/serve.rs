@@ -90,10 +90,7 @@ fn cli(endpoint: &str, args: &[&str]) -> (bool, String, String) {
 async fn an_environment_survives_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let plane = Plane::start(dir.path());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = http();
     let created = http
         .post(format!("{}/v1/environments", plane.endpoint))
         .json(&json!({"name": "dev", "tier": "dev"}))
@@ -235,6 +232,36 @@ fn serve_refuses_to_start_without_an_auth_choice() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--dev-auth"));
 }
 
+/// An HTTP client for the plane's API.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A GET answered as JSON.
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Records a create (`body` as POST takes it) and answers its operation's id.
+async fn create(http: &reqwest::Client, endpoint: &str, body: Value) -> String {
+    let created: Value = http
+        .post(format!("{endpoint}/v1/environments"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["operation"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned()
+}
+
 async fn wait_for_operation(
     http: &reqwest::Client,
     endpoint: &str,
@@ -243,14 +270,7 @@ async fn wait_for_operation(
 ) -> Value {
     let deadline = std::time::Instant::now() + limit;
     loop {
-        let body: Value = http
-            .get(format!("{endpoint}/v1/operations/{op}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(http, format!("{endpoint}/v1/operations/{op}")).await;
         if ["succeeded", "failed"].contains(&body["status"].as_str().unwrap_or(""))
             || std::time::Instant::now() > deadline
         {
@@ -266,31 +286,17 @@ async fn a_provision_interrupted_by_kill_9_goes_on_to_ready_after_restart() {
     // Realistic latencies 600 times faster: EKS takes a second, the whole provision about two.
     let fast = ["--latency", "realistic", "--time-scale", "600"];
     let plane = Plane::start_with(dir.path(), &fast);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let created: Value = http
-        .post(format!("{}/v1/environments", plane.endpoint))
-        .json(&json!({"name": "prod", "tier": "prod"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = created["operation"]["id"].as_str().unwrap().to_owned();
+    let http = http();
+    let op = create(
+        &http,
+        &plane.endpoint,
+        json!({"name": "prod", "tier": "prod"}),
+    )
+    .await;
     // Kill once the flow is well under way (past the network), and before it ends.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let midway = loop {
-        let body: Value = http
-            .get(format!("{}/v1/operations/{op}", plane.endpoint))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&http, format!("{}/v1/operations/{op}", plane.endpoint)).await;
         let steps = body["steps"].as_array().map_or(0, Vec::len);
         if (body["status"] == "running" && steps >= 4)
             || body["status"] == "succeeded"
@@ -472,24 +478,14 @@ async fn serve_aws_creates_and_deletes_on_moto() {
         ulid::Ulid::new().to_string().to_lowercase()
     );
     let plane = Plane::start_env(dir.path(), &["--aws", "--table", &table], &vars);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = http();
     let name = format!("q{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
-    let created: Value = http
-        .post(format!("{}/v1/environments", plane.endpoint))
-        .json(&json!({"name": name, "tier": "qa", "network": {"vpc_cidr": "10.77.0.0/16"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = created["operation"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{created}"))
-        .to_owned();
+    let op = create(
+        &http,
+        &plane.endpoint,
+        json!({"name": name, "tier": "qa", "network": {"vpc_cidr": "10.77.0.0/16"}}),
+    )
+    .await;
     let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let filter = aws_sdk_ec2::types::Filter::builder()
@@ -733,31 +729,17 @@ async fn cancel_of_a_running_provision_leaves_nothing() {
         dir.path(),
         &["--latency", "realistic", "--time-scale", "60"],
     );
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let created: Value = http
-        .post(format!("{}/v1/environments", plane.endpoint))
-        .json(&json!({"name": "dev", "tier": "dev"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = created["operation"]["id"].as_str().unwrap().to_owned();
+    let http = http();
+    let op = create(
+        &http,
+        &plane.endpoint,
+        json!({"name": "dev", "tier": "dev"}),
+    )
+    .await;
     // Cancel once the flow has made the network and is building the rest.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let body: Value = http
-            .get(format!("{}/v1/operations/{op}", plane.endpoint))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&http, format!("{}/v1/operations/{op}", plane.endpoint)).await;
         let built = body["steps"]
             .as_array()
             .into_iter()
@@ -797,14 +779,7 @@ async fn cancel_of_a_running_provision_leaves_nothing() {
         .map(|r| r["resource"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(left, Vec::<&str>::new());
-    let cancelled: Value = http
-        .get(format!("{}/v1/operations/{op}", plane.endpoint))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cancelled = get_json(&http, format!("{}/v1/operations/{op}", plane.endpoint)).await;
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["error"]["error"], "Envplane.Cancelled");
 }
@@ -827,10 +802,7 @@ async fn an_operation_accepted_but_never_started_runs_after_a_restart() {
         .await
     };
     let plane = Plane::start(dir.path());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = http();
     let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
@@ -840,20 +812,13 @@ async fn a_restart_after_a_time_scaled_run_goes_on_from_the_planes_latest_time()
     let dir = tempfile::tempdir().unwrap();
     let fast = ["--latency", "realistic", "--time-scale", "600"];
     let plane = Plane::start_with(dir.path(), &fast);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let created: Value = http
-        .post(format!("{}/v1/environments", plane.endpoint))
-        .json(&json!({"name": "dev", "tier": "dev"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = created["operation"]["id"].as_str().unwrap().to_owned();
+    let http = http();
+    let op = create(
+        &http,
+        &plane.endpoint,
+        json!({"name": "dev", "tier": "dev"}),
+    )
+    .await;
     let ready = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(60)).await;
     assert_eq!(ready["status"], "succeeded", "{ready}");
     let deleting: Value = http
