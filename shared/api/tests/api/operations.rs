@@ -139,8 +139,8 @@ async fn a_cancel_releases_the_environment_rolls_back_a_provisioning_and_is_audi
     assert_eq!(late.content_type(), "application/problem+json");
 }
 
-/// A workflow service that refuses to start anything, as Step Functions can when throttled or
-/// down; it counts the attempts.
+/// A workflow service that refuses to start or stop anything, as Step Functions can when
+/// throttled or down; it counts the starts.
 #[derive(Default)]
 struct Refusing(std::sync::atomic::AtomicU32);
 
@@ -172,7 +172,9 @@ impl envplane_workflow::Workflows for Refusing {
         _op: &str,
         _cause: &str,
     ) -> Result<(), envplane_workflow::WorkflowError> {
-        Ok(())
+        Err(envplane_workflow::WorkflowError::Unavailable(
+            "StopExecution: ThrottlingException".into(),
+        ))
     }
 }
 
@@ -263,4 +265,45 @@ async fn a_flow_that_cannot_start_is_a_503_and_leaves_nothing_held() {
     assert_eq!(qa.body["active_operation"], serde_json::Value::Null);
     assert_eq!(qa.body["status"]["phase"], "failed");
     assert!(refusing.0.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn a_cancel_whose_execution_cannot_be_stopped_is_a_503_and_changes_nothing() {
+    let h = Harness::with_workflows(std::sync::Arc::new(Refusing::default()));
+    let dev = envplane_domain::EnvName::parse("dev").unwrap();
+    let op = envplane_store::testing::mutations::create(
+        h.store.as_ref(),
+        &dev,
+        envplane_domain::Tier::Dev,
+        0,
+        |_| {},
+    )
+    .await;
+    let reply = h
+        .request(
+            Method::POST,
+            &format!("/v1/operations/{op}/cancel"),
+            Some(OPERATOR),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.content_type(), "application/problem+json");
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed")
+    );
+    let env = h.get("/v1/environments/dev").await;
+    assert_eq!(env.body["active_operation"], op.as_str());
+    let still = h.get(&format!("/v1/operations/{op}")).await;
+    assert_eq!(still.body["status"], "pending");
 }
