@@ -70,6 +70,7 @@ fn start(
         steps: Vec::new(),
         changes: Vec::new(),
         error: None,
+        version: 1,
     }
 }
 

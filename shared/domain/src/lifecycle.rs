@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::auth::Role;
 use crate::environment::{Condition, Environment, ObservedResource, Phase};
-use crate::operation::{AppliedChange, Operation, OperationError, OperationKind, OperationStatus};
+use crate::operation::{Operation, OperationError, OperationKind, OperationStatus};
 
 /// Principal recorded for changes the flows make on their own.
 pub const SYSTEM_PRINCIPAL: &str = "envplane";
@@ -53,6 +53,15 @@ fn next(environment: &Environment, at: OffsetDateTime) -> Environment {
     next
 }
 
+/// The operation's next record: a write of it is conditioned on the version it was read at,
+/// so that two writers of one operation cannot both succeed from the same read.
+fn next_operation(operation: &Operation, at: OffsetDateTime) -> Operation {
+    let mut next = operation.clone();
+    next.version += 1;
+    next.updated_at = at;
+    next
+}
+
 /// The same record, no longer held by an operation.
 fn released(environment: &Environment, at: OffsetDateTime) -> Environment {
     let mut next = next(environment, at);
@@ -71,9 +80,8 @@ pub fn start(
     if operation.status == OperationStatus::Running {
         return None;
     }
-    let mut op = operation.clone();
+    let mut op = next_operation(operation, at);
     op.status = OperationStatus::Running;
-    op.updated_at = at;
     let mut env = next(environment, at);
     env.status.phase = match op.kind {
         OperationKind::Create => Phase::Provisioning,
@@ -99,24 +107,6 @@ pub fn renew(environment: &Environment, at: OffsetDateTime) -> Option<Environmen
     let mut env = next(environment, at);
     env.lease_expires_at = Some(at + crate::commands::OPERATION_LEASE);
     Some(env)
-}
-
-/// The flow made in-place changes: they are appended to the operation, in order.
-pub fn record_changes(
-    environment: &Environment,
-    operation: &Operation,
-    applied: &[AppliedChange],
-    at: OffsetDateTime,
-) -> Transition {
-    let mut op = operation.clone();
-    op.changes.extend(applied.iter().cloned());
-    op.updated_at = at;
-    Transition {
-        environment: next(environment, at),
-        operation: op,
-        audit: None,
-        release_cidr: false,
-    }
 }
 
 /// The flow finished: a destroyed environment becomes a tombstone (its block released, the
@@ -157,9 +147,8 @@ pub fn succeed(
             })
             .collect();
     }
-    let mut op = operation.clone();
+    let mut op = next_operation(operation, at);
     op.status = OperationStatus::Succeeded;
-    op.updated_at = at;
     let audit = deleted.then(|| {
         let entry = AuditEntry {
             principal: SYSTEM_PRINCIPAL.into(),
@@ -246,10 +235,9 @@ pub fn fail(
         at,
     )];
     env.status.conditions.extend(rolled_back);
-    let mut op = operation.clone();
+    let mut op = next_operation(operation, at);
     op.status = OperationStatus::Failed;
     op.error = Some(error);
-    op.updated_at = at;
     Transition {
         environment: env,
         operation: op,
@@ -315,13 +303,12 @@ pub fn cancel(
     env.status
         .conditions
         .push(condition("Ready", false, CANCELLED, cause.clone(), at));
-    let mut op = operation.clone();
+    let mut op = next_operation(operation, at);
     op.status = OperationStatus::Cancelled;
     op.error = Some(OperationError {
         error: CANCELLED.into(),
         cause,
     });
-    op.updated_at = at;
     let entry = AuditEntry {
         principal: caller.principal.clone(),
         role: caller.role,
@@ -357,13 +344,12 @@ pub fn expire(environment: &Environment, operation: &Operation, at: OffsetDateTi
     env.status
         .conditions
         .push(condition("Ready", false, LEASE_EXPIRED, cause.clone(), at));
-    let mut op = operation.clone();
+    let mut op = next_operation(operation, at);
     op.status = OperationStatus::Failed;
     op.error = Some(OperationError {
         error: LEASE_EXPIRED.into(),
         cause,
     });
-    op.updated_at = at;
     Transition {
         environment: env,
         operation: op,

@@ -152,6 +152,10 @@ pub struct Operation {
     pub changes: Vec<AppliedChange>,
     /// Why it failed.
     pub error: Option<OperationError>,
+    /// Bumped by every write of the record: each write is conditioned on the version it read
+    /// (in-place changes are appended without one, see the store's `append_changes`).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Operation {

@@ -3,13 +3,18 @@
 //! | pk | sk | holds |
 //! |---|---|---|
 //! | `ENV#{name}` | `META` | the environment (GSI `gsi1`: `ENV` / name, for listing) |
-//! | `ENV#{name}` | `OP#{id}` | an operation (GSI `gsi1`: `OP#{id}` / `OP`, for lookup by id) |
+//! | `ENV#{name}` | `OP#{id}` | an operation (GSI `gsi1`: `OP#{id}` / `OP`, for lookup by id), its `version` beside it |
+//! | `ENV#{name}` | `OP#{id}#CHANGE#{ulid}` | in-place changes appended to the operation, in order |
 //! | `ENV#{name}` | `AUDIT#{seq:020}` | an audit event |
 //! | `IDEMP#{key}` | `IDEMP` | a stored response, expiring through the TTL attribute `expires_at` |
 //! | `CIDR#{block}` | `CIDR` | the reservation of a VPC block, which makes overlap impossible |
 //!
 //! Every item keeps its record as JSON in `doc`; the attributes that keys, conditions and
-//! filters need are stored beside it natively.
+//! filters need are stored beside it natively (`version`, and `active_op` on `META`, which an
+//! append of changes is conditioned on). An operation is read by its primary key with
+//! `ConsistentRead`, its changes in the same Query; the index only finds the environment of an
+//! id. A changes item is written without reading anything, so parallel branches never erase
+//! each other's changes, and a write of the whole operation never touches them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,10 +23,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem,
 };
+use envplane_domain::operation::AppliedChange;
 use envplane_domain::{AuditEvent, EnvName, Environment, Operation, VpcCidr};
 
 use crate::model::{decode, encode};
@@ -52,6 +58,22 @@ fn n(value: impl ToString) -> AttributeValue {
 
 fn env_pk(name: &str) -> String {
     format!("ENV#{name}")
+}
+
+fn operation_sk(id: &str) -> String {
+    format!("OP#{id}")
+}
+
+/// The key of the next batch of changes: monotonic within this process, so the batches of one
+/// branch keep their order even within a millisecond; across processes, time orders them.
+fn changes_sk(id: &str) -> String {
+    static NEXT: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let ulid = NEXT
+        .lock()
+        .ok()
+        .and_then(|mut g| g.generate().ok())
+        .unwrap_or_else(|| ulid::Ulid::from_datetime(std::time::SystemTime::now()));
+    format!("OP#{id}#CHANGE#{ulid}")
 }
 
 fn audit_sk(seq: u64) -> String {
@@ -292,15 +314,101 @@ impl StateStore for DynamoStore {
             .index_name(GSI)
             .key_condition_expression("gsi1pk = :pk")
             .expression_attribute_values(":pk", s(format!("OP#{id}")))
+            .projection_expression("pk")
             .send()
             .await
             .map_err(sdk_error)?;
-        output
-            .items
-            .unwrap_or_default()
-            .first()
-            .map(|item| doc("operation", item))
-            .transpose()
+        let Some(item) = output.items.unwrap_or_default().into_iter().next() else {
+            return Ok(None);
+        };
+        let environment = match item.get("pk") {
+            Some(AttributeValue::S(pk)) => pk.strip_prefix("ENV#").map(EnvName::parse),
+            _ => None,
+        };
+        match environment {
+            Some(Ok(environment)) => self.operation_of(&environment, id).await,
+            _ => Err(StoreError::Corrupt(format!(
+                "operation {id}: index entry without its environment"
+            ))),
+        }
+    }
+
+    async fn operation_of(
+        &self,
+        environment: &EnvName,
+        id: &str,
+    ) -> Result<Option<Operation>, StoreError> {
+        let sk = operation_sk(id);
+        let mut op: Option<Operation> = None;
+        let mut changes: Vec<AppliedChange> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :op)")
+                .expression_attribute_values(":pk", s(env_pk(environment.as_str())))
+                .expression_attribute_values(":op", s(&sk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in output.items() {
+                match item.get("sk") {
+                    Some(AttributeValue::S(key)) if *key == sk => {
+                        op = Some(doc("operation", item)?)
+                    }
+                    _ => changes.extend(doc::<Vec<AppliedChange>>("operation changes", item)?),
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(op.map(|mut op| {
+            op.changes = changes;
+            op
+        }))
+    }
+
+    async fn append_changes(
+        &self,
+        environment: &EnvName,
+        id: &str,
+        changes: &[AppliedChange],
+    ) -> Result<(), CommitError> {
+        let pk = env_pk(environment.as_str());
+        let held = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("META"))
+            .condition_expression("active_op = :op")
+            .expression_attribute_values(":op", s(id))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let item = HashMap::from([
+            ("pk".into(), s(&pk)),
+            ("sk".into(), s(changes_sk(id))),
+            ("doc".into(), s(encode(&changes)?)),
+        ]);
+        let writes = vec![
+            TransactWriteItem::builder().condition_check(held).build(),
+            self.put(item, Some("attribute_not_exists(pk)"), None)?,
+        ];
+        let roles = [Role::Held, Role::Plain];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) => Err(commit_error(error, &roles)),
+        }
     }
 
     async fn audit_events(
@@ -400,6 +508,10 @@ impl StateStore for DynamoStore {
             ("version".into(), n(env.version)),
             ("doc".into(), s(encode(env)?)),
         ]);
+        let mut meta = meta;
+        if let Some(op) = &env.active_operation {
+            meta.insert("active_op".into(), s(op));
+        }
         let (condition, values) = match change.expected {
             Expected::Absent => ("attribute_not_exists(pk)", None),
             Expected::Version(v) => (
@@ -433,15 +545,27 @@ impl StateStore for DynamoStore {
             roles.push(Role::Plain);
         }
         if let Some(op) = &change.operation {
+            // The changes live in their own items, which this write leaves alone.
+            let mut record = op.clone();
+            record.changes = Vec::new();
             let item = HashMap::from([
                 ("pk".into(), s(&pk)),
-                ("sk".into(), s(format!("OP#{}", op.id))),
+                ("sk".into(), s(operation_sk(&op.id))),
                 ("gsi1pk".into(), s(format!("OP#{}", op.id))),
                 ("gsi1sk".into(), s("OP")),
-                ("doc".into(), s(encode(op)?)),
+                ("version".into(), n(op.version)),
+                ("doc".into(), s(encode(&record)?)),
             ]);
-            writes.push(self.put(item, None, None)?);
-            roles.push(Role::Plain);
+            // Over the version before its own; version 1 is new (or predates versions).
+            let (condition, values) = match op.version {
+                0 | 1 => ("attribute_not_exists(version)", None),
+                v => (
+                    "version = :before",
+                    Some(HashMap::from([(":before".to_owned(), n(v - 1))])),
+                ),
+            };
+            writes.push(self.put(item, Some(condition), values)?);
+            roles.push(Role::Operation);
         }
         if let Some(event) = &change.audit {
             let item = HashMap::from([
@@ -492,6 +616,10 @@ enum Role {
     Cidr(VpcCidr),
     Audit,
     Idempotency,
+    /// An operation written over its previous version.
+    Operation,
+    /// The check that an operation still holds its environment.
+    Held,
     Plain,
 }
 
@@ -526,7 +654,9 @@ fn commit_error<R: std::fmt::Debug>(
         }
         return match role {
             Role::Meta(Expected::Absent) => CommitError::AlreadyExists,
-            Role::Meta(Expected::Version(_)) | Role::Audit => CommitError::VersionConflict,
+            Role::Meta(Expected::Version(_)) | Role::Audit | Role::Operation | Role::Held => {
+                CommitError::VersionConflict
+            }
             Role::Cidr(cidr) => CommitError::CidrTaken(*cidr),
             Role::Idempotency | Role::Plain => continue,
         };

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use envplane_domain::operation::AppliedChange;
 use envplane_domain::{AuditEvent, EnvName, Environment, Operation, VpcCidr};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -138,6 +139,58 @@ impl StateStore for EmbeddedStore {
                 .map_err(backend)?;
             let value = table.get(id.as_str()).map_err(backend)?;
             value.map(|v| decode("operation", v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn operation_of(
+        &self,
+        environment: &EnvName,
+        id: &str,
+    ) -> Result<Option<Operation>, StoreError> {
+        // One file, serializable transactions: every read is consistent; the environment only
+        // scopes the lookup as it does on DynamoDB.
+        Ok(self
+            .operation(id)
+            .await?
+            .filter(|op| &op.environment == environment))
+    }
+
+    async fn append_changes(
+        &self,
+        environment: &EnvName,
+        id: &str,
+        changes: &[AppliedChange],
+    ) -> Result<(), CommitError> {
+        let (name, id, changes) = (environment.to_string(), id.to_owned(), changes.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let held = txn
+                    .open_table(ENVIRONMENTS)
+                    .map_err(backend)?
+                    .get(name.as_str())
+                    .map_err(backend)?
+                    .map(|v| decode::<Environment>("environment", v.value()))
+                    .transpose()?
+                    .is_some_and(|env| env.active_operation.as_deref() == Some(id.as_str()));
+                if !held {
+                    return Err(CommitError::VersionConflict);
+                }
+                let mut operations = txn.open_table(OPERATIONS).map_err(backend)?;
+                let stored = operations
+                    .get(id.as_str())
+                    .map_err(backend)?
+                    .map(|v| decode::<Operation>("operation", v.value()))
+                    .transpose()?;
+                let mut op = stored.ok_or(CommitError::VersionConflict)?;
+                op.changes.extend(changes);
+                operations
+                    .insert(id.as_str(), encode(&op)?.as_bytes())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -275,9 +328,21 @@ fn commit_blocking(db: &Database, change: Change) -> Result<(), CommitError> {
             .insert(name, encode(&change.environment)?.as_bytes())
             .map_err(backend)?;
         if let Some(op) = &change.operation {
-            txn.open_table(OPERATIONS)
+            let mut operations = txn.open_table(OPERATIONS).map_err(backend)?;
+            let stored = operations
+                .get(op.id.as_str())
                 .map_err(backend)?
-                .insert(op.id.as_str(), encode(op)?.as_bytes())
+                .map(|v| decode::<Operation>("operation", v.value()))
+                .transpose()?;
+            // Written only over the version before its own; appended changes are kept.
+            let mut op = op.clone();
+            match stored {
+                None if op.version <= 1 => {}
+                Some(stored) if stored.version + 1 == op.version => op.changes = stored.changes,
+                _ => return Err(CommitError::VersionConflict),
+            }
+            operations
+                .insert(op.id.as_str(), encode(&op)?.as_bytes())
                 .map_err(backend)?;
         }
         if let Some(event) = &change.audit {

@@ -235,3 +235,99 @@ pub mod mutations {
         commit(store, mutation, Expected::Version(env.version), None).await
     }
 }
+
+/// A store whose lookup of an operation by id answers from an index that has not caught up:
+/// the first copy it served, forever (a DynamoDB global secondary index is eventually
+/// consistent; under load it can lag by seconds). Every other read and every write goes to the
+/// store underneath, so a caller that writes what it read by id loses what others wrote since.
+pub struct LaggingIndex<S> {
+    inner: S,
+    served: std::sync::Mutex<std::collections::HashMap<String, envplane_domain::Operation>>,
+}
+
+impl<S> LaggingIndex<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            served: std::sync::Mutex::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: crate::StateStore> crate::StateStore for LaggingIndex<S> {
+    async fn environment(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<Option<envplane_domain::Environment>, crate::StoreError> {
+        self.inner.environment(name).await
+    }
+
+    async fn list_environments(
+        &self,
+        query: &crate::EnvironmentQuery,
+    ) -> Result<crate::Page<envplane_domain::Environment>, crate::StoreError> {
+        self.inner.list_environments(query).await
+    }
+
+    async fn operation(
+        &self,
+        id: &str,
+    ) -> Result<Option<envplane_domain::Operation>, crate::StoreError> {
+        if let Some(stale) = self.served.lock().ok().and_then(|s| s.get(id).cloned()) {
+            return Ok(Some(stale));
+        }
+        let fresh = self.inner.operation(id).await?;
+        if let (Some(op), Ok(mut served)) = (&fresh, self.served.lock()) {
+            served.insert(id.to_owned(), op.clone());
+        }
+        Ok(fresh)
+    }
+
+    async fn operation_of(
+        &self,
+        environment: &envplane_domain::EnvName,
+        id: &str,
+    ) -> Result<Option<envplane_domain::Operation>, crate::StoreError> {
+        self.inner.operation_of(environment, id).await
+    }
+
+    async fn append_changes(
+        &self,
+        environment: &envplane_domain::EnvName,
+        id: &str,
+        changes: &[envplane_domain::operation::AppliedChange],
+    ) -> Result<(), crate::CommitError> {
+        self.inner.append_changes(environment, id, changes).await
+    }
+
+    async fn audit_events(
+        &self,
+        name: &envplane_domain::EnvName,
+        after: u64,
+        limit: usize,
+    ) -> Result<crate::Page<envplane_domain::AuditEvent>, crate::StoreError> {
+        self.inner.audit_events(name, after, limit).await
+    }
+
+    async fn idempotency_record(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::IdempotencyRecord>, crate::StoreError> {
+        self.inner.idempotency_record(key).await
+    }
+
+    async fn cidrs_in_use(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<envplane_domain::VpcCidr, envplane_domain::EnvName>,
+        crate::StoreError,
+    > {
+        self.inner.cidrs_in_use().await
+    }
+
+    async fn commit(&self, change: crate::Change) -> Result<(), crate::CommitError> {
+        self.inner.commit(change).await
+    }
+}

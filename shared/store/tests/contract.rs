@@ -531,6 +531,89 @@ async fn audit_pages_in_order<S: StateStore>(store: S) {
     assert_eq!(second.next, None);
 }
 
+/// Parallel branches append at once while the operation is also rewritten from an old read:
+/// every change is kept exactly once, the second writer from the same read is refused, and an
+/// operation that no longer holds its environment appends nothing.
+async fn concurrent_appends_lose_nothing<S: StateStore>(store: S) {
+    let store = Arc::new(store);
+    let mutation = create_mutation("dev", Tier::Dev, 0);
+    store
+        .commit(create_change(mutation.clone()))
+        .await
+        .expect("create");
+    let (env, op) = (mutation.environment.clone(), mutation.operation.clone());
+    let at = OffsetDateTime::now_utc();
+    let change = move |i: usize| envplane_domain::operation::AppliedChange {
+        at,
+        resource: format!("dev-r{i}"),
+        change: format!("change {i}"),
+        expected_seconds: 1,
+    };
+    let appends = (0..20).map(|i| {
+        let store = store.clone();
+        let name = env.name.clone();
+        let id = op.id.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.append_changes(&name, &id, &[change(i)]).await {
+                    Err(CommitError::Contended) => tokio::task::yield_now().await,
+                    other => return other,
+                }
+            }
+        })
+    });
+    // Meanwhile the operation is started from the record read before any append.
+    let started = envplane_domain::lifecycle::start(&env, &op, at).expect("pending");
+    let write = store.commit(Change::transition(&env, started.clone()));
+    let (results, write) = tokio::join!(futures::future::join_all(appends), write);
+    write.expect("the first write from a read succeeds");
+    for result in results {
+        result.expect("task").expect("append");
+    }
+    let again = envplane_domain::lifecycle::start(&env, &op, at).expect("pending");
+    let mut newer = env.clone();
+    newer.version += 1;
+    assert!(
+        matches!(
+            store.commit(Change::transition(&newer, again)).await,
+            Err(CommitError::VersionConflict)
+        ),
+        "a second write from the same read of the operation is refused"
+    );
+
+    let stored = store
+        .operation_of(&env.name, &op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(stored.version, 2);
+    assert_eq!(
+        stored.status,
+        envplane_domain::operation::OperationStatus::Running
+    );
+    let mut recorded: Vec<String> = stored.changes.iter().map(|c| c.change.clone()).collect();
+    recorded.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| change(i).change).collect();
+    expected.sort();
+    assert_eq!(recorded, expected, "every change once, none lost");
+    assert_eq!(
+        store
+            .operation(&op.id)
+            .await
+            .expect("read")
+            .expect("exists"),
+        stored
+    );
+
+    let released = ready(store.as_ref(), "free", 5).await;
+    assert!(matches!(
+        store
+            .append_changes(&released.name, &op.id, &[change(99)])
+            .await,
+        Err(CommitError::VersionConflict)
+    ));
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod embedded {
@@ -563,4 +646,5 @@ contract!(
     hundred_concurrent_creates_with_one_key_have_one_winner,
     audit_tampering_is_detected,
     audit_pages_in_order,
+    concurrent_appends_lose_nothing,
 );

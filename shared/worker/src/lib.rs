@@ -103,9 +103,13 @@ impl Worker {
                 record.active_operation.as_deref().unwrap_or("nothing")
             )));
         }
-        let op = self.store.operation(operation).await?.ok_or_else(|| {
-            WorkerError::Transient(format!("operation {operation} is not visible yet"))
-        })?;
+        let op = self
+            .store
+            .operation_of(env, operation)
+            .await?
+            .ok_or_else(|| {
+                WorkerError::Conflict(format!("operation {operation} of {env} does not exist"))
+            })?;
         // Every step is the operation's heartbeat: the lease is renewed once half of it is gone.
         if let Some(renewed) = lifecycle::renew(&record, self.clock.now()) {
             self.store

@@ -9,6 +9,8 @@ use envplane_domain::operation::{AppliedChange, OperationError, OperationKind, O
 use envplane_domain::resources::ResourceKind;
 use serde_json::{Value, json};
 
+use envplane_store::CommitError;
+
 use crate::{Worker, WorkerError};
 
 impl Worker {
@@ -32,22 +34,29 @@ impl Worker {
         Ok(json!({ "started": true }))
     }
 
-    /// Appends in-place changes to the operation's record.
+    /// Appends in-place changes to the operation's record. Nothing is read first: the flow's
+    /// parallel branches append at the same time, and the calls are made, so a contended
+    /// append is tried again rather than the step.
     pub(crate) async fn record_changes(
         &self,
         env: &EnvName,
         operation: &str,
         applied: Vec<AppliedChange>,
     ) -> Result<(), WorkerError> {
-        // The flow's parallel branches record at the same time; the calls are made, so the
-        // record is appended to again rather than the step retried.
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            let (record, op) = self.held(env, operation).await?;
-            let t = lifecycle::record_changes(&record, &op, &applied, self.clock.now());
-            match self.write(&record, t).await {
-                Err(WorkerError::Transient(_)) if attempt < 5 => attempt += 1,
-                other => return other,
+            match self.store.append_changes(env, operation, &applied).await {
+                Err(CommitError::Contended) if attempt < 8 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)))
+                        .await;
+                }
+                Err(CommitError::VersionConflict) => {
+                    return Err(WorkerError::Conflict(format!(
+                        "operation {operation} no longer holds {env}"
+                    )));
+                }
+                other => return other.map_err(Into::into),
             }
         }
     }
@@ -60,7 +69,7 @@ impl Worker {
         operation: &str,
     ) -> Result<Value, WorkerError> {
         // A retried finish after its write was committed: done, not a conflict.
-        if let Some(done) = self.store.operation(operation).await?
+        if let Some(done) = self.store.operation_of(env, operation).await?
             && done.status == OperationStatus::Succeeded
         {
             let phase = if done.kind == OperationKind::Delete {
@@ -135,7 +144,7 @@ impl Worker {
         rollback_error: Option<Value>,
     ) -> Result<Value, WorkerError> {
         // A retried compensation after its write was committed: done, not a conflict.
-        if let Some(done) = self.store.operation(operation).await?
+        if let Some(done) = self.store.operation_of(env, operation).await?
             && matches!(
                 done.status,
                 OperationStatus::Failed | OperationStatus::Cancelled
