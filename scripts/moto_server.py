@@ -6,6 +6,10 @@ itself applies a transaction atomically; serializing DynamoDB requests restores 
 concurrency tests (one winner out of many conditional writes) rely on. Other services stay
 concurrent, because some of them (Step Functions) call back into this server while a request runs.
 
+With `--execute-state-machines`, Step Functions runs the definitions it is given (moto's ASL
+interpreter) instead of leaving executions RUNNING: the switch is global to the server, so the
+tests that need it get a server of their own rather than flipping another's.
+
 Prints the chosen port on stdout, then serves until SIGTERM/SIGINT.
 """
 
@@ -22,7 +26,12 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 
-host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+from moto.core.config import default_user_config
+
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+host = args[0] if args else "127.0.0.1"
+if "--execute-state-machines" in sys.argv:
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
 app = DomainDispatcherApplication(create_backend_app)
 dynamodb_lock = threading.Lock()
 

@@ -7,6 +7,8 @@ use envplane_domain::EnvName;
 use envplane_domain::operation::OperationStep;
 use envplane_workflow::{Flow, WorkflowError, Workflows, execution_input};
 
+mod history;
+
 /// Starts envplane's flows on Step Functions; the execution name is the operation id, so a
 /// retried start cannot run an operation twice.
 pub struct StepFunctions {
@@ -142,9 +144,32 @@ impl Workflows for StepFunctions {
         }
     }
 
-    async fn steps(&self, _operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
-        // The worker records progress on the operation itself in AWS.
-        Ok(None)
+    async fn steps(
+        &self,
+        flow: Flow,
+        operation: &str,
+    ) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
+        let arn = self
+            .execution_arn(flow, operation)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no state machine for {flow:?}")))?;
+        let mut events = Vec::new();
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => events.extend(page.events),
+                Err(e) if crate::errors::code(&e) == Some("ExecutionDoesNotExist") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(Some(history::steps(&events)))
     }
 
     async fn stop(&self, flow: Flow, operation: &str, cause: &str) -> Result<(), WorkflowError> {

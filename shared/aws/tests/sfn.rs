@@ -105,3 +105,127 @@ async fn an_operation_starts_one_execution_which_can_be_stopped() {
         Some("ABORTED")
     );
 }
+
+/// A flow with a sequence, parallel branches, a failing branch its Catch takes, a wait and the
+/// end: the steps `ops watch` shows.
+const WATCHED: &str = r#"{
+  "StartAt": "Prepare",
+  "States": {
+    "Prepare": {"Type": "Pass", "Result": {"n": 1}, "Next": "Both"},
+    "Both": {
+      "Type": "Parallel",
+      "Branches": [
+        {"StartAt": "Left", "States": {"Left": {"Type": "Pass", "End": true}}},
+        {"StartAt": "Right", "States": {"Right": {"Type": "Fail", "Error": "Envplane.Conflict", "Cause": "test"}}}
+      ],
+      "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}],
+      "Next": "Done"
+    },
+    "Recover": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+    "Done": {"Type": "Succeed"}
+  }
+}"#;
+
+struct NoTasks;
+
+#[async_trait::async_trait]
+impl envplane_workflow::TaskRunner for NoTasks {
+    async fn run(
+        &self,
+        resource: &str,
+        _payload: serde_json::Value,
+        _context: &envplane_workflow::TaskContext,
+    ) -> Result<serde_json::Value, envplane_workflow::Failure> {
+        Err(envplane_workflow::Failure::new(
+            "Envplane.Invalid",
+            format!("no task {resource}"),
+        ))
+    }
+}
+
+fn shown(steps: &[envplane_domain::operation::OperationStep]) -> Vec<String> {
+    assert!(
+        steps.iter().all(|s| s.ended_at.is_some()),
+        "an ended execution has no running step: {steps:?}"
+    );
+    let mut shown: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{} {:?}", s.name, s.status))
+        .collect();
+    // Parallel branches interleave differently from run to run.
+    shown.sort();
+    shown
+}
+
+#[tokio::test]
+async fn steps_read_from_step_functions_history_match_the_local_executors() {
+    let Some(endpoint) = envplane_store::testing::moto_sfn_endpoint() else {
+        return;
+    };
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_sfn::Client::new(&config);
+    let machine = client
+        .create_state_machine()
+        .name(format!("update-{}", ulid::Ulid::new()))
+        .definition(WATCHED)
+        .role_arn("arn:aws:iam::123456789012:role/envplane-flows")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned();
+    let flows = StepFunctions::new(client, BTreeMap::from([(Flow::Update, machine)]));
+    let operation = ulid::Ulid::new().to_string();
+    assert_eq!(flows.steps(Flow::Update, &operation).await.unwrap(), None);
+    flows
+        .start(Flow::Update, &EnvName::parse("dev").unwrap(), &operation)
+        .await
+        .unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        status = flows.status(Flow::Update, &operation).await.unwrap();
+        if status.as_deref() != Some("RUNNING") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status.as_deref(), Some("SUCCEEDED"));
+    let on_aws = flows
+        .steps(Flow::Update, &operation)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let local = envplane_workflow::Executor::new(
+        std::sync::Arc::new(NoTasks),
+        std::sync::Arc::new(envplane_workflow::VirtualClock::new(
+            time::OffsetDateTime::UNIX_EPOCH,
+        )),
+    );
+    let machine =
+        envplane_workflow::StateMachine::load(WATCHED, &std::collections::BTreeMap::new()).unwrap();
+    let outcome = local
+        .execute(&machine, serde_json::json!({}), &operation)
+        .await;
+    let locally = envplane_workflow::Steps::of_outcome(&outcome).into_vec();
+
+    assert_eq!(shown(&on_aws), shown(&locally));
+    assert_eq!(
+        shown(&on_aws),
+        vec![
+            "Both Failed",
+            "Done Succeeded",
+            "Left Succeeded",
+            "Prepare Succeeded",
+            "Recover Succeeded",
+            "Right Succeeded",
+        ]
+    );
+}

@@ -33,6 +33,27 @@ pub fn moto_endpoint() -> Option<String> {
     }
 }
 
+/// Endpoint of the moto server whose Step Functions runs the definitions it is given.
+pub const MOTO_SFN_ENDPOINT_VAR: &str = "ENVPLANE_MOTO_SFN_ENDPOINT";
+
+/// The executing Step Functions emulator's endpoint, or `None` without one (required, like
+/// [`moto_endpoint`], when the test command runs).
+///
+/// # Panics
+/// When [`REQUIRE_MOTO_VAR`] is set but no endpoint is.
+pub fn moto_sfn_endpoint() -> Option<String> {
+    match std::env::var(MOTO_SFN_ENDPOINT_VAR) {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ if std::env::var_os(REQUIRE_MOTO_VAR).is_some() => {
+            panic!("{REQUIRE_MOTO_VAR} is set but {MOTO_SFN_ENDPOINT_VAR} is not")
+        }
+        _ => {
+            eprintln!("skipping: {MOTO_SFN_ENDPOINT_VAR} is not set (the test command sets it)");
+            None
+        }
+    }
+}
+
 /// A DynamoDB client for an emulator endpoint, with dummy credentials.
 pub fn dynamodb_client(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()

@@ -103,6 +103,7 @@ impl Workflows for Starts {
     }
     async fn steps(
         &self,
+        _flow: envplane_workflow::Flow,
         _op: &str,
     ) -> Result<Option<Vec<envplane_domain::operation::OperationStep>>, WorkflowError> {
         Ok(None)

@@ -295,7 +295,11 @@ async fn an_ended_execution_lists_no_step_as_running() {
     workflows.start(Flow::Provision, &env, &op).await.unwrap();
     let mut steps = Vec::new();
     for _ in 0..400 {
-        steps = workflows.steps(&op).await.unwrap().unwrap_or_default();
+        steps = workflows
+            .steps(envplane_workflow::Flow::Update, &op)
+            .await
+            .unwrap()
+            .unwrap_or_default();
         if steps.iter().any(|s| s.name == "Failed") && steps.iter().all(|s| s.ended_at.is_some()) {
             break;
         }

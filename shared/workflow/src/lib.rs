@@ -10,6 +10,7 @@ pub mod executor;
 mod history;
 pub mod local;
 pub mod paths;
+mod steps;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ pub use executor::{
     Clock, Executor, Failure, Observer, Outcome, ScaledClock, TaskContext, TaskRunner, VirtualClock,
 };
 pub use local::LocalWorkflows;
+pub use steps::Steps;
 
 /// The flows envplane runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,8 +112,12 @@ pub trait Workflows: Send + Sync {
         operation: &str,
     ) -> Result<(), WorkflowError>;
 
-    /// The steps an operation's flow has gone through, if it has run.
-    async fn steps(&self, operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError>;
+    /// The steps an operation's `flow` has gone through, if it has run.
+    async fn steps(
+        &self,
+        flow: Flow,
+        operation: &str,
+    ) -> Result<Option<Vec<OperationStep>>, WorkflowError>;
 
     /// Stops an operation's execution with `Envplane.Cancelled` and `cause`, so that it makes
     /// no further call; stopping one that has ended (or never started) does nothing.

@@ -92,34 +92,12 @@ impl Observer for Recorder {
         let Ok(mut record) = self.record.lock() else {
             return;
         };
-        match &event.kind {
-            EventKind::StateEntered => {
-                record.transitions += 1;
-                record.steps.push(OperationStep {
-                    name: event.state.clone(),
-                    status: OperationStatus::Running,
-                    started_at: event.at,
-                    ended_at: None,
-                });
-            }
-            EventKind::StateExited | EventKind::Caught { .. } => {
-                let status = if matches!(event.kind, EventKind::StateExited) {
-                    OperationStatus::Succeeded
-                } else {
-                    OperationStatus::Failed
-                };
-                if let Some(step) = record
-                    .steps
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.name == event.state && s.status == OperationStatus::Running)
-                {
-                    step.status = status;
-                    step.ended_at = Some(event.at);
-                }
-            }
-            EventKind::TaskFailed { .. } | EventKind::Retrying { .. } => {}
+        if matches!(event.kind, EventKind::StateEntered) {
+            record.transitions += 1;
         }
+        let mut steps = crate::Steps::from_recorded(std::mem::take(&mut record.steps));
+        steps.apply(event);
+        record.steps = steps.into_vec();
     }
 }
 
@@ -194,16 +172,14 @@ impl LocalWorkflows {
                 r.cause = outcome.cause.clone();
                 // A Fail or Succeed state is entered and never left: once the execution has
                 // ended, no step of it is still running.
-                let ended = outcome.history.last().map(|e| e.at);
                 let status = if outcome.status == "SUCCEEDED" {
                     OperationStatus::Succeeded
                 } else {
                     OperationStatus::Failed
                 };
-                for step in r.steps.iter_mut().filter(|s| s.ended_at.is_none()) {
-                    step.status = status;
-                    step.ended_at = ended.or(Some(step.started_at));
-                }
+                let mut steps = crate::Steps::from_recorded(std::mem::take(&mut r.steps));
+                steps.ended(status, outcome.history.last().map(|e| e.at));
+                r.steps = steps.into_vec();
             }
             recorder.save();
             tracing::info!(%operation, status = outcome.status, error = ?outcome.error, "execution ended");
@@ -267,7 +243,11 @@ impl Workflows for LocalWorkflows {
         Ok(())
     }
 
-    async fn steps(&self, operation: &str) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
+    async fn steps(
+        &self,
+        _flow: Flow,
+        operation: &str,
+    ) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
         Ok(self.read(operation).map(|r| r.steps))
     }
 

@@ -43,7 +43,8 @@ pub(crate) async fn get_operation(
         .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
     record_span(op.environment.as_str(), Some(&op.id));
     if let Some(workflows) = &state.workflows
-        && let Ok(Some(steps)) = workflows.steps(&op.id).await
+        && let Some(flow) = envplane_workflow::Flow::for_operation(op.kind)
+        && let Ok(Some(steps)) = workflows.steps(flow, &op.id).await
     {
         op.steps = steps;
     }

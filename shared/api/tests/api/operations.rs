@@ -159,6 +159,7 @@ impl envplane_workflow::Workflows for Refusing {
     }
     async fn steps(
         &self,
+        _flow: envplane_workflow::Flow,
         _op: &str,
     ) -> Result<
         Option<Vec<envplane_domain::operation::OperationStep>>,
