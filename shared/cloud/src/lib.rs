@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, SharedClock, system_clock};
 pub use modification::Modification;
-pub use simulator::{Faults, LOCAL_STACK, LatencyProfile, Simulator};
+pub use simulator::{ChangeDrawn, Faults, LOCAL_STACK, LatencyProfile, Simulator};
 
 /// Where a resource is in its life, as AWS reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,8 +11,66 @@ use crate::{CloudError, Modification};
 pub enum LatencyProfile {
     /// Everything is ready at once.
     Instant,
-    /// AWS-like durations: EKS cluster ~10 min, node group ~4 min, NAT ~2 min, instance ~1 min.
+    /// AWS-like durations, each drawn from a log-normal spread (about ±25 % for one standard
+    /// deviation) around the simulator's own table of AWS's medians, seeded by the run's seed:
+    /// an EKS cluster takes 8 to 16 minutes, a node group 3 to 6, a NAT gateway 1 to 2½.
     Realistic,
+}
+
+/// Standard deviation of the natural log of a duration: e^0.25 ≈ 1.28.
+const SPREAD_SIGMA: f64 = 0.25;
+
+/// What AWS takes to create a kind, median seconds: the simulator's own table, kept apart from
+/// the worker's estimates (`ResourceKind::typical_create_seconds`), so the flows are timed
+/// against a cloud they do not know in advance.
+fn aws_create_median(kind: ResourceKind) -> f64 {
+    match kind {
+        ResourceKind::Cluster => 660.0,
+        ResourceKind::NodeGroup => 270.0,
+        ResourceKind::NatGateway => 100.0,
+        ResourceKind::DbInstance => 45.0,
+        ResourceKind::Volume => 8.0,
+        ResourceKind::TargetGroup
+        | ResourceKind::Vpc
+        | ResourceKind::InternetGateway
+        | ResourceKind::SecurityGroup => 2.0,
+        ResourceKind::Subnet | ResourceKind::RouteTable | ResourceKind::ElasticIp => 1.0,
+    }
+}
+
+/// What AWS takes to delete a kind, median seconds.
+fn aws_delete_median(kind: ResourceKind) -> f64 {
+    match kind {
+        ResourceKind::Cluster => 330.0,
+        ResourceKind::NodeGroup => 200.0,
+        ResourceKind::NatGateway => 70.0,
+        ResourceKind::DbInstance => 40.0,
+        ResourceKind::Volume => 5.0,
+        _ => 1.0,
+    }
+}
+
+/// A duration around `median` seconds, the same for the same `seed` and `key` whatever the
+/// order of calls: FNV-1a of the key, mixed with the seed (splitmix64), to a standard normal
+/// (Box–Muller), cut at ±2.5 standard deviations.
+fn spread(median: f64, seed: u64, key: &str) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut state = h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut uniform = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // In (0, 1]: never 0, whose logarithm Box–Muller cannot take.
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    };
+    let (u1, u2) = (uniform(), uniform());
+    let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    Duration::from_secs_f64(median * (SPREAD_SIGMA * normal.clamp(-2.5, 2.5)).exp())
 }
 
 impl LatencyProfile {
@@ -27,35 +85,46 @@ impl LatencyProfile {
         }
     }
 
-    /// Time from a create call to the resource being active.
-    pub fn create(self, kind: ResourceKind) -> Duration {
+    /// Time from a create call to the resource named `key` being active.
+    pub fn create(self, kind: ResourceKind, seed: u64, key: &str) -> Duration {
         match self {
             Self::Instant => Duration::ZERO,
-            Self::Realistic => Duration::from_secs(kind.typical_create_seconds()),
+            Self::Realistic => spread(aws_create_median(kind), seed, &format!("create {key}")),
         }
     }
 
-    /// Time an in-place change keeps a resource busy.
-    pub fn modify(self, kind: ResourceKind, change: &Modification) -> Duration {
+    /// Time an in-place change keeps a resource busy: around what the change typically takes
+    /// (`key` tells apart the changes of one run).
+    pub fn modify(
+        self,
+        kind: ResourceKind,
+        change: &Modification,
+        seed: u64,
+        key: &str,
+    ) -> Duration {
         match self {
             Self::Instant => Duration::ZERO,
-            Self::Realistic => Duration::from_secs(change.typical_seconds(kind)),
+            Self::Realistic => spread(
+                change.typical_seconds(kind) as f64,
+                seed,
+                &format!("modify {key}"),
+            ),
         }
     }
 
     /// Time a snapshot of the database volume takes.
-    pub fn snapshot(self) -> Duration {
+    pub fn snapshot(self, seed: u64, key: &str) -> Duration {
         match self {
             Self::Instant => Duration::ZERO,
-            Self::Realistic => Duration::from_secs(90),
+            Self::Realistic => spread(90.0, seed, &format!("snapshot {key}")),
         }
     }
 
-    /// Time from a delete call to the resource being gone.
-    pub fn delete(self, kind: ResourceKind) -> Duration {
+    /// Time from a delete call to the resource named `key` being gone.
+    pub fn delete(self, kind: ResourceKind, seed: u64, key: &str) -> Duration {
         match self {
             Self::Instant => Duration::ZERO,
-            Self::Realistic => Duration::from_secs(kind.typical_delete_seconds()),
+            Self::Realistic => spread(aws_delete_median(kind), seed, &format!("delete {key}")),
         }
     }
 }
@@ -148,5 +217,36 @@ impl Faults {
         } else {
             Fault::None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawn_durations_spread_around_the_median_and_repeat_per_seed_and_key() {
+        let draw = |seed, key: &str| {
+            LatencyProfile::Realistic
+                .create(ResourceKind::Cluster, seed, key)
+                .as_secs_f64()
+        };
+        assert_eq!(draw(1, "dev-eks"), draw(1, "dev-eks"));
+        assert_ne!(draw(1, "dev-eks"), draw(2, "dev-eks"));
+        let mut drawn: Vec<f64> = (0..2000).map(|seed| draw(seed, "dev-eks")).collect();
+        drawn.sort_by(f64::total_cmp);
+        let median = drawn[1000];
+        // Around AWS's median (660 s), about a quarter either way for one deviation, cut at
+        // two and a half.
+        assert!((620.0..700.0).contains(&median), "median {median}");
+        let (low, high) = (drawn[160], drawn[1840]);
+        assert!((450.0..560.0).contains(&low), "16th percentile {low}");
+        assert!((780.0..960.0).contains(&high), "84th percentile {high}");
+        assert!(drawn[0] >= 660.0 * (-0.625f64).exp() - 0.01);
+        assert!(drawn[1999] <= 660.0 * 0.625f64.exp() + 0.01);
+        assert_eq!(
+            LatencyProfile::Instant.create(ResourceKind::Cluster, 1, "dev-eks"),
+            Duration::ZERO
+        );
     }
 }

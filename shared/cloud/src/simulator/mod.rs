@@ -62,6 +62,19 @@ pub struct Simulator {
     clock: SharedClock,
     file: Option<std::path::PathBuf>,
     stack: String,
+    changes_drawn: Mutex<Vec<ChangeDrawn>>,
+}
+
+/// An in-place change this simulator made, and how long it kept its resource busy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeDrawn {
+    /// The resource's name.
+    pub resource: String,
+    /// Whether it was a Kubernetes version step (which node groups take only after their
+    /// control plane).
+    pub version: bool,
+    /// How long it took.
+    pub took: std::time::Duration,
 }
 
 impl Simulator {
@@ -81,6 +94,7 @@ impl Simulator {
             clock,
             file: None,
             stack: LOCAL_STACK.to_owned(),
+            changes_drawn: Mutex::default(),
         }
     }
 
@@ -142,6 +156,31 @@ impl Simulator {
     /// API calls served so far.
     pub fn calls(&self) -> u64 {
         self.state.lock().map(|s| s.calls).unwrap_or(0)
+    }
+
+    /// How long the creation of each resource took (from its create call to active), by name:
+    /// the durations this run actually drew, from which a benchmark computes the least time
+    /// any schedule could have taken.
+    pub fn creation_durations(&self) -> BTreeMap<String, std::time::Duration> {
+        let Ok(state) = self.state.lock() else {
+            return BTreeMap::new();
+        };
+        state
+            .resources
+            .values()
+            .filter_map(|s| {
+                let took = s.ready_at - s.resource.created_at?;
+                Some((s.resource.name.clone(), took.try_into().ok()?))
+            })
+            .collect()
+    }
+
+    /// Every in-place change made so far, in order, with the time it took.
+    pub fn changes_drawn(&self) -> Vec<ChangeDrawn> {
+        self.changes_drawn
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     /// Every resource that exists, whatever its tags: what an orphan check counts.
@@ -402,7 +441,7 @@ impl Cloud for Simulator {
                 if !ready {
                     continue;
                 }
-                let ready_at = now + self.profile.create(p.kind());
+                let ready_at = now + self.profile.create(p.kind(), self.faults.seed, &p.name);
                 create(&mut state, &self.stack, env, operation, p, ready_at, now);
                 refresh(&mut state, now);
                 created = true;
@@ -454,7 +493,10 @@ impl Cloud for Simulator {
                 dependents.join(", ")
             )));
         }
-        let gone_at = now + self.profile.delete(resource.kind());
+        let gone_at = now
+            + self
+                .profile
+                .delete(resource.kind(), self.faults.seed, &resource.name);
         if let Some(s) = state.resources.get_mut(&resource.id)
             && s.gone_at.is_none()
         {
@@ -481,7 +523,10 @@ impl Cloud for Simulator {
                 _ => None,
             }
         });
-        let busy_for = self.profile.modify(resource.kind(), change);
+        let key = format!("{} {}", resource.name, state.calls);
+        let busy_for = self
+            .profile
+            .modify(resource.kind(), change, self.faults.seed, &key);
         let s = state
             .resources
             .get_mut(&resource.id)
@@ -505,6 +550,13 @@ impl Cloud for Simulator {
         // Busy even for no time: the next refresh settles a stop or start at once.
         r.updating = true;
         s.busy_until = Some(now + busy_for);
+        if let Ok(mut drawn) = self.changes_drawn.lock() {
+            drawn.push(ChangeDrawn {
+                resource: resource.name.clone(),
+                version: matches!(change, Modification::Version { .. }),
+                took: busy_for,
+            });
+        }
         self.finish(&mut state, now, fault, ())
     }
 
@@ -537,7 +589,7 @@ impl Cloud for Simulator {
                 name,
                 started_at: now,
             };
-            let done_at = now + self.profile.snapshot();
+            let done_at = now + self.profile.snapshot(self.faults.seed, &key);
             state
                 .taken
                 .insert(key.clone(), SimulatedSnapshot { snapshot, done_at });
@@ -684,14 +736,20 @@ mod tests {
         let made = sim.ensure(&env, "op", &vpc).await.expect("ensure");
         *now.lock().expect("clock") += Duration::from_secs(2);
         sim.delete(&made[0]).await.expect("delete");
-        // The deletion ends a second later on this plane's clock: a restart starts there.
+        // The deletion ends later on this plane's clock (what this seed drew for it): a
+        // restart starts there.
         let latest = Simulator::latest_time(&file)
             .expect("readable")
             .expect("a time");
+        let deletion = LatencyProfile::Realistic.delete(
+            ResourceKind::Vpc,
+            Faults::NONE.seed,
+            &made[0].name,
+        );
+        assert!(deletion > Duration::ZERO);
         assert_eq!(
             latest,
-            OffsetDateTime::UNIX_EPOCH
-                + Duration::from_secs(2 + ResourceKind::Vpc.typical_delete_seconds())
+            OffsetDateTime::UNIX_EPOCH + Duration::from_secs(2) + deletion
         );
         let _ = std::fs::remove_dir_all(dir);
     }

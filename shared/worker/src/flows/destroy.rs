@@ -6,7 +6,7 @@ use envplane_domain::EnvName;
 use envplane_domain::resources::{self, ResourceKind};
 use serde_json::Value;
 
-use crate::flows::poll::{answer, next_wait, seconds};
+use crate::flows::poll::{Estimate, answer, backoff, next_wait, seconds};
 use crate::{Poll, Worker, WorkerError};
 
 impl Worker {
@@ -25,11 +25,7 @@ impl Worker {
             // than failing the step: only a loop that never gets through gives up.
             Err(WorkerError::Throttled(why) | WorkerError::Transient(why)) => {
                 let pending = format!("(not looked at yet: {why})");
-                return answer(
-                    &[pending.as_str()],
-                    next_wait(Some(0), poll.wait),
-                    poll.polls,
-                );
+                return answer(&[pending.as_str()], backoff(poll.wait), poll.polls);
             }
             Err(other) => return Err(other),
         };
@@ -78,16 +74,17 @@ impl Worker {
             .map(|r| r.name.as_str())
             .chain(snapshots.iter().map(String::as_str))
             .collect();
-        // Deletions report no start time: the first look waits for the slowest kind's typical
-        // deletion, later ones back off.
-        let wait_for = match poll.polls {
-            0 => left
-                .iter()
-                .map(|r| seconds(r.kind().typical_delete_seconds()))
-                .max(),
-            _ => left.first().map(|_| 0),
-        };
-        answer(&names, next_wait(wait_for, poll.wait), poll.polls)
+        // Deletions report no start time: the first look comes when the slowest kind's
+        // deletion may first be done, later ones every twentieth of its typical time.
+        let slowest = left
+            .iter()
+            .map(|r| {
+                let typical = r.kind().typical_delete_seconds();
+                let elapsed = if poll.polls == 0 { 0 } else { seconds(typical) };
+                Estimate::of(typical, elapsed)
+            })
+            .fold(None, Estimate::slower);
+        answer(&names, next_wait(slowest), poll.polls)
     }
 
     /// Deletes the environment's snapshots; answers those still there (a throttled delete is

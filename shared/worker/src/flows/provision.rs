@@ -6,7 +6,7 @@ use envplane_domain::EnvName;
 use envplane_domain::resources::{self, Group};
 use serde_json::Value;
 
-use crate::flows::poll::{answer, next_wait, seconds};
+use crate::flows::poll::{Estimate, answer, next_wait};
 use crate::{Poll, Worker, WorkerError};
 
 impl Worker {
@@ -43,15 +43,15 @@ impl Worker {
             .map(|p| p.name.as_str())
             .collect();
         let now = self.clock.now();
-        // Seconds until the slowest pending resource that exists is typically ready.
-        let remaining = existing
+        // The slowest pending resource that exists, by its typical creation time.
+        let slowest = existing
             .iter()
             .filter(|r| pending.contains(&r.name.as_str()))
             .map(|r| {
                 let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
-                seconds(r.kind().typical_create_seconds()) - age
+                Estimate::of(r.kind().typical_create_seconds(), age)
             })
-            .max();
-        answer(&pending, next_wait(remaining, poll.wait), poll.polls)
+            .fold(None, Estimate::slower);
+        answer(&pending, next_wait(slowest), poll.polls)
     }
 }

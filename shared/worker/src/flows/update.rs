@@ -11,7 +11,7 @@ use envplane_domain::spec::{eks_version, next_eks_version};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::flows::poll::{answer, next_wait, seconds};
+use crate::flows::poll::{Estimate, answer, next_wait};
 use crate::{Poll, Worker, WorkerError};
 
 /// What a resource needs next.
@@ -172,7 +172,7 @@ impl Worker {
             .collect();
         let mut pending: Vec<String> = Vec::new();
         let mut applied: Vec<AppliedChange> = Vec::new();
-        let mut remaining: Option<i64> = None;
+        let mut slowest: Option<Estimate> = None;
         let now = self.clock.now();
 
         // Replacements first: a node group on the wrong instance type goes, and `ensure`
@@ -202,8 +202,8 @@ impl Worker {
                 op.changes
                     .iter()
                     .rfind(|c| c.resource == p.name)
-                    .map_or(seconds(typical), |c| {
-                        seconds(c.expected_seconds) - (now - c.at).whole_seconds()
+                    .map_or(Estimate::of(typical, 0), |c| {
+                        Estimate::of(c.expected_seconds, (now - c.at).whole_seconds())
                     })
             } else {
                 self.cloud.delete(r).await?;
@@ -214,10 +214,10 @@ impl Worker {
                     expected_seconds: typical,
                 });
                 // Look again soon: a deletion that finishes at once costs no long wait.
-                1
+                Estimate::of(1, 0)
             };
             pending.push(p.name.clone());
-            remaining = remaining.max(Some(estimate));
+            slowest = Estimate::slower(slowest, estimate);
         }
 
         let existing = self.cloud.ensure(env, operation, &planned).await?;
@@ -265,15 +265,15 @@ impl Worker {
                     let created_since = |c: &AppliedChange| r.created_at.is_some_and(|t| t > c.at);
                     let estimate = match last_change {
                         Some(c) if !(r.state == ResourceState::Creating && created_since(c)) => {
-                            seconds(c.expected_seconds) - (now - c.at).whole_seconds()
+                            Estimate::of(c.expected_seconds, (now - c.at).whole_seconds())
                         }
                         _ if r.state == ResourceState::Creating => {
                             let age = r.created_at.map_or(0, |t| (now - t).whole_seconds());
-                            seconds(r.kind().typical_create_seconds()) - age
+                            Estimate::of(r.kind().typical_create_seconds(), age)
                         }
-                        _ => 0,
+                        _ => Estimate::of(0, 0),
                     };
-                    remaining = remaining.max(Some(estimate));
+                    slowest = Estimate::slower(slowest, estimate);
                 }
                 Step::Apply(changes) => {
                     for (change, description) in changes {
@@ -288,7 +288,10 @@ impl Worker {
                             .flatten();
                         if let Some(c) = made {
                             let elapsed = (now - c.at).whole_seconds();
-                            remaining = remaining.max(Some(seconds(c.expected_seconds) - elapsed));
+                            slowest = Estimate::slower(
+                                slowest,
+                                Estimate::of(c.expected_seconds, elapsed),
+                            );
                             continue;
                         }
                         self.cloud.modify(env, r, &change).await?;
@@ -300,7 +303,7 @@ impl Worker {
                         });
                         // Look again soon: a change that finishes at once costs no long wait;
                         // one still under way is then waited for as long as it typically lasts.
-                        remaining = remaining.max(Some(1));
+                        slowest = Estimate::slower(slowest, Estimate::of(1, 0));
                     }
                     pending.push(p.name.clone());
                 }
@@ -310,7 +313,7 @@ impl Worker {
             self.record_changes(env, operation, applied).await?;
         }
         let pending: Vec<&str> = pending.iter().map(String::as_str).collect();
-        answer(&pending, next_wait(remaining, poll.wait), poll.polls)
+        answer(&pending, next_wait(slowest), poll.polls)
     }
 
     /// The next stage of resizing the database host: snapshot its volume, stop it, change its
