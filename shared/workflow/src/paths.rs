@@ -223,9 +223,9 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn skip_ws(&mut self) {
-        while self.text[self.pos..].starts_with(char::is_whitespace) {
-            self.pos += 1;
-        }
+        // By whole characters: Unicode whitespace (a no-break space) is more than one byte.
+        let rest = &self.text[self.pos..];
+        self.pos += rest.len() - rest.trim_start().len();
     }
 
     fn call(&mut self, input: &Value, context: &Value) -> Result<Value, PathError> {
@@ -350,6 +350,16 @@ fn apply(name: &str, args: Vec<Value>) -> Result<Value, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unicode_whitespace_between_intrinsic_arguments_is_skipped_whole() {
+        // Found by the property test (tests/fuzz.rs): a no-break space is two bytes.
+        let template = json!({ "sum.$": "States.MathAdd(\u{a0}1,\u{3000}2\u{a0})" });
+        assert_eq!(
+            super::template(&template, &json!({}), &json!({})),
+            Ok(json!({ "sum": 3 }))
+        );
+    }
 
     #[test]
     fn a_multibyte_character_at_the_cut_does_not_panic() {

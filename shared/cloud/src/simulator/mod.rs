@@ -741,11 +741,8 @@ mod tests {
         let latest = Simulator::latest_time(&file)
             .expect("readable")
             .expect("a time");
-        let deletion = LatencyProfile::Realistic.delete(
-            ResourceKind::Vpc,
-            Faults::NONE.seed,
-            &made[0].name,
-        );
+        let deletion =
+            LatencyProfile::Realistic.delete(ResourceKind::Vpc, Faults::NONE.seed, &made[0].name);
         assert!(deletion > Duration::ZERO);
         assert_eq!(
             latest,
