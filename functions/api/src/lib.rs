@@ -35,10 +35,22 @@ pub fn app(
         Some(workflows) => state.with_workflows(workflows),
         None => state,
     };
-    envplane_api::router(state)
+    let router = envplane_api::router(state);
+    // Callers that sign with IAM (pipelines, other accounts' automation) reach the same routes
+    // under `/iam`, the HTTP API's one route with the AWS_IAM authorizer; API Gateway sends
+    // JWT callers elsewhere, and a request here without an IAM principal is refused.
+    axum::Router::new()
+        .nest(
+            "/iam",
+            router.clone().layer(axum::middleware::from_fn(
+                envplane_api::require_iam_principal,
+            )),
+        )
+        .merge(router)
 }
 
-/// Parses the IAM role map (`{"arn:aws:iam::123:role/ci": "operator"}`); empty when unset.
+/// Parses the IAM role map (`{"arn:aws:iam::123:role/ci": "operator"}`: role ARNs without
+/// their path, or user ARNs); empty when unset.
 pub fn iam_roles(raw: Option<&str>) -> Result<HashMap<String, Role>, String> {
     let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
         return Ok(HashMap::new());

@@ -27,8 +27,9 @@ struct Lambda {
 impl Lambda {
     fn new() -> Self {
         let (dir, store) = envplane_store::testing::embedded_store();
+        // The role, not a session of it: every run of the pipeline maps.
         let iam = HashMap::from([(
-            "arn:aws:sts::123456789012:assumed-role/ci/ci".to_owned(),
+            "arn:aws:iam::123456789012:role/ci".to_owned(),
             Role::Operator,
         )]);
         Self {
@@ -117,14 +118,25 @@ async fn roles_come_from_the_groups_claim() {
 }
 
 #[tokio::test]
-async fn iam_principals_map_to_roles_and_anonymous_events_are_refused() {
+async fn iam_signed_callers_use_the_iam_routes_with_their_roles_and_anonymous_events_are_refused() {
     let lambda = Lambda::new();
-    let (status, _, body) = lambda.invoke("create-iam-ci.json").await;
+    // POST /iam/v1/environments, signed by a session of the mapped role: the session acts.
+    let (status, headers, body) = lambda.invoke("create-iam-ci.json").await;
     assert_eq!(status, 202, "{body}");
+    assert_eq!(headers["location"], "/v1/environments/qa");
     assert_eq!(
         body["operation"]["requested_by"],
-        "arn:aws:sts::123456789012:assumed-role/ci/ci"
+        "arn:aws:sts::123456789012:assumed-role/ci/run-42"
     );
+    let (status, _, body) = lambda.invoke("create-iam-unmapped.json").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("intruder"),
+        "{body}"
+    );
+    let (status, _, body) = lambda.invoke("iam-route-unsigned.json").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("SigV4"), "{body}");
     let (status, _, _) = lambda.invoke("no-authorizer.json").await;
     assert_eq!(status, 401);
 }

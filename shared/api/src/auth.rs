@@ -153,6 +153,44 @@ fn role_of_group(group: &str, prefix: &str) -> Option<Role> {
     group.strip_prefix(prefix)?.parse().ok()
 }
 
+/// The role behind an assumed-role session (`arn:aws:sts::123:assumed-role/ci/run-42` →
+/// `arn:aws:iam::123:role/ci`), so that the map names roles, not sessions. The session stays
+/// the principal: the audit says which run acted.
+fn role_arn_of_session(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (_, partition, service, _, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+    (service == "sts" && !role.is_empty())
+        .then(|| format!("arn:{partition}:iam::{account}:role/{role}"))
+}
+
+/// Refuses a request that API Gateway did not authorize with IAM: the `/iam` routes are for
+/// signed callers only.
+pub async fn require_iam_principal(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let signed = matches!(
+        request.extensions().get::<RequestContext>(),
+        Some(RequestContext::ApiGatewayV2(c))
+            if c.authorizer.as_ref().and_then(|a| a.iam.as_ref()).is_some()
+    );
+    if signed {
+        next.run(request).await
+    } else {
+        ApiError::Unauthenticated("the /iam routes need a request signed with IAM (SigV4)".into())
+            .into_response()
+    }
+}
+
 /// Reads the caller from API Gateway's authorizer context.
 fn from_request_context(
     context: Option<&RequestContext>,
@@ -200,6 +238,7 @@ fn from_request_context(
     {
         let role = iam_roles
             .get(&arn)
+            .or_else(|| role_arn_of_session(&arn).and_then(|role| iam_roles.get(&role)))
             .copied()
             .ok_or_else(|| ApiError::Forbidden {
                 detail: format!("the IAM principal {arn} is not mapped to an envplane role"),
@@ -230,6 +269,21 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_maps_through_its_role_and_nothing_else_does() {
+        assert_eq!(
+            role_arn_of_session("arn:aws:sts::123456789012:assumed-role/ci/run-42").as_deref(),
+            Some("arn:aws:iam::123456789012:role/ci")
+        );
+        assert_eq!(
+            role_arn_of_session("arn:aws-us-gov:sts::1:assumed-role/deploy/x").as_deref(),
+            Some("arn:aws-us-gov:iam::1:role/deploy")
+        );
+        assert_eq!(role_arn_of_session("arn:aws:iam::1:user/alice"), None);
+        assert_eq!(role_arn_of_session("arn:aws:sts::1:federated-user/bob"), None);
+        assert_eq!(role_arn_of_session("not an arn"), None);
+    }
 
     #[test]
     fn groups_grant_roles_only_with_the_prefix() {

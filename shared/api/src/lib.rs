@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{Authenticator, DEFAULT_GROUP_PREFIX};
+pub use auth::{Authenticator, DEFAULT_GROUP_PREFIX, require_iam_principal};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use routes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
