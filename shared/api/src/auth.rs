@@ -281,7 +281,10 @@ mod tests {
             Some("arn:aws-us-gov:iam::1:role/deploy")
         );
         assert_eq!(role_arn_of_session("arn:aws:iam::1:user/alice"), None);
-        assert_eq!(role_arn_of_session("arn:aws:sts::1:federated-user/bob"), None);
+        assert_eq!(
+            role_arn_of_session("arn:aws:sts::1:federated-user/bob"),
+            None
+        );
         assert_eq!(role_arn_of_session("not an arn"), None);
     }
 

@@ -119,6 +119,8 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::drift::reconcile_environment))
         .routes(routes!(routes::operations::get_operation))
         .routes(routes!(routes::operations::cancel_operation))
+        .routes(routes!(routes::approvals::decide))
+        .routes(routes!(routes::approvals::list_approvals))
         .routes(routes!(routes::audit::list_audit))
         .routes(routes!(routes::audit::verify_audit))
         .split_for_parts()

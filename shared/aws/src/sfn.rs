@@ -9,6 +9,20 @@ use envplane_workflow::{Flow, WorkflowError, Workflows, execution_input};
 
 mod history;
 
+/// A token Step Functions no longer knows is not a service failure.
+fn token_error<E, R>(token: &str, error: aws_sdk_sfn::error::SdkError<E, R>) -> WorkflowError
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match crate::errors::code(&error) {
+        Some("TaskDoesNotExist" | "InvalidToken" | "TaskTimedOut") => {
+            WorkflowError::UnknownToken(token.to_owned())
+        }
+        _ => unavailable(error),
+    }
+}
+
 /// Starts envplane's flows on Step Functions; the execution name is the operation id, so a
 /// retried start cannot run an operation twice.
 pub struct StepFunctions {
@@ -50,40 +64,6 @@ impl StepFunctions {
             "{}:{operation}",
             machine.replacen(":stateMachine:", ":execution:", 1)
         ))
-    }
-
-    /// Completes a `.waitForTaskToken` task (an approval).
-    pub async fn send_task_success(
-        &self,
-        token: &str,
-        output: &serde_json::Value,
-    ) -> Result<(), WorkflowError> {
-        self.client
-            .send_task_success()
-            .task_token(token)
-            .output(output.to_string())
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Fails a `.waitForTaskToken` task (a rejection).
-    pub async fn send_task_failure(
-        &self,
-        token: &str,
-        error: &str,
-        cause: &str,
-    ) -> Result<(), WorkflowError> {
-        self.client
-            .send_task_failure()
-            .task_token(token)
-            .error(error)
-            .cause(cause)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     /// An execution's status (`RUNNING`, `SUCCEEDED`, `FAILED`, …).
@@ -142,6 +122,38 @@ impl Workflows for StepFunctions {
             Err(e) if crate::errors::code(&e) == Some("ExecutionAlreadyExists") => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn send_task_success(
+        &self,
+        token: &str,
+        output: serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        self.client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| token_error(token, e))
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.client
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| token_error(token, e))
     }
 
     async fn steps(

@@ -410,10 +410,16 @@ impl MotoPlane {
         let cloud = Arc::new(AwsCloud::new(clients, settings));
         let (dir, store) = envplane_store::testing::embedded_store();
         let store: Arc<dyn StateStore> = Arc::new(store);
-        let executor = Executor::new(
+        // Production's updates and destruction wait for two approvers, who approve.
+        let approving = envplane_worker::testing::Approving::new(
             Arc::new(Worker::new(store.clone(), cloud.clone())),
+            store.clone(),
+        );
+        let executor = Executor::new(
+            approving.clone(),
             Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
         );
+        approving.attach(executor.clone());
         Some(Self {
             config,
             cloud,

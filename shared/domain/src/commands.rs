@@ -71,6 +71,7 @@ fn start(
         changes: Vec::new(),
         error: None,
         version: 1,
+        approval: None,
     }
 }
 
@@ -104,7 +105,13 @@ fn record(
     change: Value,
     request: &Request<'_>,
 ) -> Mutation {
-    let operation = start(&environment.name, kind, change.clone(), request);
+    let mut operation = start(&environment.name, kind, change.clone(), request);
+    // The tier's policy decides whether it waits for approvers before changing anything.
+    let required = crate::approval::required(environment.tier, kind);
+    if required > 0 {
+        let digest = crate::approval::plan_digest(kind, &change, &environment.spec);
+        operation.approval = Some(crate::approval::Approval::new(required, digest, request.at));
+    }
     let event = audit(&environment, head, &operation, change, request);
     environment.audit_head = event.head();
     Mutation {

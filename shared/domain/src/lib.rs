@@ -4,6 +4,7 @@
 //! Nothing here performs I/O or knows about AWS SDK types; time is passed in by callers.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod blueprint;

@@ -30,7 +30,7 @@ pub struct Transition {
     pub release_cidr: bool,
 }
 
-fn condition(
+pub(crate) fn condition(
     kind: &str,
     status: bool,
     reason: &str,
@@ -46,7 +46,7 @@ fn condition(
     }
 }
 
-fn next(environment: &Environment, at: OffsetDateTime) -> Environment {
+pub(crate) fn next(environment: &Environment, at: OffsetDateTime) -> Environment {
     let mut next = environment.clone();
     next.version += 1;
     next.updated_at = at;
@@ -55,7 +55,7 @@ fn next(environment: &Environment, at: OffsetDateTime) -> Environment {
 
 /// The operation's next record: a write of it is conditioned on the version it was read at,
 /// so that two writers of one operation cannot both succeed from the same read.
-fn next_operation(operation: &Operation, at: OffsetDateTime) -> Operation {
+pub(crate) fn next_operation(operation: &Operation, at: OffsetDateTime) -> Operation {
     let mut next = operation.clone();
     next.version += 1;
     next.updated_at = at;

@@ -84,6 +84,18 @@ pub enum OperationStatus {
 }
 
 impl OperationStatus {
+    /// The status as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::Pending => "pending",
+            OperationStatus::Running => "running",
+            OperationStatus::AwaitingApproval => "awaiting_approval",
+            OperationStatus::Succeeded => "succeeded",
+            OperationStatus::Failed => "failed",
+            OperationStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether the operation can still change the environment.
     pub fn is_active(self) -> bool {
         matches!(
@@ -156,6 +168,9 @@ pub struct Operation {
     /// (in-place changes are appended without one, see the store's `append_changes`).
     #[serde(default)]
     pub version: u64,
+    /// The approvals it waits for, when its tier's policy asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approval::Approval>,
 }
 
 impl Operation {

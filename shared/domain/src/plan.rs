@@ -72,7 +72,8 @@ pub struct ChangePlan {
     pub estimated_seconds: u64,
     /// Estimated Step Functions state transitions to apply it.
     pub estimated_transitions: u64,
-    /// Roles whose holder must approve before it is applied (besides the requester).
+    /// One entry per distinct approver (never the requester) the change waits for before
+    /// anything is applied: the tier's approval policy, the same the operation obeys.
     pub approvals: Vec<Role>,
 }
 
@@ -183,9 +184,17 @@ pub fn what_if(
     let cost_before = CostBreakdown::of(current, tier).monthly_usd;
     let cost_after = CostBreakdown::of(next, tier).monthly_usd;
     let delta_micros = i128::from(cost_after.0) - i128::from(cost_before.0);
-    let approvals = match tier {
-        Tier::Prod | Tier::Staging | Tier::Qa if !changes.is_empty() => vec![Role::Approver],
-        _ => Vec::new(),
+    // The same policy the operation will wait on: one entry per distinct approver.
+    let approvals = if changes.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            Role::Approver;
+            usize::from(crate::approval::required(
+                tier,
+                crate::operation::OperationKind::Update
+            ))
+        ]
     };
     ChangePlan {
         spec_changes: current.diff(next),
@@ -223,11 +232,13 @@ pub fn for_create(env: &EnvName, tier: Tier, spec: &EnvironmentSpec) -> ChangePl
         monthly_cost_after: after,
         monthly_cost_delta_usd: after.usd(),
         estimated_seconds,
-        approvals: if tier == Tier::Prod {
-            vec![Role::Approver]
-        } else {
-            Vec::new()
-        },
+        approvals: vec![
+            Role::Approver;
+            usize::from(crate::approval::required(
+                tier,
+                crate::operation::OperationKind::Create
+            ))
+        ],
     }
 }
 
@@ -261,7 +272,7 @@ mod tests {
             plan.monthly_cost_after.0 - plan.monthly_cost_before.0,
             364_416_000
         );
-        assert_eq!(plan.approvals, vec![Role::Approver]);
+        assert_eq!(plan.approvals, vec![Role::Approver, Role::Approver]);
         assert_eq!(plan.estimated_seconds, 240 + 180);
     }
 

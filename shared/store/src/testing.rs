@@ -239,6 +239,51 @@ pub mod mutations {
         commit(store, mutation, Expected::Version(env.version), None).await
     }
 
+    /// Records each of `approvers` (role approver) approving `operation` of `name` as
+    /// `POST /v1/operations/{id}/approvals` does; returns the task token its flow waits on.
+    ///
+    /// # Panics
+    /// When the operation does not wait for approval or the store refuses a decision.
+    #[allow(clippy::expect_used)]
+    pub async fn approve(
+        store: &dyn StateStore,
+        name: &EnvName,
+        operation: &str,
+        approvers: &[&str],
+    ) -> Option<String> {
+        use envplane_domain::approval::{self, Verdict};
+        for principal in approvers {
+            let caller = Caller {
+                principal: (*principal).to_owned(),
+                role: Role::Approver,
+            };
+            let env = store
+                .environment(name)
+                .await
+                .expect("read")
+                .expect("exists");
+            let op = store
+                .operation_of(name, operation)
+                .await
+                .expect("read")
+                .expect("exists");
+            let at = OffsetDateTime::now_utc();
+            let (decided, standing) =
+                approval::decide(&op, &caller, Verdict::Approve, None, None, at)
+                    .expect("a decision the rules accept");
+            let t = approval::recorded(&env, decided, standing, &caller, at);
+            store
+                .commit(Change::transition(&env, t))
+                .await
+                .expect("commit");
+        }
+        store
+            .operation_of(name, operation)
+            .await
+            .expect("read")
+            .and_then(|op| op.approval.and_then(|a| a.task_token))
+    }
+
     /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
     ///
     /// # Panics

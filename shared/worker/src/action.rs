@@ -35,6 +35,13 @@ pub enum Action {
     /// Mark the operation running (every flow's first step).
     #[serde(rename = "operation.start")]
     Start,
+    /// Wait for the operation's approvals: store the task token that ends the wait (a
+    /// `.waitForTaskToken` Task; the API completes it once enough approvers approved).
+    #[serde(rename = "approval.wait")]
+    AwaitApproval {
+        /// Step Functions' task token (`$$.Task.Token`).
+        token: String,
+    },
     /// Create a group's missing resources and report which are not usable yet (provision).
     #[serde(rename = "ensure")]
     Ensure {
@@ -89,6 +96,7 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Start => "operation.start",
+            Action::AwaitApproval { .. } => "approval.wait",
             Action::Ensure { .. } => "ensure",
             Action::Converge { .. } => "converge",
             Action::Teardown { .. } => "teardown",

@@ -9,6 +9,8 @@ mod action;
 mod error;
 mod flows;
 pub mod jobs;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -71,6 +73,7 @@ impl Worker {
         let op = task.operation.as_str();
         match task.action {
             Action::Start => self.start(&env, op).await,
+            Action::AwaitApproval { token } => self.await_approval(&env, op, &token).await,
             Action::Ensure { group, poll } => self.ensure(&env, op, group, poll).await,
             Action::Converge { group, poll } => self.converge(&env, op, group, poll).await,
             Action::Teardown { kinds, poll } => self.teardown(&env, op, &kinds, poll).await,
@@ -147,14 +150,25 @@ impl Worker {
     }
 }
 
+/// The Lambda service integration's resource.
+const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+
 #[async_trait]
 impl TaskRunner for Worker {
     async fn run(
         &self,
-        _resource: &str,
+        resource: &str,
         payload: Value,
         _context: &TaskContext,
     ) -> Result<Value, Failure> {
+        // Through the Lambda service integration (`…:lambda:invoke`, which `.waitForTaskToken`
+        // needs) the function receives only `Payload`, as it does on AWS.
+        let payload = match payload {
+            Value::Object(mut fields) if resource.starts_with(LAMBDA_INVOKE) => {
+                fields.remove("Payload").unwrap_or(Value::Null)
+            }
+            other => other,
+        };
         self.handle(payload).await.map_err(Into::into)
     }
 }

@@ -17,6 +17,7 @@ use envplane_domain::operation::{OnFailure, OperationStatus};
 use envplane_domain::{EnvName, Tier};
 use envplane_store::StateStore;
 use envplane_store::testing::mutations;
+use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::{
     Executor, Failure, Outcome, StateMachine, TaskContext, TaskRunner, VirtualClock,
@@ -126,10 +127,14 @@ impl Plane {
             fail_at: fail_at.iter().map(|s| (*s).to_owned()).collect(),
             injected: AtomicU32::new(0),
         });
+        // Production's updates and destruction wait for two approvers: they approve, unless
+        // the wait itself is the step failed.
+        let approving = Approving::new(runner.clone(), self.store.clone());
         let executor = Executor::new(
-            runner.clone(),
+            approving.clone(),
             Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH)),
         );
+        approving.attach(executor.clone());
         let outcome = executor
             .execute(&definition(flow), execution_input(env, op), op)
             .await;
@@ -173,8 +178,8 @@ impl Plane {
         assert_eq!(self.left(env).await, Vec::<String>::new(), "{env}");
     }
 
-    async fn ready(&self, env: &EnvName, cidr: u8) {
-        let op = mutations::create(self.store.as_ref(), env, Tier::Dev, cidr, |_| {}).await;
+    async fn ready(&self, env: &EnvName, tier: Tier, cidr: u8) {
+        let op = mutations::create(self.store.as_ref(), env, tier, cidr, |_| {}).await;
         let (outcome, _) = self.run("provision", env, &op, &[]).await;
         assert_eq!(outcome.status, "SUCCEEDED", "{env}: {outcome:?}");
     }
@@ -252,9 +257,10 @@ async fn an_update_or_reconcile_failing_at_any_step_stops_and_a_delete_leaves_no
         for (i, state) in task_states("update").iter().enumerate() {
             let env = EnvName::parse(&format!("{}{i}", &flow_kind[..1])).unwrap();
             let cidr = u8::try_from(if flow_kind == "update" { 50 } else { 70 } + i).unwrap();
-            plane.ready(&env, cidr).await;
+            // Production, so that the approval wait is among the steps failed.
+            plane.ready(&env, Tier::Prod, cidr).await;
             let op = if flow_kind == "update" {
-                let patch = json!({"cluster": {"frontend": {"desired": 3}}, "database": {"volume": {"size_gb": 80}}});
+                let patch = json!({"cluster": {"frontend": {"desired": 4}}, "database": {"volume": {"size_gb": 120}}});
                 mutations::update(plane.store.as_ref(), &env, &patch, false).await
             } else {
                 mutations::reconcile(plane.store.as_ref(), &env).await
@@ -272,10 +278,12 @@ async fn an_update_or_reconcile_failing_at_any_step_stops_and_a_delete_leaves_no
 async fn a_destroy_failing_at_any_step_is_finished_by_the_next_delete() {
     let plane = Plane::new();
     let states = task_states("destroy");
-    assert_eq!(states, ["Delete", "Finish", "Start"]);
+    assert_eq!(states, ["AwaitApproval", "Delete", "Finish", "Start"]);
     for (i, state) in states.iter().enumerate() {
         let env = EnvName::parse(&format!("d{i}")).unwrap();
-        plane.ready(&env, u8::try_from(90 + i).unwrap()).await;
+        plane
+            .ready(&env, Tier::Prod, u8::try_from(90 + i).unwrap())
+            .await;
         let op = mutations::delete(plane.store.as_ref(), &env).await;
         let (outcome, _) = plane.run("destroy", &env, &op, &[state]).await;
         assert_eq!(outcome.status, "FAILED");

@@ -11,6 +11,7 @@ use envplane_domain::operation::OperationStatus;
 use envplane_domain::resources::ResourceKind;
 use envplane_domain::{EnvName, Tier};
 use envplane_store::StateStore;
+use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
 use envplane_workflow::{Executor, Outcome, StateMachine, VirtualClock};
@@ -49,7 +50,10 @@ impl Plane {
             Arc::new(move || reader.now()),
         ));
         let worker = Worker::new(store.clone(), simulator.clone());
-        let executor = Executor::new(Arc::new(worker), clock.clone());
+        // Production's updates and destruction wait for two approvers, who approve.
+        let approving = Approving::new(Arc::new(worker), store.clone());
+        let executor = Executor::new(approving.clone(), clock.clone());
+        approving.attach(executor.clone());
         Self {
             store,
             simulator,
@@ -280,6 +284,9 @@ async fn destroy_leaves_nothing_and_frees_the_name_and_block() {
         vec![
             "environment.create",
             "environment.delete",
+            // Production's destruction waited for two approvers.
+            "operation.approval",
+            "operation.approved",
             "environment.deleted",
             "environment.create"
         ]
@@ -746,7 +753,6 @@ fn every_task_of_the_shipped_flows_has_a_timeout_retries_lambda_errors_and_compe
             for error in [
                 "Envplane.Throttled",
                 "Envplane.Transient",
-                "States.Timeout",
                 "Lambda.ServiceException",
                 "Lambda.AWSLambdaException",
                 "Lambda.SdkClientException",
@@ -756,6 +762,22 @@ fn every_task_of_the_shipped_flows_has_a_timeout_retries_lambda_errors_and_compe
                     retried.contains(&error),
                     "{flow}/{name} does not retry {error}"
                 );
+            }
+            // A task that waits for a person times out as its approval expires: never retried,
+            // caught as the expiry. Any other task's time-out is a hung call: retried.
+            let waits = task["Resource"]
+                .as_str()
+                .is_some_and(|r| r.ends_with(".waitForTaskToken"));
+            assert_eq!(
+                retried.contains(&"States.Timeout"),
+                !waits,
+                "{flow}/{name}: States.Timeout retried {}",
+                !waits
+            );
+            if waits {
+                assert_eq!(task["Catch"][0]["ErrorEquals"][0], "States.Timeout");
+                assert_eq!(task["Catch"][0]["Next"], "ApprovalExpired");
+                assert_eq!(task["TimeoutSeconds"], 7 * 24 * 3600);
             }
         }
         // A failure anywhere is caught: at top-level states, or by the Parallel or Map state a

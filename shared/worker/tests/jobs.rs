@@ -115,6 +115,21 @@ impl Workflows for Starts {
             .push((flow, "stopped".to_owned(), op.to_owned()));
         Ok(())
     }
+    async fn send_task_success(
+        &self,
+        token: &str,
+        _output: serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        Err(WorkflowError::UnknownToken(token.to_owned()))
+    }
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        _error: &str,
+        _cause: &str,
+    ) -> Result<(), WorkflowError> {
+        Err(WorkflowError::UnknownToken(token.to_owned()))
+    }
 }
 
 struct Plane {

@@ -1,5 +1,5 @@
 //! Leases that hold: every step renews its operation's lease, so housekeeping running beside a
-//! flow longer than one lease (an EKS upgrade across four minor versions, on AWS-like times)
+//! flow longer than one lease (an EKS upgrade across five minor versions, on AWS-like times)
 //! never takes it for lost; and an operation that really is lost is stopped before its lock is
 //! released.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -91,7 +91,7 @@ impl TaskRunner for Housekept {
 }
 
 #[tokio::test]
-async fn a_lease_is_renewed_across_a_four_version_upgrade() {
+async fn a_lease_is_renewed_across_a_five_version_upgrade() {
     let rig = Rig::new(LatencyProfile::Realistic);
     let (store, clock) = (rig.store.clone(), rig.clock.clone());
     let executor = Executor::new(
@@ -117,7 +117,8 @@ async fn a_lease_is_renewed_across_a_four_version_upgrade() {
         .await;
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
 
-    let patch = json!({"cluster": {"version": "1.32"}});
+    // Five control-plane steps, each drawn around 20 minutes: longer than one lease.
+    let patch = json!({"cluster": {"version": "1.33"}});
     let op = mutations::update(store.as_ref(), &env, &patch, false).await;
     // The lease the request took, on the same clock as the flow's.
     let taken = store
@@ -140,12 +141,12 @@ async fn a_lease_is_renewed_across_a_four_version_upgrade() {
         .filter(|c| c.resource == "dev-eks")
         .count();
     println!(
-        "1.28 → 1.32: {cluster_steps} control plane upgrades, {} changes in {} min on the plane's clock, against a lease of {} min",
+        "1.28 → 1.33: {cluster_steps} control plane upgrades, {} changes in {} min on the plane's clock, against a lease of {} min",
         upgraded.changes.len(),
         took.whole_minutes(),
         OPERATION_LEASE.whole_minutes()
     );
-    assert_eq!(cluster_steps, 4);
+    assert_eq!(cluster_steps, 5);
     assert!(
         took > OPERATION_LEASE,
         "the upgrade outlasted its first lease"

@@ -99,6 +99,9 @@ pub enum WorkflowError {
     /// A definition is unusable.
     #[error("invalid definition: {0}")]
     Invalid(String),
+    /// A task token no flow waits on (completed, timed out, or its execution ended).
+    #[error("no flow waits on that task token: {0}")]
+    UnknownToken(String),
 }
 
 /// Starts and observes flows: Step Functions in AWS, the local executor in `envplane serve`.
@@ -122,6 +125,18 @@ pub trait Workflows: Send + Sync {
     /// Stops an operation's execution with `Envplane.Cancelled` and `cause`, so that it makes
     /// no further call; stopping one that has ended (or never started) does nothing.
     async fn stop(&self, flow: Flow, operation: &str, cause: &str) -> Result<(), WorkflowError>;
+
+    /// Ends a `.waitForTaskToken` wait with `output`: the flow goes on (an approval granted).
+    async fn send_task_success(&self, token: &str, output: Value) -> Result<(), WorkflowError>;
+
+    /// Ends a `.waitForTaskToken` wait with an error the flow catches (a rejection, an
+    /// expired approval).
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError>;
 }
 
 #[cfg(test)]

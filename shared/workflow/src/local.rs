@@ -243,6 +243,23 @@ impl Workflows for LocalWorkflows {
         Ok(())
     }
 
+    async fn send_task_success(&self, token: &str, output: Value) -> Result<(), WorkflowError> {
+        self.executor
+            .send_task_success(token, output)
+            .map_err(|_| WorkflowError::UnknownToken(token.to_owned()))
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.executor
+            .send_task_failure(token, error, cause)
+            .map_err(|_| WorkflowError::UnknownToken(token.to_owned()))
+    }
+
     async fn steps(
         &self,
         _flow: Flow,

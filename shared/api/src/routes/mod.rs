@@ -1,6 +1,7 @@
 //! The API's routes, one module per resource, and what every handler shares: reading the
 //! path's name, the caller's role, the query string, and the span fields.
 
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod blueprints;
 pub(crate) mod drift;

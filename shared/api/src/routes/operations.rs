@@ -16,7 +16,7 @@ use crate::routes::{authorize, command_error, record_span};
 use crate::views::CancelResponse;
 
 /// The operation id in a path.
-fn operation_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn operation_id(id: &str) -> Result<(), ApiError> {
     ulid::Ulid::from_string(id)
         .map(drop)
         .map_err(|_| ApiError::bad_request("id", format!("{id:?} is not an operation id (a ULID)")))
@@ -48,7 +48,7 @@ pub(crate) async fn get_operation(
     {
         op.steps = steps;
     }
-    Ok(Json(op))
+    Ok(Json(crate::routes::approvals::shown(op)))
 }
 
 /// Cancels a running operation. Its execution is stopped first, so that it makes no further
@@ -89,7 +89,7 @@ pub(crate) async fn cancel_operation(
         authorize(&caller, Action::Mutate(env.tier))?;
         if op.status == OperationStatus::Cancelled {
             let done = CancelResponse {
-                operation: op,
+                operation: crate::routes::approvals::shown(op),
                 rollback: None,
             };
             return Ok((StatusCode::OK, Json(done)).into_response());
@@ -135,7 +135,7 @@ pub(crate) async fn cancel_operation(
         }
         if !op.rolls_back() {
             let done = CancelResponse {
-                operation: cancelled,
+                operation: crate::routes::approvals::shown(cancelled),
                 rollback: None,
             };
             return Ok((StatusCode::OK, Json(done)).into_response());
@@ -159,7 +159,7 @@ pub(crate) async fn cancel_operation(
             return Ok(started);
         }
         let done = CancelResponse {
-            operation: cancelled,
+            operation: crate::routes::approvals::shown(cancelled),
             rollback: Some(rollback),
         };
         return Ok((StatusCode::ACCEPTED, Json(done)).into_response());

@@ -177,6 +177,25 @@ impl envplane_workflow::Workflows for Refusing {
             "StopExecution: ThrottlingException".into(),
         ))
     }
+    async fn send_task_success(
+        &self,
+        _token: &str,
+        _output: serde_json::Value,
+    ) -> Result<(), envplane_workflow::WorkflowError> {
+        Err(envplane_workflow::WorkflowError::Unavailable(
+            "SendTaskSuccess: ThrottlingException".into(),
+        ))
+    }
+    async fn send_task_failure(
+        &self,
+        _token: &str,
+        _error: &str,
+        _cause: &str,
+    ) -> Result<(), envplane_workflow::WorkflowError> {
+        Err(envplane_workflow::WorkflowError::Unavailable(
+            "SendTaskFailure: ThrottlingException".into(),
+        ))
+    }
 }
 
 #[tokio::test]

@@ -26,7 +26,8 @@ async fn a_plan_prices_a_change_and_writes_nothing() {
     assert_eq!(reply.body["monthly_cost_delta_usd"], 364.42);
     assert_eq!(reply.body["resources"][0]["action"], "replace");
     assert_eq!(reply.body["resources"][0]["name"], "prod-backend");
-    assert_eq!(reply.body["approvals"], json!(["approver"]));
+    // Two distinct approvers, as the update will wait for.
+    assert_eq!(reply.body["approvals"], json!(["approver", "approver"]));
     assert_eq!(h.snapshot().await, before, "a plan writes nothing");
     let bad = h
         .request(

@@ -2,6 +2,7 @@
 //! records they write come from the pure transitions in `envplane_domain::lifecycle`.
 
 use envplane_domain::EnvName;
+use envplane_domain::approval;
 use envplane_domain::environment::ObservedResource;
 use envplane_domain::events::EventKind;
 use envplane_domain::lifecycle::{self, Leftovers};
@@ -14,11 +15,13 @@ use envplane_store::CommitError;
 use crate::{Worker, WorkerError};
 
 impl Worker {
-    /// Marks the operation running.
+    /// Marks the operation running, and answers whether it must wait for approvals before
+    /// it changes anything.
     pub(crate) async fn start(&self, env: &EnvName, operation: &str) -> Result<Value, WorkerError> {
         let (record, op) = self.held(env, operation).await?;
+        let approval = op.approval.as_ref().is_some_and(|a| !a.granted());
         let Some(t) = lifecycle::start(&record, &op, self.clock.now()) else {
-            return Ok(json!({ "started": false }));
+            return Ok(json!({ "started": false, "approval": approval }));
         };
         let started = t.operation.clone();
         self.write(&record, t).await?;
@@ -31,7 +34,45 @@ impl Worker {
             None,
         )
         .await;
-        Ok(json!({ "started": true }))
+        Ok(json!({ "started": true, "approval": approval }))
+    }
+
+    /// Waits for the operation's approvals: records the task token that ends the wait and
+    /// announces that approvers are needed. A retried step records the new token. Nothing has
+    /// changed yet: a rejected or expired approval leaves the environment as it was.
+    pub(crate) async fn await_approval(
+        &self,
+        env: &EnvName,
+        operation: &str,
+        token: &str,
+    ) -> Result<Value, WorkerError> {
+        let (record, op) = self.held(env, operation).await?;
+        let Some(approval) = op.approval.clone() else {
+            return Err(WorkerError::Invalid(format!(
+                "operation {operation} needs no approval"
+            )));
+        };
+        let t = approval::awaiting(&record, &op, token, self.clock.now());
+        let waiting = t.operation.clone();
+        self.write(&record, t).await?;
+        let summary = format!(
+            "{} of {} awaits {} approver(s) other than {} (plan {}), until {}",
+            waiting.kind.noun(),
+            record.name,
+            approval.required,
+            waiting.requested_by,
+            &approval.plan_digest[..approval.plan_digest.len().min(12)],
+            approval.expires_at
+        );
+        self.announce(
+            EventKind::AwaitingApproval,
+            &record,
+            &waiting,
+            summary,
+            None,
+        )
+        .await;
+        Ok(json!({ "awaiting": approval.required }))
     }
 
     /// Appends in-place changes to the operation's record. Nothing is read first: the flow's

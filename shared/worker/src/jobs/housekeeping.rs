@@ -30,6 +30,8 @@ pub struct Housekeeping {
     pub started: Vec<(EnvName, String)>,
     /// Snapshots deleted past their tier's retention, by name.
     pub expired_snapshots: Vec<(EnvName, String)>,
+    /// Operations whose approval expired: their flows were failed, nothing changed.
+    pub expired_approvals: Vec<(EnvName, String)>,
 }
 
 /// How long an accepted operation may stay pending before housekeeping starts its flow: the
@@ -47,6 +49,10 @@ impl Jobs {
                 env.active_operation.is_some() && env.lease_expires_at.is_some_and(|t| t <= now);
             if !lost && let Some(op) = self.start_if_forgotten(&env, now, START_GRACE).await? {
                 done.started.push((env.name.clone(), op));
+                continue;
+            }
+            if !lost && let Some(op) = self.expire_approval(&env, now).await? {
+                done.expired_approvals.push((env.name.clone(), op));
                 continue;
             }
             if lost {

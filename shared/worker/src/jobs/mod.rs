@@ -3,6 +3,7 @@
 //! environment, within a call budget, stopping the cycle at the first throttle rather than
 //! pressing on.
 
+mod approvals;
 mod drift;
 mod housekeeping;
 
