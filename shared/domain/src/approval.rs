@@ -90,6 +90,9 @@ pub struct Approval {
     /// Every decision, in order (including those voided by a changed plan).
     #[serde(default)]
     pub decisions: Vec<Decision>,
+    /// Who changed the plan while it waited: authors, like the requester, never approve it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amended_by: Vec<String>,
     /// The flow's task token while it waits (Step Functions `.waitForTaskToken`); never shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
@@ -104,6 +107,7 @@ impl Approval {
             plan_digest,
             expires_at: at + APPROVAL_TTL,
             decisions: Vec::new(),
+            amended_by: Vec::new(),
             task_token: None,
         }
     }
@@ -194,9 +198,10 @@ pub fn decide(
             caller.role.as_str()
         )));
     }
-    if caller.principal == operation.requested_by {
+    if caller.principal == operation.requested_by || approval.amended_by.contains(&caller.principal)
+    {
         return Err(ApprovalError::Forbidden(format!(
-            "{} asked for operation {}: someone else must approve it (no one approves their own, admins included)",
+            "{} asked for (or changed) operation {}: someone else must approve it (no one approves their own, admins included)",
             caller.principal, operation.id
         )));
     }

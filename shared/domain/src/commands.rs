@@ -208,6 +208,79 @@ pub fn update(
     ))
 }
 
+/// Changes the desired spec of an environment whose update still waits for its approvals:
+/// the waiting operation applies the new spec instead. Its plan digest changes, so the
+/// approvals given so far no longer count, and whoever changed it may not approve it either.
+/// Any other operation holding the environment makes it [`CommandError::Busy`].
+pub fn amend(
+    current: &Environment,
+    waiting: &Operation,
+    spec: EnvironmentSpec,
+    allow_replacement: bool,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
+    let holds = current.active_operation.as_deref() == Some(waiting.id.as_str());
+    if !holds
+        || waiting.kind != OperationKind::Update
+        || waiting.status != OperationStatus::AwaitingApproval
+    {
+        return Err(CommandError::Busy {
+            operation: current
+                .active_operation
+                .clone()
+                .unwrap_or_else(|| waiting.id.clone()),
+        });
+    }
+    let diff = current.spec.diff(&spec);
+    if diff.is_empty() {
+        return Err(CommandError::NoChange);
+    }
+    // The operation's changes stay relative to what was applied: an earlier `from` is kept.
+    let mut changes = waiting.input["changes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (field, (from, to)) in diff {
+        let from = changes.get(&field).map_or(from, |c| c["from"].clone());
+        if from == to {
+            changes.remove(&field);
+        } else {
+            changes.insert(field, json!({ "from": from, "to": to }));
+        }
+    }
+    let input = json!({ "changes": changes, "allow_replacement": allow_replacement });
+    let mut environment = current.clone();
+    environment.version = current.version + 1;
+    environment.spec = spec;
+    environment.updated_at = request.at;
+    environment.updated_by = request.caller.principal.clone();
+    let mut operation = waiting.clone();
+    operation.version += 1;
+    operation.updated_at = request.at;
+    operation.input = input.clone();
+    if let Some(approval) = operation.approval.as_mut() {
+        approval.plan_digest =
+            crate::approval::plan_digest(OperationKind::Update, &input, &environment.spec);
+        if !approval.amended_by.contains(&request.caller.principal) {
+            approval.amended_by.push(request.caller.principal.clone());
+        }
+    }
+    let change = json!({ "amends": waiting.id, "changes": changes });
+    let event = audit(
+        &environment,
+        &current.audit_head,
+        &operation,
+        change,
+        request,
+    );
+    environment.audit_head = event.head();
+    Ok(Mutation {
+        environment,
+        operation,
+        audit: event,
+    })
+}
+
 /// Starts putting the cloud back to the environment's unchanged spec (after drift); `reason`
 /// is what the caller saw, recorded in the audit event.
 pub fn reconcile(

@@ -338,7 +338,7 @@ pub(crate) async fn get_environment(
         ("allow_replacement" = Option<bool>, Query, description = "Allow changes that replace a resource (a node group's instance type); refused otherwise"),
     ),
     responses(
-        (status = 202, description = "Recorded; the update flow applies it", body = MutationResponse),
+        (status = 202, description = "Recorded; the update flow applies it (an update still waiting for approval is amended: its earlier approvals no longer count)", body = MutationResponse),
         (status = 409, description = "Another operation holds the environment", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid change", body = Problem, content_type = "application/problem+json"),
@@ -365,6 +365,8 @@ pub(crate) async fn patch_environment(
         &patch,
     )?;
     let precondition = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
+    // An update still waiting for its approvals is amended rather than refused as busy.
+    let waiting = awaiting_approval(&state, &name).await?;
     mutation::of_existing(
         &state,
         &caller,
@@ -373,13 +375,35 @@ pub(crate) async fn patch_environment(
         Some(precondition),
         |env| {
             let spec = spec::apply_patch(&env.spec, env.tier, &patch, allow_replacement)?;
-            let mutation =
-                commands::update(env, spec, allow_replacement, &new_request(&state, &caller))
-                    .map_err(command_error)?;
+            let request = new_request(&state, &caller);
+            let mutation = match &waiting {
+                Some(op) if env.active_operation.as_deref() == Some(op.id.as_str()) => {
+                    commands::amend(env, op, spec, allow_replacement, &request)
+                }
+                _ => commands::update(env, spec, allow_replacement, &request),
+            }
+            .map_err(command_error)?;
             Ok((mutation, format!("/v1/environments/{name}")))
         },
     )
     .await
+}
+
+/// The update holding `name` while it waits for approvals, if one does.
+async fn awaiting_approval(
+    state: &AppState,
+    name: &EnvName,
+) -> Result<Option<envplane_domain::Operation>, ApiError> {
+    let Some(env) = state.store.environment(name).await? else {
+        return Ok(None);
+    };
+    let Some(id) = &env.active_operation else {
+        return Ok(None);
+    };
+    Ok(state.store.operation_of(name, id).await?.filter(|op| {
+        op.kind == envplane_domain::OperationKind::Update
+            && op.status == envplane_domain::OperationStatus::AwaitingApproval
+    }))
 }
 
 /// Destroys the environment; the teardown runs as an operation.

@@ -51,7 +51,8 @@ impl Jobs {
                 done.started.push((env.name.clone(), op));
                 continue;
             }
-            if !lost && let Some(op) = self.expire_approval(&env, now).await? {
+            // Before the lease: a wait holds its environment an hour past its approval's expiry.
+            if let Some(op) = self.expire_approval(&env, now).await? {
                 done.expired_approvals.push((env.name.clone(), op));
                 continue;
             }
