@@ -76,6 +76,15 @@ enum Command {
     /// Run state machine definitions on the local executor.
     #[command(subcommand)]
     Flow(commands::flow::FlowCommand),
+    /// List the operations waiting for approvers (production's changes wait for two).
+    Approvals {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve an operation waiting for approvers (never your own).
+    Approve(commands::approvals::DecisionArgs),
+    /// Reject an operation waiting for approvers: it fails, having changed nothing.
+    Reject(commands::approvals::DecisionArgs),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +117,13 @@ fn main() -> ExitCode {
             Command::Env(command) => commands::env::run(command).await,
             Command::Ops(command) => commands::ops::run(command).await,
             Command::Flow(command) => commands::flow::run(command).await,
+            Command::Approvals { client } => commands::approvals::list(&client).await,
+            Command::Approve(args) => {
+                commands::approvals::decide(args, envplane_domain::approval::Verdict::Approve).await
+            }
+            Command::Reject(args) => {
+                commands::approvals::decide(args, envplane_domain::approval::Verdict::Reject).await
+            }
         }
     });
     match result {

@@ -24,15 +24,31 @@ impl Plane {
     }
 
     fn start_env(data_dir: &Path, extra: &[&str], vars: &[(&str, String)]) -> Plane {
+        Plane::spawn(data_dir, &["--dev-auth"], extra, vars)
+    }
+
+    /// Starts a plane whose callers are the tokens of `DATA_DIR/tokens.json`.
+    fn start_with_tokens(data_dir: &Path, tokens: &[(&str, envplane_domain::Role, &str)]) -> Plane {
+        let entries: Vec<Value> = tokens
+            .iter()
+            .map(|(principal, role, token)| {
+                envplane_api::Authenticator::token_entry(principal, *role, token)
+            })
+            .collect();
+        std::fs::write(
+            data_dir.join("tokens.json"),
+            json!({ "tokens": entries }).to_string(),
+        )
+        .unwrap();
+        Plane::spawn(data_dir, &[], &[], &[])
+    }
+
+    fn spawn(data_dir: &Path, auth: &[&str], extra: &[&str], vars: &[(&str, String)]) -> Plane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_envplane"))
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .args([
-                "serve",
-                "--dev-auth",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg("serve")
+            .args(auth)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -430,6 +446,62 @@ fn the_cli_follows_a_create_and_a_delete_to_the_end() {
     let cloud: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("cloud.json")).unwrap()).unwrap();
     assert_eq!(cloud["resources"], json!({}), "delete leaves nothing");
+}
+
+#[test]
+fn the_cli_destroys_production_only_with_two_approvers_other_than_the_requester() {
+    use envplane_domain::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let plane = Plane::start_with_tokens(
+        dir.path(),
+        &[
+            ("ada", Role::Approver, "ada-secret"),
+            ("bea", Role::Approver, "bea-secret"),
+            ("root", Role::Admin, "root-secret"),
+        ],
+    );
+    let as_user = |token: &str, args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--token", token]);
+        cli(&plane.endpoint, &all)
+    };
+    let (ok, _, err) = as_user(
+        "ada-secret",
+        &["env", "create", "prod", "--tier", "prod", "--wait"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = as_user("ada-secret", &["env", "delete", "prod", "-o", "json"]);
+    assert!(ok, "{err}");
+    let accepted: Value = serde_json::from_str(&out).unwrap();
+    let op = accepted["operation"]["id"].as_str().unwrap().to_owned();
+    let mut listed = String::new();
+    for _ in 0..200 {
+        let (_, out, _) = as_user("root-secret", &["approvals"]);
+        if out.contains(&op) {
+            listed = out;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(listed.contains("0 of 2 approvers"), "{listed}");
+
+    let (ok, _, err) = as_user("ada-secret", &["approve", &op]);
+    assert!(!ok && err.contains("403"), "the requester approved: {err}");
+    let (ok, out, err) = as_user("root-secret", &["approve", &op, "--comment", "planned"]);
+    assert!(
+        ok && out.contains("pending (1 of 2 approvers)"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = as_user("bea-secret", &["approve", &op]);
+    assert!(
+        ok && out.contains("approved (2 of 2 approvers)"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = as_user("root-secret", &["ops", "watch", &op, "--interval", "0.05"]);
+    assert!(ok && out.contains("succeeded"), "{out}{err}");
+    let cloud: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cloud.json")).unwrap()).unwrap();
+    assert_eq!(cloud["resources"], json!({}), "destroyed once approved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Client commands, one module per command group: call the API through the typed client and
 //! print the answer for people or scripts.
 
+pub mod approvals;
 pub mod blueprints;
 pub mod env;
 pub mod flow;

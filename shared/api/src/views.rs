@@ -1,5 +1,6 @@
 //! Response documents.
 
+use envplane_domain::approval::{Standing, Verdict};
 use envplane_domain::cost::CostBreakdown;
 use envplane_domain::{AuditEvent, Blueprint, Environment, Operation};
 use serde::{Deserialize, Serialize};
@@ -112,4 +113,39 @@ pub struct CancelResponse {
     pub operation: Operation,
     /// The operation rolling back what it made, when there is one.
     pub rollback: Option<Operation>,
+}
+
+/// An approver's decision (`POST /v1/operations/{id}/approvals`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// Approve or reject.
+    pub decision: Verdict,
+    /// Why (kept in the audit history), at most 1000 characters.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub comment: Option<String>,
+    /// The plan digest the approver reviewed: refused (409) when the plan has changed since.
+    #[serde(default)]
+    pub plan_digest: Option<String>,
+}
+
+/// Where an operation's approval stands.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalStanding {
+    /// The operation (its task token never shown).
+    pub operation: Operation,
+    /// Pending, approved or rejected.
+    pub standing: Standing,
+    /// Distinct approvers of the current plan so far.
+    pub approvers: usize,
+    /// Distinct approvers needed.
+    pub required: u8,
+}
+
+/// Operations waiting for approvers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalList {
+    /// Each waiting operation with its standing.
+    pub items: Vec<ApprovalStanding>,
 }

@@ -7,7 +7,8 @@ mod error;
 mod http;
 
 use envplane_api::views::{
-    AuditPage, BlueprintView, CancelResponse, EnvironmentPage, EnvironmentView, MutationResponse,
+    ApprovalList, ApprovalStanding, AuditPage, BlueprintView, CancelResponse, DecisionRequest,
+    EnvironmentPage, EnvironmentView, MutationResponse,
 };
 use envplane_domain::drift::DriftReport;
 use envplane_domain::operation::OnFailure;
@@ -206,6 +207,30 @@ impl Client {
     /// rolling back a provisioning, when there is one.
     pub async fn cancel_operation(&self, id: &str) -> Result<CancelResponse, ClientError> {
         self.call(Method::POST, format!("/v1/operations/{id}/cancel"))
+            .json()
+            .await
+    }
+
+    /// `GET /v1/approvals`: operations waiting for approvers.
+    pub async fn approvals(&self) -> Result<ApprovalList, ClientError> {
+        self.call(Method::GET, "/v1/approvals?status=pending".into())
+            .json()
+            .await
+    }
+
+    /// `POST /v1/operations/{id}/approvals`: an approver's decision, and where it leaves the
+    /// operation's approval.
+    pub async fn decide(
+        &self,
+        id: &str,
+        decision: &DecisionRequest,
+    ) -> Result<ApprovalStanding, ClientError> {
+        let body = serde_json::to_value(decision).map_err(|e| ClientError::Decode {
+            what: "the decision".into(),
+            message: e.to_string(),
+        })?;
+        self.call(Method::POST, format!("/v1/operations/{id}/approvals"))
+            .body(&body)
             .json()
             .await
     }

@@ -11,7 +11,6 @@ use envplane_domain::operation::OperationStatus;
 use envplane_domain::{Action, Caller, Operation};
 use envplane_store::{Change, CommitError, EnvironmentQuery};
 use envplane_workflow::WorkflowError;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
@@ -20,44 +19,10 @@ use crate::conditional::Contention;
 use crate::problem::{ApiError, Problem};
 use crate::routes::operations::operation_id;
 use crate::routes::{Params, authorize, record_span};
+use crate::views::{ApprovalList, ApprovalStanding, DecisionRequest};
 
 /// Longest comment kept with a decision.
 const MAX_COMMENT: usize = 1000;
-
-/// An approver's decision.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionRequest {
-    /// Approve or reject.
-    pub decision: Verdict,
-    /// Why (kept in the audit history), at most 1000 characters.
-    #[serde(default)]
-    #[schema(max_length = 1000)]
-    pub comment: Option<String>,
-    /// The plan digest the approver reviewed: refused (409) when the plan has changed since.
-    #[serde(default)]
-    pub plan_digest: Option<String>,
-}
-
-/// Where an operation's approval stands.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApprovalStanding {
-    /// The operation (its task token never shown).
-    pub operation: Operation,
-    /// Pending, approved or rejected.
-    pub standing: Standing,
-    /// Distinct approvers of the current plan so far.
-    pub approvers: usize,
-    /// Distinct approvers needed.
-    pub required: u8,
-}
-
-/// Operations waiting for approvers.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApprovalList {
-    /// Each waiting operation with its standing.
-    pub items: Vec<ApprovalStanding>,
-}
 
 fn standing_of(op: &Operation) -> Standing {
     let rejected = op.approval.as_ref().is_some_and(|a| {
