@@ -56,6 +56,19 @@ pub fn block_kit(event: &Event, api_base: Option<&str>) -> Value {
         ] }),
         json!({ "type": "section", "text": { "type": "mrkdwn", "text": escape(&event.summary) } }),
     ];
+    if let (EventKind::AwaitingApproval, Some(id)) = (event.kind, &event.operation) {
+        // Deciding needs an approver's identity, which a Slack button cannot carry: the
+        // message says where and how, never approving by itself.
+        let inbox = api_base.map_or_else(String::new, |base| {
+            let base = base.trim_end_matches('/');
+            format!(
+                "\n<{base}/v1/approvals|Pending approvals> · POST {base}/v1/operations/{id}/approvals"
+            )
+        });
+        blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!(
+            "*Approve or reject*\n`envplane approve {id}` · `envplane reject {id} --comment \"…\"`{inbox}"
+        ) } }));
+    }
     if let Some(cause) = &event.cause {
         blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("*Cause*\n```{}```", escape(cause)) } }));
     }
@@ -178,6 +191,23 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("&lt;quota&gt;")
+        );
+    }
+
+    #[test]
+    fn an_approval_request_says_how_to_approve_or_reject() {
+        let mut event = failed();
+        event.kind = EventKind::AwaitingApproval;
+        event.cause = None;
+        let message = block_kit(&event, Some("https://envplane.example"));
+        let blocks = message["attachments"][0]["blocks"].as_array().unwrap();
+        let how = blocks[3]["text"]["text"].as_str().unwrap();
+        assert!(
+            how.contains("envplane approve 01J0000000000000000000000A")
+                && how.contains("envplane reject 01J0000000000000000000000A")
+                && how.contains("https://envplane.example/v1/approvals")
+                && how.contains("/v1/operations/01J0000000000000000000000A/approvals"),
+            "{how}"
         );
     }
 
