@@ -9,11 +9,8 @@ use envplane_aws::StepFunctions;
 use envplane_domain::EnvName;
 use envplane_workflow::{Flow, Workflows};
 
-#[tokio::test]
-async fn an_operation_starts_one_execution_which_can_be_stopped() {
-    let Some(endpoint) = envplane_store::testing::moto_endpoint() else {
-        return;
-    };
+/// A Step Functions client for a moto server.
+async fn client(endpoint: &str) -> aws_sdk_sfn::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
@@ -22,7 +19,15 @@ async fn an_operation_starts_one_execution_which_can_be_stopped() {
         ))
         .load()
         .await;
-    let client = aws_sdk_sfn::Client::new(&config);
+    aws_sdk_sfn::Client::new(&config)
+}
+
+#[tokio::test]
+async fn an_operation_starts_one_execution_which_can_be_stopped() {
+    let Some(endpoint) = envplane_store::testing::moto_endpoint() else {
+        return;
+    };
+    let client = client(&endpoint).await;
     let definition = Flow::Provision.definition().replace(
         "${WorkerFunctionArn}",
         "arn:aws:lambda:us-east-1:123456789012:function:worker",
@@ -162,15 +167,7 @@ async fn steps_read_from_step_functions_history_match_the_local_executors() {
     let Some(endpoint) = envplane_store::testing::moto_sfn_endpoint() else {
         return;
     };
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_sfn::Client::new(&config);
+    let client = client(&endpoint).await;
     let machine = client
         .create_state_machine()
         .name(format!("update-{}", ulid::Ulid::new()))

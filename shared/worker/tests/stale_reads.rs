@@ -3,7 +3,6 @@
 //! the embedded store and on DynamoDB (moto).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envplane_cloud::{Faults, LatencyProfile, Simulator};
@@ -12,20 +11,8 @@ use envplane_store::StateStore;
 use envplane_store::testing::{LaggingIndex, embedded_store, moto_store, mutations};
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
-use envplane_workflow::{Executor, StateMachine, VirtualClock};
+use envplane_workflow::{Executor, Flow, VirtualClock};
 use time::OffsetDateTime;
-
-fn definition(name: &str) -> StateMachine {
-    let path = format!(
-        "{}/../../statemachines/{name}.asl.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    StateMachine::load(
-        &std::fs::read_to_string(&path).unwrap(),
-        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
-    )
-    .unwrap()
-}
 
 /// Provisions `dev`, then changes both node groups, the database host's type and its volume in
 /// one update (four parallel branches, seven recorded changes), and returns what the operation
@@ -46,7 +33,11 @@ async fn changes_recorded(store: Arc<dyn StateStore>) -> Vec<String> {
     let env = EnvName::parse("dev").unwrap();
     let op = mutations::create(lagging.as_ref(), &env, Tier::Dev, 0, |_| {}).await;
     let outcome = executor
-        .execute(&definition("provision"), execution_input(&env, &op), &op)
+        .execute(
+            &Flow::Provision.local_definition().unwrap(),
+            execution_input(&env, &op),
+            &op,
+        )
         .await;
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
     let patch = serde_json::json!({
@@ -55,7 +46,11 @@ async fn changes_recorded(store: Arc<dyn StateStore>) -> Vec<String> {
     });
     let op = mutations::update(lagging.as_ref(), &env, &patch, false).await;
     let outcome = executor
-        .execute(&definition("update"), execution_input(&env, &op), &op)
+        .execute(
+            &Flow::Update.local_definition().unwrap(),
+            execution_input(&env, &op),
+            &op,
+        )
         .await;
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
     let op = store.operation_of(&env, &op).await.unwrap().unwrap();

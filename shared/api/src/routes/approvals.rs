@@ -17,8 +17,8 @@ use crate::AppState;
 use crate::body::JsonBody;
 use crate::conditional::Contention;
 use crate::problem::{ApiError, Problem};
-use crate::routes::operations::operation_id;
-use crate::routes::{Params, authorize, record_span};
+use crate::routes::operations::{operation_id, operation_with_environment};
+use crate::routes::{Params, authorize};
 use crate::views::{ApprovalList, ApprovalStanding, DecisionRequest};
 
 /// Longest comment kept with a decision.
@@ -108,21 +108,11 @@ pub(crate) async fn decide(
     }
     let mut contention = Contention::new();
     let (decided, standing) = loop {
-        let op = state
-            .store
-            .operation(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
-        record_span(op.environment.as_str(), Some(&op.id));
+        let (op, env) = operation_with_environment(&state, &id).await?;
         // The same decision again: the flow is resumed again, nothing new is recorded.
         if let Some(repeat) = repeated(&op, &caller, request.decision) {
             break (op, repeat);
         }
-        let env = state
-            .store
-            .environment(&op.environment)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no environment {}", op.environment)))?;
         let now = state.clock.now();
         let (next, standing) = approval::decide(
             &op,

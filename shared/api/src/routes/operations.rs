@@ -22,6 +22,25 @@ pub(crate) fn operation_id(id: &str) -> Result<(), ApiError> {
         .map_err(|_| ApiError::bad_request("id", format!("{id:?} is not an operation id (a ULID)")))
 }
 
+/// An operation and the environment it acts on, read as they are now (404 for either missing).
+pub(crate) async fn operation_with_environment(
+    state: &AppState,
+    id: &str,
+) -> Result<(Operation, envplane_domain::Environment), ApiError> {
+    let op = state
+        .store
+        .operation(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
+    record_span(op.environment.as_str(), Some(&op.id));
+    let env = state
+        .store
+        .environment(&op.environment)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no environment {}", op.environment)))?;
+    Ok((op, env))
+}
+
 /// An operation and its steps.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
     params(("id" = String, Path, description = "Operation id")),
@@ -75,17 +94,7 @@ pub(crate) async fn cancel_operation(
     operation_id(&id)?;
     let mut contention = Contention::new();
     loop {
-        let op = state
-            .store
-            .operation(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
-        record_span(op.environment.as_str(), Some(&op.id));
-        let env = state
-            .store
-            .environment(&op.environment)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no environment {}", op.environment)))?;
+        let (op, env) = operation_with_environment(&state, &id).await?;
         authorize(&caller, Action::Mutate(env.tier))?;
         if op.status == OperationStatus::Cancelled {
             let done = CancelResponse {
