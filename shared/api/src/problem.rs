@@ -289,3 +289,48 @@ impl From<CommitError> for ApiError {
         }
     }
 }
+
+/// Any error answer that is not already a problem (an extractor's own rejection, such as a path
+/// that is not UTF-8 once percent-decoded) becomes one, with the framework's text as its
+/// detail: every error the API gives is `application/problem+json`.
+pub(crate) async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    // axum's path extractor says "Invalid URL: …" for a path it cannot decode.
+    let field = if detail.starts_with("Invalid URL") {
+        "path"
+    } else {
+        "request"
+    };
+    let error = match status {
+        StatusCode::BAD_REQUEST => ApiError::bad_request(field, detail),
+        StatusCode::NOT_FOUND => ApiError::NotFound(detail),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType {
+            accepted: "application/json",
+        },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: crate::body::BODY_LIMIT,
+        },
+        s if s.is_server_error() => ApiError::Internal(detail),
+        _ => ApiError::bad_request(field, detail),
+    };
+    let mut answer = error.into_response();
+    *answer.status_mut() = status;
+    answer
+}
