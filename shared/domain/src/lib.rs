@@ -8,6 +8,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod blueprint;
+pub mod canary;
 pub mod cidr;
 pub mod commands;
 pub mod cost;
