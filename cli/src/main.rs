@@ -76,6 +76,13 @@ enum Command {
     /// Run state machine definitions on the local executor.
     #[command(subcommand)]
     Flow(commands::flow::FlowCommand),
+    /// Run the demo app a deployed version runs locally in place of its image: `GET /`
+    /// answers its version, failing `DEMO_ERROR_RATE` of requests and taking `DEMO_LATENCY_MS`.
+    DemoApp {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// List the operations waiting for approvers (production's changes wait for two).
     Approvals {
         #[command(flatten)]
@@ -118,6 +125,19 @@ fn main() -> ExitCode {
             Command::Ops(command) => commands::ops::run(command).await,
             Command::Flow(command) => commands::flow::run(command).await,
             Command::Approvals { client } => commands::approvals::list(&client).await,
+            Command::DemoApp { listen } => {
+                let behaviour =
+                    envplane_traffic::DemoBehaviour::from_env(|k| std::env::var(k).ok())
+                        .map_err(anyhow::Error::msg)?;
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                println!(
+                    "demo app {} listening on http://{}",
+                    behaviour.version,
+                    listener.local_addr()?
+                );
+                envplane_traffic::serve_demo(listener, behaviour).await?;
+                Ok(())
+            }
             Command::Approve(args) => {
                 commands::approvals::decide(args, envplane_domain::approval::Verdict::Approve).await
             }

@@ -448,6 +448,34 @@ fn the_cli_follows_a_create_and_a_delete_to_the_end() {
     assert_eq!(cloud["resources"], json!({}), "delete leaves nothing");
 }
 
+#[tokio::test]
+async fn the_demo_app_behaves_as_its_environment_says() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envplane"))
+        .args(["demo-app", "--listen", "127.0.0.1:0"])
+        .env("DEMO_VERSION", "v7")
+        .env("DEMO_ERROR_RATE", "0.5")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the demo app");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let client = http();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let answer = client.get(&url).send().await.unwrap();
+        statuses.push(answer.status().as_u16());
+        assert_eq!(answer.json::<Value>().await.unwrap()["version"], "v7");
+    }
+    assert_eq!(statuses, [200, 500, 200, 500], "half of them fail, evenly");
+    let health = client.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn the_cli_destroys_production_only_with_two_approvers_other_than_the_requester() {
     use envplane_domain::Role;
