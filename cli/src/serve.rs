@@ -165,9 +165,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
         None => Arc::new(Silent),
     };
-    let worker = Worker::new(store.clone(), cloud.clone())
+    // Deployed versions run here, behind a weighted proxy per service (on AWS: not yet).
+    let traffic: Option<Arc<dyn envplane_cloud::Traffic>> = (!args.aws).then(|| {
+        Arc::new(envplane_traffic::LocalTraffic::new()) as Arc<dyn envplane_cloud::Traffic>
+    });
+    let mut worker = Worker::new(store.clone(), cloud.clone())
         .with_clock(now.clone())
         .with_events(events.clone());
+    if let Some(traffic) = &traffic {
+        worker = worker.with_traffic(traffic.clone());
+    }
     let executor = Executor::new(Arc::new(worker), clock);
     let workflows = Arc::new(LocalWorkflows::new(
         executor,
@@ -192,11 +199,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     spawn_jobs(jobs, &args);
     // One clock for the API's requests and leases, the flows and housekeeping, so that a
     // time-scaled plane never takes a running operation's lease for expired.
-    let app = envplane_api::router(
-        AppState::new(store, auth)
-            .with_workflows(workflows)
-            .with_clock(now),
-    );
+    let mut state = AppState::new(store, auth)
+        .with_workflows(workflows)
+        .with_clock(now);
+    if let Some(traffic) = traffic {
+        state = state.with_traffic(traffic);
+    }
+    let app = envplane_api::router(state);
     tracing::info!(%address, store = %store_path.display(), "envplane control plane is up");
     println!(
         "envplane listening on http://{address} (store {})",

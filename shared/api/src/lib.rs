@@ -38,6 +38,8 @@ pub struct AppState {
     /// The plane's clock: requests and leases are stamped with it, as the flows and
     /// housekeeping read it, whatever the time scale of a local plane.
     pub clock: envplane_cloud::SharedClock,
+    /// Where deployed versions run (their load balancers' addresses are shown).
+    pub traffic: Option<Arc<dyn envplane_cloud::Traffic>>,
 }
 
 impl AppState {
@@ -48,12 +50,19 @@ impl AppState {
             auth: Arc::new(auth),
             workflows: None,
             clock: envplane_cloud::system_clock(),
+            traffic: None,
         }
     }
 
     /// Stamps requests and leases with `clock` (a time-scaled local plane's).
     pub fn with_clock(mut self, clock: envplane_cloud::SharedClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Shows deployments' load balancers from `traffic`.
+    pub fn with_traffic(mut self, traffic: Arc<dyn envplane_cloud::Traffic>) -> Self {
+        self.traffic = Some(traffic);
         self
     }
 
@@ -73,6 +82,8 @@ impl AppState {
     tags(
         (name = "environments", description = "Environments and their desired state"),
         (name = "operations", description = "Long-running changes"),
+        (name = "approvals", description = "Four-eyes decisions on operations that wait for approvers"),
+        (name = "deployments", description = "New versions of services, by canary, blue/green or rolling"),
         (name = "audit", description = "Tamper-evident history"),
         (name = "blueprints", description = "Tier defaults and costs"),
         (name = "meta", description = "Health and the API description"),
@@ -121,6 +132,10 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::operations::cancel_operation))
         .routes(routes!(routes::approvals::decide))
         .routes(routes!(routes::approvals::list_approvals))
+        .routes(routes!(routes::deployments::create_deployment))
+        .routes(routes!(routes::deployments::get_deployment))
+        .routes(routes!(routes::deployments::promote_deployment))
+        .routes(routes!(routes::deployments::abort_deployment))
         .routes(routes!(routes::audit::list_audit))
         .routes(routes!(routes::audit::verify_audit))
         .split_for_parts()

@@ -149,3 +149,40 @@ pub struct ApprovalList {
     /// Each waiting operation with its standing.
     pub items: Vec<ApprovalStanding>,
 }
+
+/// A deployment as shown: where it stands and what every analysis found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentView {
+    /// The deployment's id (its operation's).
+    pub id: String,
+    /// The environment.
+    #[schema(value_type = String)]
+    pub environment: envplane_domain::EnvName,
+    /// The operation's status (`awaiting_approval` at a gate or a hold).
+    pub status: envplane_domain::OperationStatus,
+    /// The service, version, strategy, policy, weight, analyses and last decision (its task
+    /// token never shown); absent only for an operation that deploys nothing.
+    pub deployment: Option<envplane_domain::deployment::Deployment>,
+    /// Why it failed, with the evidence.
+    pub error: Option<envplane_domain::operation::OperationError>,
+    /// The service's load balancer (locally, the weighted proxy on loopback).
+    pub url: Option<String>,
+}
+
+impl DeploymentView {
+    /// The view of a deploy operation.
+    pub fn of(op: Operation, url: Option<String>) -> Self {
+        let deployment = op.deployment.map(|mut d| {
+            d.wait_token = None;
+            d
+        });
+        Self {
+            id: op.id,
+            environment: op.environment,
+            status: op.status,
+            deployment,
+            error: op.error,
+            url,
+        }
+    }
+}

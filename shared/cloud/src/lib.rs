@@ -6,6 +6,7 @@
 mod clock;
 mod modification;
 pub mod simulator;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use clock::{Clock, SharedClock, system_clock};
 pub use modification::Modification;
 pub use simulator::{ChangeDrawn, Faults, LOCAL_STACK, LatencyProfile, Simulator};
+pub use traffic::{Slot, Traffic};
 
 /// Where a resource is in its life, as AWS reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

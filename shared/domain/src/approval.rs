@@ -36,6 +36,10 @@ pub const REJECTED: &str = "Envplane.Rejected";
 pub fn required(tier: Tier, kind: OperationKind) -> u8 {
     match (tier, kind) {
         (Tier::Prod, OperationKind::Update | OperationKind::Reconcile | OperationKind::Delete) => 2,
+        // Deploys: qa and staging by one approver, production by two (the blueprints'
+        // "manual approval" deploy policy); dev deploys at once.
+        (Tier::Qa | Tier::Staging, OperationKind::Deploy) => 1,
+        (Tier::Prod, OperationKind::Deploy) => 2,
         _ => 0,
     }
 }
@@ -370,6 +374,7 @@ mod tests {
             error: None,
             version: 2,
             approval: Some(Approval::new(required, "d1".into(), at)),
+            deployment: None,
         }
     }
 

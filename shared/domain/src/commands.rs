@@ -72,6 +72,7 @@ fn start(
         error: None,
         version: 1,
         approval: None,
+        deployment: None,
     }
 }
 
@@ -156,6 +157,7 @@ pub fn create(
         resources: Vec::new(),
         expires_at,
         drift: None,
+        releases: std::collections::BTreeMap::new(),
     };
     record(environment, &head, OperationKind::Create, change, request)
 }
@@ -279,6 +281,35 @@ pub fn amend(
         operation,
         audit: event,
     })
+}
+
+/// Deploys a service's new version, starting a deploy operation that carries the deployment
+/// (what replaces what, the strategy and the canary's policy).
+pub fn deploy(
+    current: &Environment,
+    deployment: crate::deployment::Deployment,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
+    take_lock(current)?;
+    let mut deployment = deployment;
+    deployment.previous = current.releases.get(&deployment.service).cloned();
+    let change = json!({
+        "service": deployment.service,
+        "release": deployment.release,
+        "previous": deployment.previous,
+        "strategy": deployment.strategy,
+        "canary": deployment.canary,
+    });
+    let environment = next_version(current, Phase::Updating, request);
+    let mut mutation = record(
+        environment,
+        &current.audit_head,
+        OperationKind::Deploy,
+        change,
+        request,
+    );
+    mutation.operation.deployment = Some(deployment);
+    Ok(mutation)
 }
 
 /// Starts putting the cloud back to the environment's unchanged spec (after drift); `reason`

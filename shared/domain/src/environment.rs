@@ -140,6 +140,10 @@ pub struct Environment {
     /// The last drift check's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::drift::DriftReport>,
+    /// The stable version of each service, once deployed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub releases: std::collections::BTreeMap<crate::names::Service, crate::deployment::Release>,
 }
 
 /// A resource of the environment as last observed in the cloud.

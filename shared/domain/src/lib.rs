@@ -12,6 +12,7 @@ pub mod canary;
 pub mod cidr;
 pub mod commands;
 pub mod cost;
+pub mod deployment;
 pub mod drift;
 pub mod environment;
 pub mod events;

@@ -18,6 +18,8 @@ pub enum OperationKind {
     Delete,
     /// Bring the cloud back to the unchanged spec after drift.
     Reconcile,
+    /// Deploy a service's new version (canary, blue/green or rolling).
+    Deploy,
 }
 
 impl OperationKind {
@@ -28,6 +30,7 @@ impl OperationKind {
             OperationKind::Update => "environment.update",
             OperationKind::Delete => "environment.delete",
             OperationKind::Reconcile => "environment.reconcile",
+            OperationKind::Deploy => "environment.deploy",
         }
     }
 
@@ -38,6 +41,7 @@ impl OperationKind {
             OperationKind::Update => "Update",
             OperationKind::Delete => "Destruction",
             OperationKind::Reconcile => "Reconcile",
+            OperationKind::Deploy => "Deployment",
         }
     }
 }
@@ -171,6 +175,9 @@ pub struct Operation {
     /// The approvals it waits for, when its tier's policy asks for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::approval::Approval>,
+    /// A deployment's version, steps and analyses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::deployment::Deployment>,
 }
 
 impl Operation {

@@ -7,10 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod demo;
+mod local;
 pub mod proxy;
 
 pub use demo::{DemoBehaviour, serve_demo};
-pub use proxy::{Slot, WeightedProxy};
+pub use envplane_cloud::Slot;
+pub use local::LocalTraffic;
+pub use proxy::WeightedProxy;
 
 /// Every `n`-th share of a stream, exactly: whether item `index` (0-based) falls in a share of
 /// `rate` (0 to 1) spread evenly, so that any run of items holds the share to within one.

@@ -12,24 +12,14 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use envplane_cloud::Slot;
 use envplane_domain::canary::Metrics;
 use tokio::net::TcpListener;
 
-/// Which version of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// The version serving now.
-    Stable,
-    /// The version being introduced.
-    Canary,
-}
-
-impl Slot {
-    fn index(self) -> usize {
-        match self {
-            Slot::Stable => 0,
-            Slot::Canary => 1,
-        }
+fn index(slot: Slot) -> usize {
+    match slot {
+        Slot::Stable => 0,
+        Slot::Canary => 1,
     }
 }
 
@@ -114,7 +104,7 @@ impl WeightedProxy {
     /// Points a slot at a version's address (or at nothing).
     pub fn set_upstream(&self, slot: Slot, addr: Option<SocketAddr>) {
         if let Ok(mut upstreams) = self.shared.upstreams.lock() {
-            upstreams[slot.index()] = addr;
+            upstreams[index(slot)] = addr;
         }
     }
 
@@ -135,7 +125,7 @@ impl WeightedProxy {
         self.shared
             .windows
             .lock()
-            .map(|mut w| w[slot.index()].take())
+            .map(|mut w| w[index(slot)].take())
             .unwrap_or(Metrics {
                 requests: 0,
                 errors: 0,
@@ -209,7 +199,7 @@ async fn forward(shared: &Shared, request: Request) -> Response {
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let Ok(mut windows) = shared.windows.lock() {
-        let window = &mut windows[slot.index()];
+        let window = &mut windows[index(slot)];
         window.requests += 1;
         if answer.status().is_server_error() {
             window.errors += 1;

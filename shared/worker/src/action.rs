@@ -42,6 +42,27 @@ pub enum Action {
         /// Step Functions' task token (`$$.Task.Token`).
         token: String,
     },
+    /// Run the new version and give it its first weight (deploy).
+    #[serde(rename = "deploy.launch")]
+    DeployLaunch,
+    /// Judge the last interval's metrics and move on as the canary's rules say (deploy).
+    #[serde(rename = "deploy.analyse")]
+    DeployAnalyse,
+    /// Wait for a person at a gate, or on a canary held for insufficient data (deploy).
+    #[serde(rename = "deploy.wait")]
+    DeployWait {
+        /// Step Functions' task token (`$$.Task.Token`).
+        token: String,
+    },
+    /// A person promoted: traffic moves to the next step (deploy).
+    #[serde(rename = "deploy.advance")]
+    DeployAdvance,
+    /// All traffic back on the stable version in one change, the new one stopped (deploy).
+    #[serde(rename = "deploy.rollback")]
+    DeployRollback,
+    /// The new version becomes the stable one and the environment records it (deploy).
+    #[serde(rename = "deploy.complete")]
+    DeployComplete,
     /// Create a group's missing resources and report which are not usable yet (provision).
     #[serde(rename = "ensure")]
     Ensure {
@@ -97,6 +118,12 @@ impl Action {
         match self {
             Action::Start => "operation.start",
             Action::AwaitApproval { .. } => "approval.wait",
+            Action::DeployLaunch => "deploy.launch",
+            Action::DeployAnalyse => "deploy.analyse",
+            Action::DeployWait { .. } => "deploy.wait",
+            Action::DeployAdvance => "deploy.advance",
+            Action::DeployRollback => "deploy.rollback",
+            Action::DeployComplete => "deploy.complete",
             Action::Ensure { .. } => "ensure",
             Action::Converge { .. } => "converge",
             Action::Teardown { .. } => "teardown",

@@ -37,6 +37,7 @@ pub struct Worker {
     cloud: Arc<dyn Cloud>,
     clock: SharedClock,
     events: Arc<dyn Publisher>,
+    traffic: Option<Arc<dyn envplane_cloud::Traffic>>,
 }
 
 impl Worker {
@@ -47,12 +48,19 @@ impl Worker {
             cloud,
             clock: system_clock(),
             events: Arc::new(envplane_notify::Silent),
+            traffic: None,
         }
     }
 
     /// The same worker announcing operations starting, succeeding and failing there.
     pub fn with_events(mut self, events: Arc<dyn Publisher>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// The same worker deploying services' versions through `traffic`.
+    pub fn with_traffic(mut self, traffic: Arc<dyn envplane_cloud::Traffic>) -> Self {
+        self.traffic = Some(traffic);
         self
     }
 
@@ -74,6 +82,12 @@ impl Worker {
         match task.action {
             Action::Start => self.start(&env, op).await,
             Action::AwaitApproval { token } => self.await_approval(&env, op, &token).await,
+            Action::DeployLaunch => self.deploy_launch(&env, op).await,
+            Action::DeployAnalyse => self.deploy_analyse(&env, op).await,
+            Action::DeployWait { token } => self.deploy_wait(&env, op, &token).await,
+            Action::DeployAdvance => self.deploy_advance(&env, op).await,
+            Action::DeployRollback => self.deploy_rollback(&env, op).await,
+            Action::DeployComplete => self.deploy_complete(&env, op).await,
             Action::Ensure { group, poll } => self.ensure(&env, op, group, poll).await,
             Action::Converge { group, poll } => self.converge(&env, op, group, poll).await,
             Action::Teardown { kinds, poll } => self.teardown(&env, op, &kinds, poll).await,

@@ -713,7 +713,7 @@ async fn snapshots_are_kept_for_their_retention_and_go_with_their_environment() 
 #[test]
 fn every_task_of_the_shipped_flows_has_a_timeout_retries_lambda_errors_and_compensation_is_caught()
 {
-    for flow in ["provision", "update", "destroy"] {
+    for flow in ["provision", "update", "destroy", "deploy"] {
         let path = format!(
             "{}/../../statemachines/{flow}.asl.json",
             env!("CARGO_MANIFEST_DIR")
@@ -776,7 +776,12 @@ fn every_task_of_the_shipped_flows_has_a_timeout_retries_lambda_errors_and_compe
             );
             if waits {
                 assert_eq!(task["Catch"][0]["ErrorEquals"][0], "States.Timeout");
-                assert_eq!(task["Catch"][0]["Next"], "ApprovalExpired");
+                assert!(
+                    task["Catch"][0]["Next"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with("Expired")),
+                    "{flow}/{name}: a wait's time-out is its expiry"
+                );
                 assert_eq!(task["TimeoutSeconds"], 7 * 24 * 3600);
             }
         }

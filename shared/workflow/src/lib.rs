@@ -37,12 +37,15 @@ pub enum Flow {
     Destroy,
     /// Bring an environment's resources to its spec: updates and reconciles.
     Update,
+    /// Deploy a service's new version, step by step with analysis.
+    Deploy,
 }
 
 /// The definitions as shipped: the same bytes `template.yaml` deploys.
 const PROVISION: &str = include_str!("../../../statemachines/provision.asl.json");
 const DESTROY: &str = include_str!("../../../statemachines/destroy.asl.json");
 const UPDATE: &str = include_str!("../../../statemachines/update.asl.json");
+const DEPLOY: &str = include_str!("../../../statemachines/deploy.asl.json");
 
 /// The substitution the shipped definitions' Task resources use for the worker.
 pub const WORKER_SUBSTITUTION: &str = "WorkerFunctionArn";
@@ -51,7 +54,7 @@ pub const LOCAL_WORKER: &str = "local:worker";
 
 impl Flow {
     /// Every flow.
-    pub const ALL: [Flow; 3] = [Flow::Provision, Flow::Destroy, Flow::Update];
+    pub const ALL: [Flow; 4] = [Flow::Provision, Flow::Destroy, Flow::Update, Flow::Deploy];
 
     /// The flow that carries out an operation of this kind.
     pub fn for_operation(kind: OperationKind) -> Option<Flow> {
@@ -59,6 +62,7 @@ impl Flow {
             OperationKind::Create => Some(Flow::Provision),
             OperationKind::Delete => Some(Flow::Destroy),
             OperationKind::Update | OperationKind::Reconcile => Some(Flow::Update),
+            OperationKind::Deploy => Some(Flow::Deploy),
         }
     }
 
@@ -68,6 +72,7 @@ impl Flow {
             Flow::Provision => PROVISION,
             Flow::Destroy => DESTROY,
             Flow::Update => UPDATE,
+            Flow::Deploy => DEPLOY,
         }
     }
 

@@ -40,6 +40,10 @@ fn standing_of(op: &Operation) -> Standing {
 /// The operation as shown: without the task token.
 pub(crate) fn shown(mut op: Operation) -> Operation {
     op.approval = op.approval.map(|a| a.redacted());
+    op.deployment = op.deployment.map(|mut d| {
+        d.wait_token = None;
+        d
+    });
     op
 }
 

@@ -4,6 +4,7 @@
 pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod blueprints;
+pub(crate) mod deployments;
 pub(crate) mod drift;
 pub(crate) mod environments;
 pub(crate) mod meta;

@@ -10,6 +10,7 @@ mod audit;
 mod bad_input;
 mod blueprints;
 mod concurrency;
+mod deployments;
 mod drift;
 mod environments;
 mod idempotency;

@@ -2,6 +2,7 @@
 //! by reconcile), `destroy` (teardown), and the operation's own start, finish and failure that
 //! every flow shares.
 
+mod deploy;
 mod destroy;
 mod operation;
 pub(crate) mod poll;

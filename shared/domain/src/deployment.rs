@@ -1,0 +1,257 @@
+//! Deployments of a service's new version: the request, parsed field by field; the tier's
+//! defaults (dev rolls out at once; production goes 5 → 25 → 100 with a gate before 100); and
+//! the state a deployment keeps on its operation as the deploy flow walks the steps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::blueprint::Tier;
+use crate::canary::{Analysis, CanaryPolicy, Decision, Progress, Strategy};
+use crate::names::Service;
+use crate::validation::ValidationErrors;
+
+/// A version of a service: what runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Release {
+    /// The version's name, e.g. `2.4.1`.
+    pub version: String,
+    /// The container image, when it is not derived from the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The container's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// What a deployment does and where it stands (kept on its operation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Deployment {
+    /// The service.
+    #[schema(value_type = String)]
+    pub service: Service,
+    /// The version deployed.
+    pub release: Release,
+    /// The version it replaces, kept warm until the deployment completes.
+    pub previous: Option<Release>,
+    /// How traffic moves.
+    pub strategy: Strategy,
+    /// Steps, thresholds and limits (a rolling or blue/green deployment uses its thresholds
+    /// only).
+    pub canary: CanaryPolicy,
+    /// The new version's weight and counts so far.
+    pub progress: Progress,
+    /// Every analysis, in order, with its figures, thresholds and verdict.
+    #[serde(default)]
+    pub analyses: Vec<Analysis>,
+    /// The last decision taken.
+    pub decision: Option<Decision>,
+    /// The flow's task token while it waits for a person (a gate, or a hold); never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub wait_token: Option<String>,
+}
+
+fn text(body: &Value, field: &str, errors: &mut ValidationErrors) -> Option<String> {
+    match body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => Some(s.clone()),
+        Some(_) => {
+            errors.push(
+                field,
+                "must be a non-empty string of at most 128 characters",
+            );
+            None
+        }
+    }
+}
+
+/// Parses a deployment request (`{"service", "version", "image"?, "env"?, "strategy"?,
+/// "canary"?}`) on `tier`, with the tier's defaults for what it leaves out; every field at
+/// fault is named.
+pub fn parse(body: &Value, tier: Tier) -> Result<Deployment, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    if !body.is_object() {
+        errors.push("", "the body must be a JSON object");
+        return Err(errors);
+    }
+    const KNOWN: [&str; 6] = ["service", "version", "image", "env", "strategy", "canary"];
+    if let Some(obj) = body.as_object() {
+        for key in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+            errors.push(key.clone(), "unknown field");
+        }
+    }
+    let service = match body.get("service") {
+        None => {
+            errors.push("service", "required: frontend or backend");
+            None
+        }
+        Some(v) => serde_json::from_value::<Service>(v.clone())
+            .map_err(|_| errors.push("service", "must be frontend or backend"))
+            .ok(),
+    };
+    let version = text(body, "version", &mut errors);
+    if version.is_none() && !errors.0.iter().any(|e| e.field == "version") {
+        errors.push("version", "required");
+    }
+    let image = text(body, "image", &mut errors);
+    let env = match body.get("env") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(v) => serde_json::from_value::<BTreeMap<String, String>>(v.clone())
+            .map_err(|_| errors.push("env", "must be an object of strings"))
+            .unwrap_or_default(),
+    };
+    let strategy = match body.get("strategy") {
+        None | Some(Value::Null) => default_strategy(tier),
+        Some(v) => serde_json::from_value::<Strategy>(v.clone())
+            .map_err(|_| errors.push("strategy", "must be canary, blue_green or rolling"))
+            .unwrap_or(default_strategy(tier)),
+    };
+    let canary = match body.get("canary") {
+        None | Some(Value::Null) => CanaryPolicy::for_tier(tier),
+        Some(v) => {
+            let mut merged = serde_json::to_value(CanaryPolicy::for_tier(tier)).unwrap_or_default();
+            crate::merge_patch::apply(&mut merged, v);
+            match serde_json::from_value::<CanaryPolicy>(merged) {
+                Ok(policy) => policy,
+                Err(e) => {
+                    errors.push("canary", format!("not a canary policy: {e}"));
+                    CanaryPolicy::for_tier(tier)
+                }
+            }
+        }
+    };
+    if let Err(bad) = canary.validate() {
+        for (field, why) in bad {
+            errors.push(field, why);
+        }
+    }
+    match (service, version) {
+        (Some(service), Some(version)) if errors.0.is_empty() => Ok(Deployment {
+            service,
+            release: Release {
+                version,
+                image,
+                env,
+            },
+            previous: None,
+            strategy,
+            canary,
+            progress: Progress::default(),
+            analyses: Vec::new(),
+            decision: None,
+            wait_token: None,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The tier's strategy: production deploys by canary, other tiers roll out.
+pub fn default_strategy(tier: Tier) -> Strategy {
+    if tier == Tier::Prod {
+        Strategy::Canary
+    } else {
+        Strategy::Rolling
+    }
+}
+
+/// The deployment moved on (launched, analysed, advanced, held, rolled back): the operation
+/// records it, with `status` when it changes (waiting for a person, or running again).
+pub fn progressed(
+    environment: &crate::Environment,
+    operation: &crate::Operation,
+    deployment: Deployment,
+    status: Option<crate::OperationStatus>,
+    at: time::OffsetDateTime,
+) -> crate::lifecycle::Transition {
+    let mut op = crate::lifecycle::next_operation(operation, at);
+    op.deployment = Some(deployment);
+    if let Some(status) = status {
+        op.status = status;
+    }
+    crate::lifecycle::Transition {
+        environment: crate::lifecycle::next(environment, at),
+        operation: op,
+        audit: None,
+        release_cidr: false,
+    }
+}
+
+/// The new version is stable: the environment records it as the service's release, audited
+/// with every analysis's verdict.
+pub fn completed(
+    environment: &crate::Environment,
+    operation: &crate::Operation,
+    at: time::OffsetDateTime,
+) -> Option<crate::lifecycle::Transition> {
+    let deployment = operation.deployment.clone()?;
+    let mut env = crate::lifecycle::next(environment, at);
+    env.releases
+        .insert(deployment.service, deployment.release.clone());
+    let entry = crate::audit::AuditEntry {
+        principal: crate::lifecycle::SYSTEM_PRINCIPAL.into(),
+        role: crate::auth::Role::Admin,
+        action: "deployment.completed".into(),
+        operation: Some(operation.id.clone()),
+        change: serde_json::json!({
+            "service": deployment.service,
+            "release": deployment.release,
+            "previous": deployment.previous,
+            "analyses": deployment.analyses.iter().map(|a| serde_json::json!({
+                "weight": a.weight, "verdict": a.verdict, "reasons": a.reasons,
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    let audit =
+        crate::audit::AuditEvent::link(&environment.name, &environment.audit_head, at, entry);
+    env.audit_head = audit.head();
+    Some(crate::lifecycle::Transition {
+        environment: env,
+        operation: crate::lifecycle::next_operation(operation, at),
+        audit: Some(audit),
+        release_cidr: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_takes_the_tiers_defaults() {
+        let prod = parse(
+            &json!({"service": "frontend", "version": "2.0"}),
+            Tier::Prod,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(prod.strategy, Strategy::Canary);
+        assert_eq!(prod.canary.steps, vec![5, 25, 100]);
+        assert_eq!(prod.canary.gates, vec![100]);
+        let dev = parse(
+            &json!({"service": "backend", "version": "2.0", "env": {"DEMO_ERROR_RATE": "0.3"},
+                    "canary": {"interval_seconds": 30}}),
+            Tier::Dev,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(dev.strategy, Strategy::Rolling);
+        assert_eq!(dev.canary.interval_seconds, 30);
+        assert_eq!(dev.release.env["DEMO_ERROR_RATE"], "0.3");
+    }
+
+    #[test]
+    fn bad_requests_name_every_field() {
+        let errors = parse(
+            &json!({"service": "db", "version": "", "strategy": "yolo", "colour": 1,
+                    "canary": {"steps": [50, 25]}}),
+            Tier::Prod,
+        )
+        .err()
+        .unwrap_or_default();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        for field in ["service", "version", "strategy", "colour", "canary.steps"] {
+            assert!(fields.contains(&field), "{field} in {fields:?}");
+        }
+    }
+}
