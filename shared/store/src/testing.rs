@@ -284,6 +284,30 @@ pub mod mutations {
             .and_then(|op| op.approval.and_then(|a| a.task_token))
     }
 
+    /// Records a deployment of `name` as `POST …/deployments` does, from its request body;
+    /// returns the operation's id.
+    ///
+    /// # Panics
+    /// When the request is invalid, the environment is busy or the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn deploy(
+        store: &dyn StateStore,
+        name: &EnvName,
+        body: &serde_json::Value,
+    ) -> String {
+        let env = store
+            .environment(name)
+            .await
+            .expect("read")
+            .expect("exists");
+        let deployment =
+            envplane_domain::deployment::parse(body, env.tier).expect("a valid deployment");
+        let caller = caller();
+        let mutation =
+            commands::deploy(&env, deployment, &request(&caller)).expect("the environment is free");
+        commit(store, mutation, Expected::Version(env.version), None).await
+    }
+
     /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
     ///
     /// # Panics

@@ -11,8 +11,9 @@ use envplane_store::testing::mutations;
 use envplane_workflow::{Executor, Failure, TaskContext, TaskRunner};
 use serde_json::{Value, json};
 
-/// Runs tasks with `inner`; after a `.waitForTaskToken` task (the approval wait) it approves
-/// the operation with two approvers and completes the token on the executor.
+/// Runs tasks with `inner`; after a `.waitForTaskToken` task it approves the operation with two
+/// approvers (an approval wait) or promotes it (a deployment's gate or hold), completing the
+/// token on the executor.
 pub struct Approving {
     inner: Arc<dyn TaskRunner>,
     store: Arc<dyn StateStore>,
@@ -56,6 +57,13 @@ impl TaskRunner for Approving {
         ) else {
             return Ok(out);
         };
+        // A deployment waiting at a gate or a hold is promoted; an approval is approved.
+        if task["action"] == "deploy.wait" {
+            executor
+                .send_task_success(token, json!({ "promoted_by": "approver-1" }))
+                .map_err(|_| Failure::new("States.Runtime", "no wait on the gate's token"))?;
+            return Ok(out);
+        }
         let stored =
             mutations::approve(self.store.as_ref(), &env, op, &["approver-1", "approver-2"]).await;
         let token = stored.unwrap_or_else(|| token.clone());

@@ -17,6 +17,7 @@ use envplane_domain::operation::{OnFailure, OperationStatus};
 use envplane_domain::{EnvName, Tier};
 use envplane_store::StateStore;
 use envplane_store::testing::mutations;
+use envplane_traffic::LocalTraffic;
 use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::{
@@ -46,7 +47,14 @@ fn task_states(flow: &str) -> Vec<String> {
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     fn walk(states: &Value, out: &mut Vec<String>) {
         for (name, state) in states.as_object().unwrap() {
-            let compensation = ["Failing", "Rollback", "Compensate", "RollbackFailed"];
+            let compensation = [
+                "Failing",
+                "Rollback",
+                "Compensate",
+                "RollbackFailed",
+                "Fail",
+                "RollBack",
+            ];
             if compensation.contains(&name.as_str()) {
                 continue;
             }
@@ -98,6 +106,7 @@ struct Plane {
     store: Arc<dyn StateStore>,
     simulator: Arc<Simulator>,
     worker: Worker,
+    traffic: Arc<LocalTraffic>,
     _dir: tempfile::TempDir,
 }
 
@@ -110,11 +119,13 @@ impl Plane {
             Faults::NONE,
             Arc::new(|| OffsetDateTime::UNIX_EPOCH),
         ));
-        let worker = Worker::new(store.clone(), simulator.clone());
+        let traffic = Arc::new(LocalTraffic::new());
+        let worker = Worker::new(store.clone(), simulator.clone()).with_traffic(traffic.clone());
         Self {
             store,
             simulator,
             worker,
+            traffic,
             _dir: dir,
         }
     }
@@ -322,4 +333,77 @@ async fn a_failed_rollback_is_reported_with_both_causes_and_a_delete_finishes_it
         "the rollback did not run"
     );
     plane.delete_leaves_nothing(&env).await;
+}
+
+/// What the frontend's load balancer answers: the version serving it.
+async fn serving(plane: &Plane, env: &EnvName) -> String {
+    use envplane_cloud::Traffic;
+    let url = plane
+        .traffic
+        .url(env, envplane_domain::names::Service::Frontend)
+        .await
+        .expect("a load balancer");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut versions = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let answer: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        versions.insert(answer["version"].as_str().unwrap().to_owned());
+    }
+    versions.into_iter().collect::<Vec<_>>().join(",")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_failing_at_any_step_leaves_the_stable_version_serving_alone() {
+    let plane = Plane::new();
+    let states = task_states("deploy");
+    // RollBack runs only after a failed analysis (the traffic test covers it); its own failure
+    // is compensated like any step's.
+    assert_eq!(
+        states,
+        [
+            "Advance",
+            "Analyse",
+            "AwaitApproval",
+            "AwaitDecision",
+            "Complete",
+            "Finish",
+            "Launch",
+            "Start"
+        ]
+    );
+    for (i, state) in states.iter().enumerate() {
+        // Production: approvals before the deployment, a gate before 100 %, and (with no
+        // traffic here) holds at each step that the approvers promote.
+        let env = EnvName::parse(&format!("dp{i}")).unwrap();
+        plane
+            .ready(&env, Tier::Prod, u8::try_from(140 + i).unwrap())
+            .await;
+        let first = mutations::deploy(
+            plane.store.as_ref(),
+            &env,
+            &json!({"service": "frontend", "version": "v1"}),
+        )
+        .await;
+        let (outcome, _) = plane.run("deploy", &env, &first, &[]).await;
+        assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+        assert_eq!(serving(&plane, &env).await, "v1");
+
+        let op = mutations::deploy(
+            plane.store.as_ref(),
+            &env,
+            &json!({"service": "frontend", "version": "v2"}),
+        )
+        .await;
+        let (outcome, injected) = plane.run("deploy", &env, &op, &[state]).await;
+        assert_eq!(outcome.status, "FAILED", "at {state}: {outcome:?}");
+        assert!(injected >= 1, "{state} was never reached");
+        plane.assert_failed_and_released(&env, &op, state).await;
+        let record = plane.store.environment(&env).await.unwrap().unwrap();
+        let release = &record.releases[&envplane_domain::names::Service::Frontend];
+        // Complete records v2 before Finish fails: the new version is then the stable one.
+        let expected = if *state == "Finish" { "v2" } else { "v1" };
+        assert_eq!(release.version, expected, "at {state}");
+        assert_eq!(serving(&plane, &env).await, expected, "at {state}");
+        println!("deploy: failure at {state}: {expected} alone serves");
+    }
 }

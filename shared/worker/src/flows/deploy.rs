@@ -151,26 +151,33 @@ impl Worker {
     }
 
     /// A person promoted: the canary moves to the step after its weight (through a gate too),
-    /// and the bake goes on.
+    /// and the bake goes on; at the last step already, the deployment completes.
     pub(crate) async fn deploy_advance(
         &self,
         env: &EnvName,
         operation: &str,
     ) -> Result<Value, WorkerError> {
         let (record, op, mut d) = self.deploying(env, operation).await?;
-        let to = d
+        let wait = u64::from(d.canary.interval_seconds);
+        let Some(to) = d
             .canary
             .steps
             .iter()
             .copied()
             .find(|s| *s > d.progress.weight)
-            .unwrap_or(100);
+        else {
+            // Promoted at the last step (held there for want of data): it completes.
+            d.wait_token = None;
+            d.decision = Some(Decision::Complete);
+            self.record_deployment(&record, &op, d, Some(OperationStatus::Running))
+                .await?;
+            return Ok(json!({ "next": "complete", "wait": wait }));
+        };
         self.traffic()?.set_weight(env, d.service, to).await?;
         d.progress.weight = to;
         d.progress.inconclusive = 0;
         d.wait_token = None;
         d.decision = Some(Decision::Advance { to });
-        let wait = u64::from(d.canary.interval_seconds);
         self.record_deployment(&record, &op, d, Some(OperationStatus::Running))
             .await?;
         Ok(json!({ "next": "bake", "wait": wait }))
