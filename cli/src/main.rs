@@ -83,6 +83,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+    /// Deploy a service's new version (the tier's strategy: canary on production), and with
+    /// --wait follow each analysis.
+    Deploy(commands::deploy::DeployArgs),
+    /// Inspect, promote or abort deployments.
+    #[command(subcommand)]
+    Deployments(commands::deploy::DeploymentsCommand),
     /// List the operations waiting for approvers (production's changes wait for two).
     Approvals {
         #[command(flatten)]
@@ -125,6 +131,8 @@ fn main() -> ExitCode {
             Command::Ops(command) => commands::ops::run(command).await,
             Command::Flow(command) => commands::flow::run(command).await,
             Command::Approvals { client } => commands::approvals::list(&client).await,
+            Command::Deploy(args) => commands::deploy::deploy(args).await,
+            Command::Deployments(command) => commands::deploy::run(command).await,
             Command::DemoApp { listen } => {
                 let behaviour =
                     envplane_traffic::DemoBehaviour::from_env(|k| std::env::var(k).ok())

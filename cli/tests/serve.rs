@@ -448,6 +448,45 @@ fn the_cli_follows_a_create_and_a_delete_to_the_end() {
     assert_eq!(cloud["resources"], json!({}), "delete leaves nothing");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_deploys_a_first_version_behind_its_load_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = Plane::start(dir.path());
+    let (ok, _, err) = cli(
+        &plane.endpoint,
+        &["env", "create", "dev", "--tier", "dev", "--wait"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(
+        &plane.endpoint,
+        &[
+            "deploy",
+            "dev",
+            "--service",
+            "frontend",
+            "--version",
+            "1.0.0",
+            "--wait",
+        ],
+    );
+    assert!(ok && out.contains("succeeded"), "{out}{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (ok, out, err) = cli(&plane.endpoint, &["deployments", "get", &id]);
+    assert!(
+        ok && out.contains("frontend 1.0.0 to dev: succeeded"),
+        "{out}{err}"
+    );
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("load balancer  "))
+        .unwrap()
+        .to_owned();
+    let answer: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["version"], "1.0.0");
+    let (ok, _, err) = cli(&plane.endpoint, &["deployments", "promote", &id]);
+    assert!(!ok && err.contains("409"), "nothing to promote: {err}");
+}
+
 #[tokio::test]
 async fn the_demo_app_behaves_as_its_environment_says() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_envplane"))

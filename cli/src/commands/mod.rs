@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod blueprints;
+pub mod deploy;
 pub mod env;
 pub mod flow;
 pub mod ops;

@@ -8,7 +8,7 @@ mod http;
 
 use envplane_api::views::{
     ApprovalList, ApprovalStanding, AuditPage, BlueprintView, CancelResponse, DecisionRequest,
-    EnvironmentPage, EnvironmentView, MutationResponse,
+    DeploymentView, EnvironmentPage, EnvironmentView, MutationResponse,
 };
 use envplane_domain::drift::DriftReport;
 use envplane_domain::operation::OnFailure;
@@ -207,6 +207,41 @@ impl Client {
     /// rolling back a provisioning, when there is one.
     pub async fn cancel_operation(&self, id: &str) -> Result<CancelResponse, ClientError> {
         self.call(Method::POST, format!("/v1/operations/{id}/cancel"))
+            .json()
+            .await
+    }
+
+    /// `POST /v1/environments/{name}/deployments`: a service's new version, deployed by the
+    /// deploy flow.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        body: &Value,
+        idempotency_key: &str,
+    ) -> Result<Accepted, ClientError> {
+        self.call(Method::POST, format!("/v1/environments/{name}/deployments"))
+            .body(body)
+            .header("idempotency-key", idempotency_key)
+            .accepted()
+            .await
+    }
+
+    /// `GET /v1/deployments/{id}`.
+    pub async fn deployment(&self, id: &str) -> Result<DeploymentView, ClientError> {
+        self.call(Method::GET, format!("/v1/deployments/{id}"))
+            .json()
+            .await
+    }
+
+    /// `POST /v1/deployments/{id}/promote` or `…/abort`: a person's decision at a gate or a
+    /// hold.
+    pub async fn decide_deployment(
+        &self,
+        id: &str,
+        promote: bool,
+    ) -> Result<DeploymentView, ClientError> {
+        let verb = if promote { "promote" } else { "abort" };
+        self.call(Method::POST, format!("/v1/deployments/{id}/{verb}"))
             .json()
             .await
     }
