@@ -95,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
         let op = mutations::deploy(store.as_ref(), &env, &deploy(&version, *rate)).await;
         let started = Instant::now();
         executor
-            .execute(&Flow::Deploy.local_definition()?, execution_input(&env, &op), &op)
+            .execute(
+                &Flow::Deploy.local_definition()?,
+                execution_input(&env, &op),
+                &op,
+            )
             .await;
         let d = store
             .operation_of(&env, &op)

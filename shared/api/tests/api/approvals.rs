@@ -7,18 +7,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use envplane_api::{AppState, Authenticator};
-use envplane_cloud::{Cloud, Faults, LatencyProfile, Simulator};
+use envplane_cloud::{Cloud, Simulator};
 use envplane_domain::{EnvName, Role};
-use envplane_store::StateStore;
-use envplane_worker::Worker;
 use envplane_worker::jobs::Jobs;
+use envplane_workflow::VirtualClock;
 use envplane_workflow::executor::Clock;
-use envplane_workflow::{Executor, LocalWorkflows, VirtualClock};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::common::{Reply, send};
+use crate::common::{LocalPlane, Reply, send};
 
 /// ada asks; bea and root (an admin) approve; otto operates; vera views.
 const ADA: &str = "ada-token";
@@ -31,50 +28,28 @@ struct Plane {
     simulator: Arc<Simulator>,
     clock: Arc<VirtualClock>,
     jobs: Jobs,
-    _dir: tempfile::TempDir,
+    _plane: LocalPlane,
 }
 
 impl Plane {
     fn new() -> Self {
-        let (dir, store) = envplane_store::testing::embedded_store();
-        let store: Arc<dyn StateStore> = Arc::new(store);
         let clock = Arc::new(VirtualClock::new(OffsetDateTime::now_utc()));
-        let reader = clock.clone();
-        let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-        let simulator = Arc::new(Simulator::new(
-            LatencyProfile::Instant,
-            Faults::NONE,
-            now.clone(),
-        ));
-        let worker = Worker::new(store.clone(), simulator.clone()).with_clock(now.clone());
-        let executor = Executor::new(Arc::new(worker), clock.clone());
-        let workflows =
-            Arc::new(LocalWorkflows::new(executor, &dir.path().join("executions")).unwrap());
-        let tokens: Vec<Value> = [
-            ("ada", Role::Approver, ADA),
-            ("bea", Role::Approver, BEA),
-            ("root", Role::Admin, ROOT),
-            ("otto", Role::Operator, OTTO),
-        ]
-        .iter()
-        .map(|(p, r, t)| Authenticator::token_entry(p, *r, t))
-        .collect();
-        let auth =
-            Authenticator::from_tokens_json(&json!({ "tokens": tokens }).to_string()).unwrap();
-        let router = envplane_api::router(
-            AppState::new(store.clone(), auth)
-                .with_workflows(workflows.clone())
-                .with_clock(now.clone()),
+        let plane = LocalPlane::new(
+            clock.clone(),
+            &[
+                ("ada", Role::Approver, ADA),
+                ("bea", Role::Approver, BEA),
+                ("root", Role::Admin, ROOT),
+                ("otto", Role::Operator, OTTO),
+            ],
+            None,
         );
-        let jobs = Jobs::new(store.clone(), simulator.clone(), Arc::new(|| 0))
-            .with_workflows(workflows)
-            .with_clock(now);
         Self {
-            router,
-            simulator,
+            router: plane.router.clone(),
+            simulator: plane.simulator.clone(),
             clock,
-            jobs,
-            _dir: dir,
+            jobs: plane.jobs.clone(),
+            _plane: plane,
         }
     }
 

@@ -9,54 +9,33 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use envplane_api::{AppState, Authenticator};
-use envplane_cloud::{Faults, LatencyProfile, Simulator, Traffic};
+use envplane_cloud::Traffic;
 use envplane_domain::Role;
-use envplane_store::StateStore;
 use envplane_traffic::LocalTraffic;
-use envplane_worker::Worker;
-use envplane_workflow::executor::Clock;
-use envplane_workflow::{Executor, LocalWorkflows, ScaledClock};
+use envplane_workflow::ScaledClock;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, send};
+use crate::common::{LocalPlane, Reply, send};
 
 const ADMIN: &str = "root-token";
 
 struct Plane {
     router: Router,
-    _dir: tempfile::TempDir,
+    _plane: LocalPlane,
 }
 
 impl Plane {
     fn new() -> Self {
-        let (dir, store) = envplane_store::testing::embedded_store();
-        let store: Arc<dyn StateStore> = Arc::new(store);
-        let clock = Arc::new(ScaledClock::new(10.0));
-        let reader = clock.clone();
-        let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-        let simulator = Arc::new(Simulator::new(
-            LatencyProfile::Instant,
-            Faults::NONE,
-            now.clone(),
-        ));
         let traffic: Arc<dyn Traffic> = Arc::new(LocalTraffic::new());
-        let worker = Worker::new(store.clone(), simulator)
-            .with_clock(now.clone())
-            .with_traffic(traffic.clone());
-        let executor = Executor::new(Arc::new(worker), clock);
-        let workflows =
-            Arc::new(LocalWorkflows::new(executor, &dir.path().join("executions")).unwrap());
-        let tokens = vec![Authenticator::token_entry("root", Role::Admin, ADMIN)];
-        let auth =
-            Authenticator::from_tokens_json(&json!({ "tokens": tokens }).to_string()).unwrap();
-        let router = envplane_api::router(
-            AppState::new(store, auth)
-                .with_workflows(workflows)
-                .with_clock(now)
-                .with_traffic(traffic),
+        let plane = LocalPlane::new(
+            Arc::new(ScaledClock::new(10.0)),
+            &[("root", Role::Admin, ADMIN)],
+            Some(traffic),
         );
-        Self { router, _dir: dir }
+        Self {
+            router: plane.router.clone(),
+            _plane: plane,
+        }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {

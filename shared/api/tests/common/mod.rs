@@ -224,3 +224,63 @@ pub async fn send(router: Router, request: Request<Body>) -> Reply {
         raw,
     }
 }
+
+/// A local plane behind the router: the shipped flows on the local executor (on `clock`), the
+/// worker, the instant simulated cloud, housekeeping, and `traffic` for deployments; callers
+/// are `tokens` (principal, role, token).
+pub struct LocalPlane {
+    pub router: Router,
+    pub simulator: Arc<envplane_cloud::Simulator>,
+    pub jobs: envplane_worker::jobs::Jobs,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalPlane {
+    pub fn new(
+        clock: Arc<dyn envplane_workflow::Clock>,
+        tokens: &[(&str, Role, &str)],
+        traffic: Option<Arc<dyn envplane_cloud::Traffic>>,
+    ) -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let reader = clock.clone();
+        let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
+        let simulator = Arc::new(envplane_cloud::Simulator::new(
+            envplane_cloud::LatencyProfile::Instant,
+            envplane_cloud::Faults::NONE,
+            now.clone(),
+        ));
+        let mut worker =
+            envplane_worker::Worker::new(store.clone(), simulator.clone()).with_clock(now.clone());
+        if let Some(traffic) = &traffic {
+            worker = worker.with_traffic(traffic.clone());
+        }
+        let executor = envplane_workflow::Executor::new(Arc::new(worker), clock);
+        let workflows = Arc::new(
+            envplane_workflow::LocalWorkflows::new(executor, &dir.path().join("executions"))
+                .expect("local workflows"),
+        );
+        let entries: Vec<Value> = tokens
+            .iter()
+            .map(|(p, r, t)| Authenticator::token_entry(p, *r, t))
+            .collect();
+        let auth =
+            Authenticator::from_tokens_json(&serde_json::json!({ "tokens": entries }).to_string())
+                .expect("tokens");
+        let mut state = AppState::new(store.clone(), auth)
+            .with_workflows(workflows.clone())
+            .with_clock(now.clone());
+        if let Some(traffic) = traffic {
+            state = state.with_traffic(traffic);
+        }
+        let jobs = envplane_worker::jobs::Jobs::new(store, simulator.clone(), Arc::new(|| 0))
+            .with_workflows(workflows)
+            .with_clock(now);
+        Self {
+            router: envplane_api::router(state),
+            simulator,
+            jobs,
+            _dir: dir,
+        }
+    }
+}
