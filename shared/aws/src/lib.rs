@@ -8,8 +8,10 @@ mod errors;
 mod metering;
 mod sfn;
 mod sns;
+mod weights;
 
 pub use cloud::{AwsCloud, AwsSettings, ClientPool, Clients, Target};
 pub use metering::CallCounter;
 pub use sfn::{StepFunctions, state_machines_from_env};
 pub use sns::SnsPublisher;
+pub use weights::ListenerWeights;
