@@ -3,6 +3,7 @@
 //! the flows on AWS Step Functions; [`SnsPublisher`] publishes domain events to SNS.
 #![forbid(unsafe_code)]
 
+mod alb_metrics;
 mod cloud;
 mod errors;
 mod metering;
@@ -10,6 +11,7 @@ mod sfn;
 mod sns;
 mod weights;
 
+pub use alb_metrics::{AlbMetrics, TargetGroupDimensions};
 pub use cloud::{AwsCloud, AwsSettings, ClientPool, Clients, Target};
 pub use metering::CallCounter;
 pub use sfn::{StepFunctions, state_machines_from_env};

@@ -112,7 +112,8 @@ async fn an_operation_starts_one_execution_which_can_be_stopped() {
 }
 
 /// A flow with a sequence, parallel branches, a failing branch its Catch takes, a wait and the
-/// end: the steps `ops watch` shows.
+/// end: the steps `ops watch` shows. (A failing branch beside a passing one would race: either
+/// engine may stop the other branch before it starts.)
 const WATCHED: &str = r#"{
   "StartAt": "Prepare",
   "States": {
@@ -121,6 +122,13 @@ const WATCHED: &str = r#"{
       "Type": "Parallel",
       "Branches": [
         {"StartAt": "Left", "States": {"Left": {"Type": "Pass", "End": true}}},
+        {"StartAt": "Middle", "States": {"Middle": {"Type": "Pass", "End": true}}}
+      ],
+      "Next": "Risky"
+    },
+    "Risky": {
+      "Type": "Parallel",
+      "Branches": [
         {"StartAt": "Right", "States": {"Right": {"Type": "Fail", "Error": "Envplane.Conflict", "Cause": "test"}}}
       ],
       "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}],
@@ -217,12 +225,14 @@ async fn steps_read_from_step_functions_history_match_the_local_executors() {
     assert_eq!(
         shown(&on_aws),
         vec![
-            "Both Failed",
+            "Both Succeeded",
             "Done Succeeded",
             "Left Succeeded",
+            "Middle Succeeded",
             "Prepare Succeeded",
             "Recover Succeeded",
             "Right Succeeded",
+            "Risky Failed",
         ]
     );
 }
