@@ -194,8 +194,9 @@ impl Worker {
         let traffic = self.traffic()?;
         if d.previous.is_some() {
             traffic.set_weight(env, d.service, 0).await?;
-            traffic.retire(env, d.service, Slot::Canary).await?;
         }
+        // A first deployment that failed before completing leaves nothing running either.
+        traffic.retire(env, d.service, Slot::Canary).await?;
         let reason = match &d.decision {
             Some(Decision::RollBack { reason }) => reason.clone(),
             _ => "rolled back after a failure".to_owned(),
