@@ -178,6 +178,34 @@ pub fn progressed(
     }
 }
 
+/// An interval was judged: the deployment records the analysis and the decision, and the
+/// verdict goes into the audit chain with its figures, thresholds and what was decided.
+pub fn analysed(
+    environment: &crate::Environment,
+    operation: &crate::Operation,
+    deployment: Deployment,
+    at: time::OffsetDateTime,
+) -> crate::lifecycle::Transition {
+    let mut t = progressed(environment, operation, deployment.clone(), None, at);
+    let entry = crate::audit::AuditEntry {
+        principal: crate::lifecycle::SYSTEM_PRINCIPAL.into(),
+        role: crate::auth::Role::Admin,
+        action: "deployment.analysis".into(),
+        operation: Some(operation.id.clone()),
+        change: serde_json::json!({
+            "service": deployment.service,
+            "version": deployment.release.version,
+            "analysis": deployment.analyses.last(),
+            "decision": deployment.decision,
+        }),
+    };
+    let audit =
+        crate::audit::AuditEvent::link(&environment.name, &environment.audit_head, at, entry);
+    t.environment.audit_head = audit.head();
+    t.audit = Some(audit);
+    t
+}
+
 /// The new version is stable: the environment records it as the service's release, audited
 /// with every analysis's verdict.
 pub fn completed(

@@ -191,6 +191,22 @@ async fn canaries_walk_the_steps_roll_back_on_errors_and_hold_without_traffic() 
         cause.contains("error rate 0.") && cause.contains("> 0.010"),
         "{v3}"
     );
+    // Every verdict is in the audit chain as it was taken, with its figures.
+    let audit = plane
+        .call(Method::GET, "/v1/environments/dev/audit?limit=100", None)
+        .await;
+    let verdicts: Vec<&Value> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "deployment.analysis" && e["operation"] == bad.as_str())
+        .collect();
+    assert_eq!(verdicts.len(), analysed.len(), "{}", audit.body);
+    assert_eq!(verdicts[first_bad]["change"]["analysis"]["verdict"], "fail");
+    assert_eq!(
+        verdicts[first_bad]["change"]["decision"]["decision"],
+        "roll_back"
+    );
     // What users get now is the stable version only.
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     for _ in 0..20 {

@@ -118,7 +118,8 @@ impl Worker {
         d.analyses.push(analysis);
         d.decision = Some(decision);
         let wait = u64::from(d.canary.interval_seconds);
-        self.record_deployment(&record, &op, d, None).await?;
+        let t = deployment::analysed(&record, &op, d, self.clock.now());
+        self.write(&record, t).await?;
         Ok(json!({ "next": next, "wait": wait, "reason": reason }))
     }
 
