@@ -172,15 +172,12 @@ pub struct DeploymentView {
 impl DeploymentView {
     /// The view of a deploy operation.
     pub fn of(op: Operation, url: Option<String>) -> Self {
-        let deployment = op.deployment.map(|mut d| {
-            d.wait_token = None;
-            d
-        });
+        let op = op.redacted();
         Self {
             id: op.id,
             environment: op.environment,
             status: op.status,
-            deployment,
+            deployment: op.deployment,
             error: op.error,
             url,
         }

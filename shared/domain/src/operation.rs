@@ -181,6 +181,16 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// The operation as shown to callers: without the task tokens its flow waits on (an
+    /// approval's, a deployment's gate).
+    pub fn redacted(mut self) -> Self {
+        self.approval = self.approval.map(|a| a.redacted());
+        if let Some(d) = self.deployment.as_mut() {
+            d.wait_token = None;
+        }
+        self
+    }
+
     /// What a failed provisioning leaves, as its request asked (operations recorded before
     /// the choice existed roll back).
     pub fn on_failure(&self) -> OnFailure {

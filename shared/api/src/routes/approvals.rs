@@ -37,16 +37,6 @@ fn standing_of(op: &Operation) -> Standing {
     }
 }
 
-/// The operation as shown: without the task token.
-pub(crate) fn shown(mut op: Operation) -> Operation {
-    op.approval = op.approval.map(|a| a.redacted());
-    op.deployment = op.deployment.map(|mut d| {
-        d.wait_token = None;
-        d
-    });
-    op
-}
-
 fn view(op: Operation) -> ApprovalStanding {
     let standing = standing_of(&op);
     let (approvers, required) = op
@@ -54,7 +44,7 @@ fn view(op: Operation) -> ApprovalStanding {
         .as_ref()
         .map_or((0, 0), |a| (a.approvers(), a.required));
     ApprovalStanding {
-        operation: shown(op),
+        operation: op.redacted(),
         standing,
         approvers,
         required,

@@ -67,7 +67,7 @@ pub(crate) async fn get_operation(
     {
         op.steps = steps;
     }
-    Ok(Json(crate::routes::approvals::shown(op)))
+    Ok(Json(op.redacted()))
 }
 
 /// Cancels a running operation. Its execution is stopped first, so that it makes no further
@@ -98,7 +98,7 @@ pub(crate) async fn cancel_operation(
         authorize(&caller, Action::Mutate(env.tier))?;
         if op.status == OperationStatus::Cancelled {
             let done = CancelResponse {
-                operation: crate::routes::approvals::shown(op),
+                operation: op.redacted(),
                 rollback: None,
             };
             return Ok((StatusCode::OK, Json(done)).into_response());
@@ -144,7 +144,7 @@ pub(crate) async fn cancel_operation(
         }
         if !op.rolls_back() {
             let done = CancelResponse {
-                operation: crate::routes::approvals::shown(cancelled),
+                operation: cancelled.redacted(),
                 rollback: None,
             };
             return Ok((StatusCode::OK, Json(done)).into_response());
@@ -168,7 +168,7 @@ pub(crate) async fn cancel_operation(
             return Ok(started);
         }
         let done = CancelResponse {
-            operation: crate::routes::approvals::shown(cancelled),
+            operation: cancelled.redacted(),
             rollback: Some(rollback),
         };
         return Ok((StatusCode::ACCEPTED, Json(done)).into_response());
