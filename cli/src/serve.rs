@@ -180,10 +180,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         executor,
         &args.data_dir.join("executions"),
     )?);
-    let jobs = Jobs::new(store.clone(), cloud, calls)
+    let mut jobs = Jobs::new(store.clone(), cloud, calls)
         .with_workflows(workflows.clone())
         .with_events(events)
         .with_clock(now.clone());
+    if let Some(traffic) = &traffic {
+        jobs = jobs.with_traffic(traffic.clone());
+    }
     let resumed = workflows.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed executions interrupted by the last stop");

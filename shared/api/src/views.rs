@@ -169,6 +169,70 @@ pub struct DeploymentView {
     pub url: Option<String>,
 }
 
+/// A promotion as shown: the versions it carries from one environment to another, which are
+/// done, which runs now and which wait, with the source's evidence.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PromotionView {
+    /// The promotion's id (its operation's).
+    pub id: String,
+    /// The source environment.
+    #[schema(value_type = String)]
+    pub from: envplane_domain::EnvName,
+    /// The target environment.
+    #[schema(value_type = String)]
+    pub to: envplane_domain::EnvName,
+    /// The operation's status (`awaiting_approval` for its approvers or at a gate).
+    pub status: envplane_domain::OperationStatus,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// The services, in order.
+    #[schema(value_type = Vec<String>)]
+    pub services: Vec<envplane_domain::names::Service>,
+    /// Deployments completed so far (undone again if a later one fails).
+    pub done: Vec<envplane_domain::deployment::Deployment>,
+    /// The deployment running now.
+    pub current: Option<envplane_domain::deployment::Deployment>,
+    /// Deployments still to run.
+    pub pending: Vec<envplane_domain::deployment::Deployment>,
+    /// The source's analyses of each promoted version.
+    #[schema(value_type = Object)]
+    pub evidence: std::collections::BTreeMap<
+        envplane_domain::names::Service,
+        envplane_domain::deployment::Evidence,
+    >,
+    /// Its approvals, when the target's tier asks for them.
+    pub approval: Option<envplane_domain::approval::Approval>,
+    /// Why it failed.
+    pub error: Option<envplane_domain::operation::OperationError>,
+}
+
+impl PromotionView {
+    /// The view of a promotion's operation; `None` for any other operation.
+    pub fn of(op: Operation) -> Option<Self> {
+        let op = op.redacted();
+        let mut promotion = op.promotion?;
+        let mut current = op.deployment;
+        // Done: the last deployment is one of those done, not a current one.
+        if op.status == envplane_domain::OperationStatus::Succeeded {
+            promotion.done.extend(current.take());
+        }
+        Some(Self {
+            id: op.id,
+            from: promotion.from,
+            to: op.environment,
+            status: op.status,
+            requested_by: op.requested_by,
+            services: promotion.services,
+            done: promotion.done,
+            current,
+            pending: promotion.pending,
+            evidence: promotion.evidence,
+            approval: op.approval,
+            error: op.error,
+        })
+    }
+}
+
 impl DeploymentView {
     /// The view of a deploy operation.
     pub fn of(op: Operation, url: Option<String>) -> Self {

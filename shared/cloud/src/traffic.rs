@@ -49,8 +49,17 @@ pub trait Traffic: Send + Sync {
         slot: Slot,
     ) -> Result<Metrics, CloudError>;
 
-    /// The canary becomes the stable version (all traffic), and the old stable one stops.
-    async fn promote(&self, env: &EnvName, service: Service) -> Result<(), CloudError>;
+    /// `release`, running in the canary slot, becomes the stable version and takes all
+    /// traffic in one change; the version it replaces stays warm in the canary slot, taking
+    /// none, until retired or replaced (a rollback within the window is this call again with
+    /// the warm version). Nothing happens when `release` is already the stable version, so a
+    /// retry never swaps back.
+    async fn promote(
+        &self,
+        env: &EnvName,
+        service: Service,
+        release: &Release,
+    ) -> Result<(), CloudError>;
 
     /// Stops what runs in `slot`; a retired canary takes no traffic.
     async fn retire(&self, env: &EnvName, service: Service, slot: Slot) -> Result<(), CloudError>;

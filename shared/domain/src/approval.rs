@@ -38,8 +38,11 @@ pub fn required(tier: Tier, kind: OperationKind) -> u8 {
         (Tier::Prod, OperationKind::Update | OperationKind::Reconcile | OperationKind::Delete) => 2,
         // Deploys: qa and staging by one approver, production by two (the blueprints'
         // "manual approval" deploy policy); dev deploys at once.
-        (Tier::Qa | Tier::Staging, OperationKind::Deploy) => 1,
-        (Tier::Prod, OperationKind::Deploy) => 2,
+        // A promotion is a deploy of what another tier proved.
+        (Tier::Qa | Tier::Staging, OperationKind::Deploy | OperationKind::Promote) => 1,
+        (Tier::Prod, OperationKind::Deploy | OperationKind::Promote) => 2,
+        // A rollback within the window puts back a version that was approved and ran: in
+        // an incident it must not wait for two people.
         _ => 0,
     }
 }
@@ -375,6 +378,7 @@ mod tests {
             version: 2,
             approval: Some(Approval::new(required, "d1".into(), at)),
             deployment: None,
+            promotion: None,
         }
     }
 

@@ -45,6 +45,16 @@ pub struct CanaryPolicy {
     pub inconclusive_limit: u8,
     /// Weights a person must approve before traffic moves to them.
     pub gates: Vec<u8>,
+    /// How long after success the replaced version stays warm, taking no traffic, so that a
+    /// rollback is one weight change (`POST /v1/deployments/{id}/rollback`); seconds.
+    #[serde(default = "default_rollback_window")]
+    pub rollback_window_seconds: u32,
+}
+
+/// Thirty minutes: long enough to see a release's first real traffic, short enough not to pay
+/// for two versions all day.
+fn default_rollback_window() -> u32 {
+    1800
 }
 
 impl CanaryPolicy {
@@ -64,6 +74,7 @@ impl CanaryPolicy {
             } else {
                 Vec::new()
             },
+            rollback_window_seconds: default_rollback_window(),
         }
     }
 
@@ -94,6 +105,12 @@ impl CanaryPolicy {
         }
         if self.inconclusive_limit == 0 {
             bad("inconclusive_limit", "must be at least 1".into());
+        }
+        if !(60..=86_400).contains(&self.rollback_window_seconds) {
+            bad(
+                "rollback_window_seconds",
+                "must be 60 to 86400 (a day)".into(),
+            );
         }
         if let Some(gate) = self.gates.iter().find(|g| !self.steps.contains(g)) {
             bad("gates", format!("{gate} is not one of the steps"));

@@ -73,6 +73,7 @@ fn start(
         version: 1,
         approval: None,
         deployment: None,
+        promotion: None,
     }
 }
 
@@ -158,6 +159,8 @@ pub fn create(
         expires_at,
         drift: None,
         releases: std::collections::BTreeMap::new(),
+        warm: std::collections::BTreeMap::new(),
+        evidence: std::collections::BTreeMap::new(),
     };
     record(environment, &head, OperationKind::Create, change, request)
 }
@@ -290,25 +293,63 @@ pub fn deploy(
     deployment: crate::deployment::Deployment,
     request: &Request<'_>,
 ) -> Result<Mutation, CommandError> {
+    let kind = if deployment.rollback_of.is_some() {
+        OperationKind::Rollback
+    } else {
+        OperationKind::Deploy
+    };
+    deploying(current, kind, deployment, None, request)
+}
+
+/// Starts a promotion: the first of `promotion`'s deployments runs now, the others after it,
+/// all in one operation of the target `current`.
+pub fn promote(
+    current: &Environment,
+    first: crate::deployment::Deployment,
+    promotion: crate::promotion::Promotion,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
+    deploying(
+        current,
+        OperationKind::Promote,
+        first,
+        Some(promotion),
+        request,
+    )
+}
+
+fn deploying(
+    current: &Environment,
+    kind: OperationKind,
+    mut deployment: crate::deployment::Deployment,
+    promotion: Option<crate::promotion::Promotion>,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
     take_lock(current)?;
-    let mut deployment = deployment;
     deployment.previous = current.releases.get(&deployment.service).cloned();
-    let change = json!({
+    let mut change = json!({
         "service": deployment.service,
         "release": deployment.release,
         "previous": deployment.previous,
         "strategy": deployment.strategy,
         "canary": deployment.canary,
     });
+    if let Some(of) = &deployment.rollback_of {
+        change["rollback_of"] = json!(of);
+    }
+    if let Some(p) = &promotion {
+        change["promotion"] = json!({
+            "from": p.from,
+            "versions": std::iter::once(&deployment).chain(&p.pending)
+                .map(|d| json!({"service": d.service, "version": d.release.version}))
+                .collect::<Vec<_>>(),
+            "evidence": p.evidence,
+        });
+    }
     let environment = next_version(current, Phase::Updating, request);
-    let mut mutation = record(
-        environment,
-        &current.audit_head,
-        OperationKind::Deploy,
-        change,
-        request,
-    );
+    let mut mutation = record(environment, &current.audit_head, kind, change, request);
     mutation.operation.deployment = Some(deployment);
+    mutation.operation.promotion = promotion;
     Ok(mutation)
 }
 

@@ -51,6 +51,106 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
     pub wait_token: Option<String>,
+    /// The deployment this one undoes: a rollback after success puts the version it replaced,
+    /// still warm, back in front in one weight change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
+}
+
+/// A replaced version kept running, taking no traffic, for the rollback window of the
+/// deployment that replaced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WarmRelease {
+    /// The version kept warm.
+    pub release: Release,
+    /// The deployment (operation id) that replaced it, which `rollback` undoes.
+    pub replaced_by: String,
+    /// When it stops and the rollback window closes.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub until: time::OffsetDateTime,
+}
+
+/// What the deployment of a service's stable version found: its operation and every
+/// analysis, attached to a promotion of that version elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Evidence {
+    /// The deployment (operation id).
+    pub operation: String,
+    /// The version it deployed.
+    pub version: String,
+    /// Its analyses, in order (none for a rolling deployment).
+    pub analyses: Vec<Analysis>,
+}
+
+/// Why a deployment cannot be rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackRefused {
+    /// A later deployment (or a rollback) replaced the version, or none was kept warm.
+    #[error("deployment {0} is not the service's latest release with a warm previous version")]
+    NotLatest(String),
+    /// The window closed and the previous version stopped.
+    #[error("the rollback window of deployment {id} closed at {until}")]
+    WindowClosed {
+        /// The deployment.
+        id: String,
+        /// When it closed.
+        until: String,
+    },
+}
+
+/// The deployment that undoes `done` (a succeeded deployment of `service`) on `environment`
+/// at `at`: the warm previous version back in front, in one weight change. Refused once a
+/// later deployment replaced it or its window closed.
+pub fn rollback_of(
+    environment: &crate::Environment,
+    done: &Deployment,
+    id: &str,
+    at: time::OffsetDateTime,
+) -> Result<Deployment, RollbackRefused> {
+    let warm = environment
+        .warm
+        .get(&done.service)
+        .filter(|w| w.replaced_by == id)
+        .ok_or_else(|| RollbackRefused::NotLatest(id.to_owned()))?;
+    if warm.until <= at {
+        return Err(RollbackRefused::WindowClosed {
+            id: id.to_owned(),
+            until: warm
+                .until
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        });
+    }
+    Ok(Deployment {
+        service: done.service,
+        release: warm.release.clone(),
+        previous: environment.releases.get(&done.service).cloned(),
+        strategy: Strategy::Rolling,
+        canary: done.canary.clone(),
+        progress: Progress::default(),
+        analyses: Vec::new(),
+        decision: None,
+        wait_token: None,
+        rollback_of: Some(id.to_owned()),
+    })
+}
+
+/// A deployment of `release` of `service` on `tier`, with the tier's strategy and canary
+/// policy: what a promotion runs for each service.
+pub fn of_release(service: Service, release: Release, tier: Tier) -> Deployment {
+    Deployment {
+        service,
+        release,
+        previous: None,
+        strategy: default_strategy(tier),
+        canary: CanaryPolicy::for_tier(tier),
+        progress: Progress::default(),
+        analyses: Vec::new(),
+        decision: None,
+        wait_token: None,
+        rollback_of: None,
+    }
 }
 
 fn text(body: &Value, field: &str, errors: &mut ValidationErrors) -> Option<String> {
@@ -142,6 +242,7 @@ pub fn parse(body: &Value, tier: Tier) -> Result<Deployment, ValidationErrors> {
             analyses: Vec::new(),
             decision: None,
             wait_token: None,
+            rollback_of: None,
         }),
         _ => Err(errors),
     }
@@ -206,8 +307,9 @@ pub fn analysed(
     t
 }
 
-/// The new version is stable: the environment records it as the service's release, audited
-/// with every analysis's verdict.
+/// The new version is stable: the environment records it as the service's release, keeps the
+/// version it replaced warm for the rollback window (a rollback keeps nothing warm), and the
+/// evidence of its analyses; audited with every verdict.
 pub fn completed(
     environment: &crate::Environment,
     operation: &crate::Operation,
@@ -217,15 +319,46 @@ pub fn completed(
     let mut env = crate::lifecycle::next(environment, at);
     env.releases
         .insert(deployment.service, deployment.release.clone());
+    match (&deployment.previous, &deployment.rollback_of) {
+        (Some(previous), None) => {
+            let window =
+                time::Duration::seconds(i64::from(deployment.canary.rollback_window_seconds));
+            env.warm.insert(
+                deployment.service,
+                WarmRelease {
+                    release: previous.clone(),
+                    replaced_by: operation.id.clone(),
+                    until: at + window,
+                },
+            );
+        }
+        _ => {
+            env.warm.remove(&deployment.service);
+        }
+    }
+    env.evidence.insert(
+        deployment.service,
+        Evidence {
+            operation: operation.id.clone(),
+            version: deployment.release.version.clone(),
+            analyses: deployment.analyses.clone(),
+        },
+    );
+    let action = if deployment.rollback_of.is_some() {
+        "deployment.rolled_back"
+    } else {
+        "deployment.completed"
+    };
     let entry = crate::audit::AuditEntry {
         principal: crate::lifecycle::SYSTEM_PRINCIPAL.into(),
         role: crate::auth::Role::Admin,
-        action: "deployment.completed".into(),
+        action: action.into(),
         operation: Some(operation.id.clone()),
         change: serde_json::json!({
             "service": deployment.service,
             "release": deployment.release,
             "previous": deployment.previous,
+            "rollback_of": deployment.rollback_of,
             "analyses": deployment.analyses.iter().map(|a| serde_json::json!({
                 "weight": a.weight, "verdict": a.verdict, "reasons": a.reasons,
             })).collect::<Vec<_>>(),
@@ -240,6 +373,18 @@ pub fn completed(
         audit: Some(audit),
         release_cidr: false,
     })
+}
+
+/// The warm version of `service` stopped at the end of its window: the environment forgets it
+/// (no audit: nothing a person decided, and the deployment's audit named the window).
+pub fn cooled(
+    environment: &crate::Environment,
+    service: Service,
+    at: time::OffsetDateTime,
+) -> crate::Environment {
+    let mut env = crate::lifecycle::next(environment, at);
+    env.warm.remove(&service);
+    env
 }
 
 #[cfg(test)]

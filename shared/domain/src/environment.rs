@@ -144,6 +144,15 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     #[schema(value_type = Object)]
     pub releases: std::collections::BTreeMap<crate::names::Service, crate::deployment::Release>,
+    /// Versions replaced by a deployment still running, without traffic, for its rollback
+    /// window.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub warm: std::collections::BTreeMap<crate::names::Service, crate::deployment::WarmRelease>,
+    /// What the deployment of each stable version found (a promotion attaches it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub evidence: std::collections::BTreeMap<crate::names::Service, crate::deployment::Evidence>,
 }
 
 /// A resource of the environment as last observed in the cloud.

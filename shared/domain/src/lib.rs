@@ -22,6 +22,7 @@ pub mod name;
 pub mod names;
 pub mod operation;
 pub mod plan;
+pub mod promotion;
 pub mod resources;
 pub mod spec;
 pub mod validation;

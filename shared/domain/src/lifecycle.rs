@@ -85,7 +85,11 @@ pub fn start(
     let mut env = next(environment, at);
     env.status.phase = match op.kind {
         OperationKind::Create => Phase::Provisioning,
-        OperationKind::Update | OperationKind::Reconcile | OperationKind::Deploy => Phase::Updating,
+        OperationKind::Update
+        | OperationKind::Reconcile
+        | OperationKind::Deploy
+        | OperationKind::Rollback
+        | OperationKind::Promote => Phase::Updating,
         OperationKind::Delete => Phase::Deleting,
     };
     Some(Transition {

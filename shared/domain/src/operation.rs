@@ -20,6 +20,10 @@ pub enum OperationKind {
     Reconcile,
     /// Deploy a service's new version (canary, blue/green or rolling).
     Deploy,
+    /// Put back, in one weight change, the version a deployment replaced (within its window).
+    Rollback,
+    /// Deploy the versions another environment runs, service after service.
+    Promote,
 }
 
 impl OperationKind {
@@ -31,6 +35,8 @@ impl OperationKind {
             OperationKind::Delete => "environment.delete",
             OperationKind::Reconcile => "environment.reconcile",
             OperationKind::Deploy => "environment.deploy",
+            OperationKind::Rollback => "environment.rollback",
+            OperationKind::Promote => "environment.promote",
         }
     }
 
@@ -42,6 +48,8 @@ impl OperationKind {
             OperationKind::Delete => "Destruction",
             OperationKind::Reconcile => "Reconcile",
             OperationKind::Deploy => "Deployment",
+            OperationKind::Rollback => "Rollback",
+            OperationKind::Promote => "Promotion",
         }
     }
 }
@@ -178,6 +186,9 @@ pub struct Operation {
     /// A deployment's version, steps and analyses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<crate::deployment::Deployment>,
+    /// A promotion's source, services and the deployments still to run or done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<crate::promotion::Promotion>,
 }
 
 impl Operation {
@@ -189,6 +200,14 @@ impl Operation {
             d.wait_token = None;
         }
         self
+    }
+
+    /// Whether the operation runs the deploy flow (a deployment, a rollback, a promotion).
+    pub fn deploys(&self) -> bool {
+        matches!(
+            self.kind,
+            OperationKind::Deploy | OperationKind::Rollback | OperationKind::Promote
+        )
     }
 
     /// What a failed provisioning leaves, as its request asked (operations recorded before

@@ -308,6 +308,32 @@ pub mod mutations {
         commit(store, mutation, Expected::Version(env.version), None).await
     }
 
+    /// Records a promotion of what `from` runs to `to` as `POST /v1/promotions` does; returns
+    /// the operation's id.
+    ///
+    /// # Panics
+    /// When there is nothing to promote, the target is busy or the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn promote(
+        store: &dyn StateStore,
+        from: &EnvName,
+        to: &EnvName,
+        services: &[envplane_domain::names::Service],
+    ) -> String {
+        let source = store
+            .environment(from)
+            .await
+            .expect("read")
+            .expect("exists");
+        let target = store.environment(to).await.expect("read").expect("exists");
+        let (first, promotion) = envplane_domain::promotion::plan(&source, &target, Some(services))
+            .expect("something to promote");
+        let caller = caller();
+        let mutation = commands::promote(&target, first, promotion, &request(&caller))
+            .expect("the environment is free");
+        commit(store, mutation, Expected::Version(target.version), None).await
+    }
+
     /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
     ///
     /// # Panics

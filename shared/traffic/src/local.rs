@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use crate::{DemoBehaviour, WeightedProxy, serve_demo};
 
 struct Running {
+    release: Release,
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -57,7 +58,11 @@ async fn run(release: &Release) -> Result<Running, CloudError> {
             tracing::warn!(error = %e, "a demo app stopped");
         }
     });
-    Ok(Running { addr, task })
+    Ok(Running {
+        release: release.clone(),
+        addr,
+        task,
+    })
 }
 
 impl LocalTraffic {
@@ -132,19 +137,35 @@ impl Traffic for LocalTraffic {
         ))
     }
 
-    async fn promote(&self, env: &EnvName, service: Service) -> Result<(), CloudError> {
+    async fn promote(
+        &self,
+        env: &EnvName,
+        service: Service,
+        release: &Release,
+    ) -> Result<(), CloudError> {
         let mut services = self.services.lock().await;
         let balancer = services
             .get_mut(&(env.clone(), service))
             .ok_or_else(|| CloudError::Invalid(format!("{env} runs no {}", service.as_str())))?;
-        let Some(canary) = balancer.canary.take() else {
+        if balancer.stable.as_ref().map(|r| &r.release) == Some(release) {
             return Ok(());
-        };
-        // Stable first, then the weight: no request is sent to the retired version.
-        balancer.proxy.set_upstream(Slot::Stable, Some(canary.addr));
-        balancer.proxy.set_weight(0);
-        balancer.proxy.set_upstream(Slot::Canary, None);
-        balancer.stable = Some(canary);
+        }
+        if balancer.canary.as_ref().map(|r| &r.release) != Some(release) {
+            return Err(CloudError::Invalid(format!(
+                "{} {} does not run in {env}",
+                service.as_str(),
+                release.version
+            )));
+        }
+        let promoted = balancer.canary.take();
+        let replaced = std::mem::replace(&mut balancer.stable, promoted);
+        // The upstreams and the weight change under one lock of the proxy's table: no
+        // request goes to a half-swapped pair.
+        balancer.proxy.swap(
+            balancer.stable.as_ref().map(|r| r.addr),
+            replaced.as_ref().map(|r| r.addr),
+        );
+        balancer.canary = replaced;
         Ok(())
     }
 

@@ -108,6 +108,16 @@ impl WeightedProxy {
         }
     }
 
+    /// `stable` takes all traffic and `canary` none, in one change: a promotion, or a
+    /// rollback to the version kept warm.
+    pub fn swap(&self, stable: Option<SocketAddr>, canary: Option<SocketAddr>) {
+        if let Ok(mut upstreams) = self.shared.upstreams.lock() {
+            *upstreams = [stable, canary];
+            // Under the table's lock: `choose` reads the weight under it too.
+            self.shared.weight.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// The canary's share of traffic, percent (0 to 100), in one change.
     pub fn set_weight(&self, canary_percent: u8) {
         self.shared
@@ -142,8 +152,11 @@ impl Drop for WeightedProxy {
 
 /// Chooses the version for the next request: the canary's exact share by weight.
 fn choose(shared: &Shared) -> (Slot, Option<SocketAddr>) {
-    let upstreams = shared.upstreams.lock().map(|u| *u).unwrap_or([None, None]);
-    let weight = shared.weight.load(Ordering::SeqCst);
+    let (upstreams, weight) = shared
+        .upstreams
+        .lock()
+        .map(|u| (*u, shared.weight.load(Ordering::SeqCst)))
+        .unwrap_or(([None, None], 0));
     let n = shared.sent.fetch_add(1, Ordering::Relaxed);
     let canary = upstreams[1].is_some() && crate::in_share(n, f64::from(weight) / 100.0);
     if canary {

@@ -407,3 +407,73 @@ async fn a_deployment_failing_at_any_step_leaves_the_stable_version_serving_alon
         println!("deploy: failure at {state}: {expected} alone serves");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_failing_at_any_step_leaves_the_target_as_it_was() {
+    use envplane_domain::deployment::Release;
+    use envplane_domain::names::Service;
+    let plane = Plane::new();
+    // The source only needs what it runs: a record with its releases.
+    let source = EnvName::parse("src").unwrap();
+    mutations::create(plane.store.as_ref(), &source, Tier::Staging, 160, |_| {}).await;
+    let before = plane.store.environment(&source).await.unwrap().unwrap();
+    let mut ahead = before.clone();
+    ahead.version += 1;
+    for (service, version) in [(Service::Frontend, "v2"), (Service::Backend, "b1")] {
+        let release = Release {
+            version: version.into(),
+            image: None,
+            env: BTreeMap::new(),
+        };
+        ahead.releases.insert(service, release);
+    }
+    plane
+        .store
+        .commit(envplane_store::Change::of(&before, ahead))
+        .await
+        .unwrap();
+    for (i, state) in task_states("deploy").iter().enumerate() {
+        // Production runs frontend v1; the promotion brings backend b1 (its first: at once)
+        // and then frontend v2 (by canary, a gate before 100 %, holds promoted).
+        let env = EnvName::parse(&format!("pp{i}")).unwrap();
+        plane
+            .ready(&env, Tier::Prod, u8::try_from(170 + i).unwrap())
+            .await;
+        let first = mutations::deploy(
+            plane.store.as_ref(),
+            &env,
+            &json!({"service": "frontend", "version": "v1"}),
+        )
+        .await;
+        let (outcome, _) = plane.run("deploy", &env, &first, &[]).await;
+        assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+
+        let op = mutations::promote(
+            plane.store.as_ref(),
+            &source,
+            &env,
+            &[Service::Backend, Service::Frontend],
+        )
+        .await;
+        let (outcome, injected) = plane.run("deploy", &env, &op, &[state]).await;
+        assert_eq!(outcome.status, "FAILED", "at {state}: {outcome:?}");
+        assert!(injected >= 1, "{state} was never reached");
+        plane.assert_failed_and_released(&env, &op, state).await;
+        let record = plane.store.environment(&env).await.unwrap().unwrap();
+        let versions: Vec<_> = record
+            .releases
+            .values()
+            .map(|r| r.version.as_str())
+            .collect();
+        // Complete records the last service before Finish fails: the promotion is then done.
+        let expected = if *state == "Finish" {
+            vec!["v2", "b1"]
+        } else {
+            vec!["v1"]
+        };
+        assert_eq!(versions, expected, "at {state}");
+        let frontend = if *state == "Finish" { "v2" } else { "v1" };
+        assert_eq!(serving(&plane, &env).await, frontend, "at {state}");
+        println!("promote: failure at {state}: {versions:?} run");
+    }
+}

@@ -62,7 +62,9 @@ impl Flow {
             OperationKind::Create => Some(Flow::Provision),
             OperationKind::Delete => Some(Flow::Destroy),
             OperationKind::Update | OperationKind::Reconcile => Some(Flow::Update),
-            OperationKind::Deploy => Some(Flow::Deploy),
+            OperationKind::Deploy | OperationKind::Rollback | OperationKind::Promote => {
+                Some(Flow::Deploy)
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use envplane_domain::operation::{OperationKind, OperationStatus};
+use envplane_domain::operation::OperationStatus;
 use envplane_domain::{Action, Caller, Operation, Tier, commands, deployment};
 
 use crate::AppState;
@@ -70,7 +70,7 @@ async fn deploy_operation(
 ) -> Result<(Operation, envplane_domain::Environment), ApiError> {
     operation_id(id)?;
     let (op, env) = operation_with_environment(state, id).await?;
-    if op.kind != OperationKind::Deploy || op.deployment.is_none() {
+    if !op.deploys() || op.deployment.is_none() {
         return Err(ApiError::NotFound(format!(
             "operation {id} is not a deployment"
         )));
@@ -181,6 +181,68 @@ pub(crate) async fn abort_deployment(
     let token = waiting_token(&op)?;
     resume(&state, &op, Err(&token), &caller).await?;
     Ok(Json(view(&state, op).await))
+}
+
+/// Rolls back a succeeded deployment within its rollback window: the version it replaced,
+/// kept warm, takes all traffic back in one weight change and the deployed one stops. Runs as
+/// an operation (`rollback`) through the deploy flow, without approvals: it restores a
+/// version that was approved and ran, and an incident must not wait for two people.
+#[utoipa::path(post, path = "/v1/deployments/{id}/rollback", tag = "deployments",
+    params(
+        ("id" = String, Path, description = "The deployment's operation id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+    ),
+    responses(
+        (status = 202, description = "Recorded; the rollback runs (`GET /v1/deployments/{id}` of the new operation follows it)", body = crate::views::MutationResponse),
+        (status = 400, description = "Not an operation id", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not succeeded, replaced by a later deployment, its window closed, or another operation holds the environment", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The operation's flow could not be started: it was marked failed, nothing was changed; try again", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn rollback_deployment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (op, _) = deploy_operation(&state, &id).await?;
+    record_span(op.environment.as_str(), None);
+    let done = match (&op.deployment, op.status) {
+        (Some(d), OperationStatus::Succeeded) => d.clone(),
+        _ => {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "deployment {id} is {}: only a succeeded deployment is rolled back (abort one that waits)",
+                    op.status.as_str()
+                ),
+                operation: None,
+            });
+        }
+    };
+    let path = format!("/v1/deployments/{id}/rollback");
+    let idempotency =
+        Idempotency::from_headers(&headers, &caller, "POST", &path, &serde_json::Value::Null)?;
+    mutation::of_existing(
+        &state,
+        &caller,
+        &op.environment,
+        idempotency.as_ref(),
+        None,
+        |env| {
+            let request = new_request(&state, &caller);
+            let undo = deployment::rollback_of(env, &done, &id, request.at).map_err(|e| {
+                ApiError::Conflict {
+                    detail: e.to_string(),
+                    operation: None,
+                }
+            })?;
+            let mutation = commands::deploy(env, undo, &request).map_err(command_error)?;
+            let location = format!("/v1/deployments/{}", mutation.operation.id);
+            Ok((mutation, location))
+        },
+    )
+    .await
 }
 
 /// Ends the wait: promote (`Ok`) or abort (`Err`).

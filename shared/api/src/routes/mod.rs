@@ -10,6 +10,7 @@ pub(crate) mod environments;
 pub(crate) mod meta;
 pub(crate) mod operations;
 pub(crate) mod plans;
+pub(crate) mod promotions;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;

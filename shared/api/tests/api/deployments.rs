@@ -17,32 +17,45 @@ use serde_json::{Value, json};
 
 use crate::common::{LocalPlane, Reply, send};
 
-const ADMIN: &str = "root-token";
+pub(crate) const ADMIN: &str = "root-token";
 
-struct Plane {
+/// A local plane with real traffic, on a clock `scale` times faster than real time.
+pub(crate) struct Plane {
     router: Router,
-    _plane: LocalPlane,
+    pub(crate) plane: LocalPlane,
 }
 
 impl Plane {
     fn new() -> Self {
+        Self::with(10.0, &[("root", Role::Admin, ADMIN)])
+    }
+
+    /// With `tokens` (principal, role, token); the first is the one `call` uses.
+    pub(crate) fn with(scale: f64, tokens: &[(&str, Role, &str)]) -> Self {
         let traffic: Arc<dyn Traffic> = Arc::new(LocalTraffic::new());
-        let plane = LocalPlane::new(
-            Arc::new(ScaledClock::new(10.0)),
-            &[("root", Role::Admin, ADMIN)],
-            Some(traffic),
-        );
+        let plane = LocalPlane::new(Arc::new(ScaledClock::new(scale)), tokens, Some(traffic));
         Self {
             router: plane.router.clone(),
-            _plane: plane,
+            plane,
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as(ADMIN, method, path, body).await
+    }
+
+    /// The same, with `token`.
+    pub(crate) async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = axum::http::Request::builder()
             .method(method)
             .uri(path)
-            .header("authorization", format!("Bearer {ADMIN}"));
+            .header("authorization", format!("Bearer {token}"));
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
@@ -68,7 +81,7 @@ impl Plane {
     }
 
     /// Waits (real time) until the deployment's status is one of `statuses`.
-    async fn until(&self, id: &str, statuses: &[&str]) -> Value {
+    pub(crate) async fn until(&self, id: &str, statuses: &[&str]) -> Value {
         for _ in 0..1500 {
             let reply = self
                 .call(Method::GET, &format!("/v1/deployments/{id}"), None)
@@ -84,7 +97,7 @@ impl Plane {
 }
 
 /// Sends requests through `url` until stopped, as real users would.
-fn load(url: String, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+pub(crate) fn load(url: String, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let mut sent = 0;

@@ -16,6 +16,7 @@ mod environments;
 mod idempotency;
 mod operations;
 mod plans;
+mod releases;
 mod roles;
 
 /// The concurrency and tampering cases on each store.

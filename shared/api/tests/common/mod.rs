@@ -270,12 +270,13 @@ impl LocalPlane {
         let mut state = AppState::new(store.clone(), auth)
             .with_workflows(workflows.clone())
             .with_clock(now.clone());
-        if let Some(traffic) = traffic {
-            state = state.with_traffic(traffic);
-        }
-        let jobs = envplane_worker::jobs::Jobs::new(store, simulator.clone(), Arc::new(|| 0))
+        let mut jobs = envplane_worker::jobs::Jobs::new(store, simulator.clone(), Arc::new(|| 0))
             .with_workflows(workflows)
             .with_clock(now);
+        if let Some(traffic) = traffic {
+            state = state.with_traffic(traffic.clone());
+            jobs = jobs.with_traffic(traffic);
+        }
         Self {
             router: envplane_api::router(state),
             simulator,

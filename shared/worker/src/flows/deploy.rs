@@ -11,6 +11,7 @@ use envplane_domain::canary::{self, Decision, Strategy};
 use envplane_domain::deployment::{self, Deployment};
 use envplane_domain::events::EventKind;
 use envplane_domain::operation::OperationStatus;
+use envplane_domain::promotion;
 use envplane_domain::{EnvName, Environment, Operation};
 use serde_json::{Value, json};
 
@@ -58,6 +59,26 @@ impl Worker {
         let (record, op, mut d) = self.deploying(env, operation).await?;
         let traffic = self.traffic()?;
         let wait = u64::from(d.canary.interval_seconds);
+        if d.rollback_of.is_some() {
+            // The replaced version is still warm in the canary slot: it takes all traffic
+            // back in one change, and `complete` stops the version it undoes.
+            traffic.promote(env, d.service, &d.release).await?;
+            d.progress.weight = 100;
+            d.decision = Some(Decision::Complete);
+            self.record_deployment(&record, &op, d, None).await?;
+            return Ok(json!({ "next": "complete", "wait": wait }));
+        }
+        // The version kept warm by the last deployment is replaced in the canary slot: its
+        // rollback window ends here.
+        let record = if record.warm.contains_key(&d.service) {
+            let cooled = deployment::cooled(&record, d.service, self.clock.now());
+            self.store
+                .commit(envplane_store::Change::of(&record, cooled.clone()))
+                .await?;
+            cooled
+        } else {
+            record
+        };
         if d.previous.is_none() || d.strategy == Strategy::Rolling {
             traffic
                 .launch(env, d.service, Slot::Canary, &d.release)
@@ -184,8 +205,9 @@ impl Worker {
         Ok(json!({ "next": "bake", "wait": wait }))
     }
 
-    /// All traffic back on the stable version in one change, and the new version stopped.
-    /// Safe to repeat: a compensation after any failure runs it too.
+    /// All traffic back on the stable version in one change, and the new version stopped; a
+    /// promotion also puts back the versions it already replaced (still warm), so the target
+    /// never runs half a promotion. Safe to repeat: a compensation after any failure runs it.
     pub(crate) async fn deploy_rollback(
         &self,
         env: &EnvName,
@@ -193,34 +215,72 @@ impl Worker {
     ) -> Result<Value, WorkerError> {
         let (record, op, mut d) = self.deploying(env, operation).await?;
         let traffic = self.traffic()?;
-        if d.previous.is_some() {
-            traffic.set_weight(env, d.service, 0).await?;
+        // Completed (only the operation's last write failed): the release stands, and the
+        // version it replaced stays warm for its window, as after a success.
+        if record
+            .evidence
+            .get(&d.service)
+            .is_some_and(|e| e.operation == op.id)
+        {
+            return Ok(
+                json!({ "Error": "Envplane.RolledBack", "Cause": "nothing to roll back: the deployment completed" }),
+            );
         }
-        // A first deployment that failed before completing leaves nothing running either.
-        traffic.retire(env, d.service, Slot::Canary).await?;
+        // A rollback that failed leaves traffic where it is: both versions still run.
+        if d.rollback_of.is_none() {
+            if d.previous.is_some() {
+                traffic.set_weight(env, d.service, 0).await?;
+            }
+            // A first deployment that failed before completing leaves nothing running either.
+            traffic.retire(env, d.service, Slot::Canary).await?;
+        }
+        let undone = op.promotion.as_ref().map_or(&[][..], |p| &p.done[..]);
+        for done in undone.iter().rev() {
+            match &done.previous {
+                Some(previous) => traffic.promote(env, done.service, previous).await?,
+                None => traffic.retire(env, done.service, Slot::Stable).await?,
+            }
+        }
         let reason = match &d.decision {
             Some(Decision::RollBack { reason }) => reason.clone(),
             _ => "rolled back after a failure".to_owned(),
         };
-        d.progress.weight = 0;
+        if d.rollback_of.is_none() {
+            d.progress.weight = 0;
+        }
         d.wait_token = None;
-        self.record_deployment(&record, &op, d, None).await?;
+        let mut t = deployment::progressed(&record, &op, d, None, self.clock.now());
+        if !undone.is_empty() {
+            t = promotion::undone(t);
+        }
+        self.write(&record, t).await?;
         Ok(json!({ "Error": "Envplane.RolledBack", "Cause": reason }))
     }
 
-    /// The new version is stable: it takes all traffic, the old one stops, and the
-    /// environment records the release, audited with every verdict.
+    /// The new version is stable: it takes all traffic (the one it replaces stays warm for the
+    /// rollback window), and the environment records the release, audited with every verdict.
+    /// A rollback stops the version it undid instead. A promotion then goes on to its next
+    /// service (`next: launch`).
     pub(crate) async fn deploy_complete(
         &self,
         env: &EnvName,
         operation: &str,
     ) -> Result<Value, WorkerError> {
         let (record, op, d) = self.deploying(env, operation).await?;
-        self.traffic()?.promote(env, d.service).await?;
-        let t = deployment::completed(&record, &op, self.clock.now()).ok_or_else(|| {
+        let traffic = self.traffic()?;
+        if d.rollback_of.is_some() {
+            traffic.retire(env, d.service, Slot::Canary).await?;
+        } else {
+            traffic.promote(env, d.service, &d.release).await?;
+        }
+        let mut t = deployment::completed(&record, &op, self.clock.now()).ok_or_else(|| {
             WorkerError::Invalid(format!("operation {operation} deploys nothing"))
         })?;
+        let next = promotion::next_service(&mut t);
         self.write(&record, t).await?;
-        Ok(json!({ "stable": d.release.version }))
+        Ok(match next {
+            Some(service) => json!({ "next": "launch", "service": service.as_str() }),
+            None => json!({ "next": "finish", "stable": d.release.version }),
+        })
     }
 }

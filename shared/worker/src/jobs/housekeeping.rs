@@ -32,6 +32,8 @@ pub struct Housekeeping {
     pub expired_snapshots: Vec<(EnvName, String)>,
     /// Operations whose approval expired: their flows were failed, nothing changed.
     pub expired_approvals: Vec<(EnvName, String)>,
+    /// Versions stopped at the end of their rollback window, by service.
+    pub cooled: Vec<(EnvName, String)>,
 }
 
 /// How long an accepted operation may stay pending before housekeeping starts its flow: the
@@ -67,6 +69,9 @@ impl Jobs {
                 continue;
             }
             if env.active_operation.is_none() && env.status.phase != Phase::Deleted {
+                for service in self.cool_warm(&env, now).await? {
+                    done.cooled.push((env.name.clone(), service));
+                }
                 for name in self.sweep_snapshots(&env, now).await {
                     done.expired_snapshots.push((env.name.clone(), name));
                 }

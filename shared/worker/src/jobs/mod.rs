@@ -6,10 +6,11 @@
 mod approvals;
 mod drift;
 mod housekeeping;
+mod warm;
 
 use std::sync::Arc;
 
-use envplane_cloud::{Cloud, SharedClock, system_clock};
+use envplane_cloud::{Cloud, SharedClock, Traffic, system_clock};
 use envplane_domain::{Environment, Tier};
 use envplane_notify::Publisher;
 use envplane_store::{EnvironmentQuery, StateStore, StoreError};
@@ -42,6 +43,7 @@ pub struct Jobs {
     store: Arc<dyn StateStore>,
     cloud: Arc<dyn Cloud>,
     workflows: Option<Arc<dyn Workflows>>,
+    traffic: Option<Arc<dyn Traffic>>,
     events: Arc<dyn Publisher>,
     calls: CallMeter,
     clock: SharedClock,
@@ -54,6 +56,7 @@ impl Jobs {
             store,
             cloud,
             workflows: None,
+            traffic: None,
             events: Arc::new(envplane_notify::Silent),
             calls,
             clock: system_clock(),
@@ -63,6 +66,12 @@ impl Jobs {
     /// Starts the flows of the operations housekeeping records.
     pub fn with_workflows(mut self, workflows: Arc<dyn Workflows>) -> Self {
         self.workflows = Some(workflows);
+        self
+    }
+
+    /// Stops versions kept warm past their rollback window there.
+    pub fn with_traffic(mut self, traffic: Arc<dyn Traffic>) -> Self {
+        self.traffic = Some(traffic);
         self
     }
 
