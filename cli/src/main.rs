@@ -86,9 +86,12 @@ enum Command {
     /// Deploy a service's new version (the tier's strategy: canary on production), and with
     /// --wait follow each analysis.
     Deploy(commands::deploy::DeployArgs),
-    /// Inspect, promote or abort deployments.
+    /// Inspect, promote, abort or roll back deployments.
     #[command(subcommand)]
     Deployments(commands::deploy::DeploymentsCommand),
+    /// Deploy the versions one environment runs to another (e.g. staging to prod), as one
+    /// operation with the target's strategy, gates and approvals.
+    Promote(commands::deploy::PromoteArgs),
     /// List the operations waiting for approvers (production's changes wait for two).
     Approvals {
         #[command(flatten)]
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             Command::Approvals { client } => commands::approvals::list(&client).await,
             Command::Deploy(args) => commands::deploy::deploy(args).await,
             Command::Deployments(command) => commands::deploy::run(command).await,
+            Command::Promote(args) => commands::deploy::promote(args).await,
             Command::DemoApp { listen } => {
                 let behaviour =
                     envplane_traffic::DemoBehaviour::from_env(|k| std::env::var(k).ok())

@@ -485,6 +485,38 @@ async fn the_cli_deploys_a_first_version_behind_its_load_balancer() {
     assert_eq!(answer["version"], "1.0.0");
     let (ok, _, err) = cli(&plane.endpoint, &["deployments", "promote", &id]);
     assert!(!ok && err.contains("409"), "nothing to promote: {err}");
+
+    // The next version, rolled back within its window: the first serves again.
+    let deploy = [
+        "deploy",
+        "dev",
+        "--service",
+        "frontend",
+        "--version",
+        "1.1.0",
+        "--wait",
+    ];
+    let (ok, out, err) = cli(&plane.endpoint, &deploy);
+    assert!(ok && out.contains("1.1.0 is stable"), "{out}{err}");
+    let next = out.split_whitespace().nth(1).unwrap().to_owned();
+    let rollback = ["deployments", "rollback", &next, "--wait"];
+    let (ok, out, err) = cli(&plane.endpoint, &rollback);
+    assert!(ok && out.contains("1.0.0 is stable"), "{out}{err}");
+    let answer: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["version"], "1.0.0");
+
+    // Promoted to another environment as one operation.
+    let (ok, _, err) = cli(
+        &plane.endpoint,
+        &["env", "create", "dev2", "--tier", "dev", "--wait"],
+    );
+    assert!(ok, "{err}");
+    let promote = ["promote", "--from", "dev", "--to", "dev2", "--wait"];
+    let (ok, out, err) = cli(&plane.endpoint, &promote);
+    assert!(
+        ok && out.contains("frontend 1.0.0 is stable on dev2"),
+        "{out}{err}"
+    );
 }
 
 #[tokio::test]

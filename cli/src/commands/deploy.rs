@@ -66,6 +66,68 @@ pub enum DeploymentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Roll back a succeeded deployment within its rollback window (30 minutes by default):
+    /// the version it replaced, still warm, takes all traffic back in one change.
+    Rollback {
+        /// Deployment (operation) id.
+        id: String,
+        /// Follow the rollback until it ends.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `envplane promote` arguments.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The environment whose versions are promoted.
+    #[arg(long)]
+    pub from: String,
+    /// The environment they go to (its strategy, gates and approvals apply).
+    #[arg(long)]
+    pub to: String,
+    /// A service to promote (repeatable; default: every service `--from` runs).
+    #[arg(long = "service")]
+    pub services: Vec<String>,
+    /// Follow the promotion until it ends.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Promotes, and follows each service's deployment with `--wait`.
+pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
+    let mut body = json!({ "from": args.from, "to": args.to });
+    if !args.services.is_empty() {
+        body["services"] = json!(args.services);
+    }
+    let api = client(&args.client)?;
+    let accepted = api.promote(&body, &new_key()).await?;
+    let id = accepted.response.operation.id.clone();
+    if args.client.output == Output::Json && !args.wait {
+        print_json(&accepted.response);
+        return Ok(());
+    }
+    println!("promotion {id} from {} to {}", args.from, args.to);
+    if accepted.response.operation.approval.is_some() {
+        println!("it waits for approvers: `envplane approve {id}`");
+    }
+    if args.wait {
+        follow(&args.client, &id).await?;
+        let shown = api.promotion(&id).await?;
+        for d in &shown.done {
+            println!(
+                "  {} {} is stable on {}",
+                d.service.as_str(),
+                d.release.version,
+                shown.to
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Deploys, and follows the deployment with `--wait`.
@@ -110,9 +172,19 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 async fn follow(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
     let api = client(args)?;
     let mut shown = 0;
+    let mut service = None;
     let mut waiting_said = false;
     loop {
         let view = api.deployment(id).await?;
+        // A promotion deploys its services in turn: each has its own analyses.
+        let now = view.deployment.as_ref().map(|d| d.service);
+        if now != service {
+            if let Some(s) = now.filter(|_| service.is_some()) {
+                println!("next: {}", s.as_str());
+            }
+            service = now;
+            shown = 0;
+        }
         let analyses = view
             .deployment
             .as_ref()
@@ -137,7 +209,11 @@ async fn follow(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
         shown = analyses.len();
         match view.status {
             OperationStatus::Succeeded => {
-                println!("deployment {id} succeeded: the new version is stable");
+                let version = view
+                    .deployment
+                    .as_ref()
+                    .map_or("", |d| d.release.version.as_str());
+                println!("deployment {id} succeeded: {version} is stable");
                 return Ok(());
             }
             OperationStatus::Failed | OperationStatus::Cancelled => {
@@ -193,6 +269,24 @@ fn print_view(args: &ClientArgs, view: &DeploymentView) {
 
 /// Runs a `deployments` command.
 pub async fn run(command: DeploymentsCommand) -> anyhow::Result<()> {
+    if let DeploymentsCommand::Rollback {
+        id,
+        wait,
+        client: args,
+    } = command
+    {
+        let accepted = client(&args)?.rollback_deployment(&id, &new_key()).await?;
+        let rollback = accepted.response.operation.id.clone();
+        if args.output == Output::Json && !wait {
+            print_json(&accepted.response);
+            return Ok(());
+        }
+        println!("rollback {rollback} of deployment {id}");
+        if wait {
+            follow(&args, &rollback).await?;
+        }
+        return Ok(());
+    }
     let (args, view) = match command {
         DeploymentsCommand::Get { id, client: args } => {
             let view = client(&args)?.deployment(&id).await?;
@@ -206,6 +300,7 @@ pub async fn run(command: DeploymentsCommand) -> anyhow::Result<()> {
             let view = client(&args)?.decide_deployment(&id, false).await?;
             (args, view)
         }
+        DeploymentsCommand::Rollback { .. } => return Ok(()),
     };
     print_view(&args, &view);
     Ok(())

@@ -8,7 +8,7 @@ mod http;
 
 use envplane_api::views::{
     ApprovalList, ApprovalStanding, AuditPage, BlueprintView, CancelResponse, DecisionRequest,
-    DeploymentView, EnvironmentPage, EnvironmentView, MutationResponse,
+    DeploymentView, EnvironmentPage, EnvironmentView, MutationResponse, PromotionView,
 };
 use envplane_domain::drift::DriftReport;
 use envplane_domain::operation::OnFailure;
@@ -242,6 +242,39 @@ impl Client {
     ) -> Result<DeploymentView, ClientError> {
         let verb = if promote { "promote" } else { "abort" };
         self.call(Method::POST, format!("/v1/deployments/{id}/{verb}"))
+            .json()
+            .await
+    }
+
+    /// `POST /v1/deployments/{id}/rollback`: the version a succeeded deployment replaced,
+    /// back within its rollback window (a new operation).
+    pub async fn rollback_deployment(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<Accepted, ClientError> {
+        self.call(Method::POST, format!("/v1/deployments/{id}/rollback"))
+            .header("idempotency-key", idempotency_key)
+            .accepted()
+            .await
+    }
+
+    /// `POST /v1/promotions`: what one environment runs, deployed to another.
+    pub async fn promote(
+        &self,
+        body: &Value,
+        idempotency_key: &str,
+    ) -> Result<Accepted, ClientError> {
+        self.call(Method::POST, "/v1/promotions".into())
+            .body(body)
+            .header("idempotency-key", idempotency_key)
+            .accepted()
+            .await
+    }
+
+    /// `GET /v1/promotions/{id}`.
+    pub async fn promotion(&self, id: &str) -> Result<PromotionView, ClientError> {
+        self.call(Method::GET, format!("/v1/promotions/{id}"))
             .json()
             .await
     }
