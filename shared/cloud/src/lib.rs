@@ -7,6 +7,7 @@ mod clock;
 mod modification;
 pub mod simulator;
 pub mod traffic;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ pub use clock::{Clock, SharedClock, system_clock};
 pub use modification::Modification;
 pub use simulator::{ChangeDrawn, Faults, LOCAL_STACK, LatencyProfile, Simulator};
 pub use traffic::{Slot, Traffic};
+pub use workloads::{Track, Workload, Workloads};
 
 /// Where a resource is in its life, as AWS reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
