@@ -434,7 +434,7 @@ fn the_cli_follows_a_create_and_a_delete_to_the_end() {
     let (ok, out, _) = cli(&plane.endpoint, &["env", "get", "dev"]);
     assert!(ok && out.contains("ready"), "{out}");
     assert!(
-        out.contains("resources  21 (")
+        out.contains("resources  25 (")
             && out.contains("4 subnet")
             && out.contains("1 nat_gateway"),
         "{out}"

@@ -16,6 +16,8 @@ const THROTTLING: &[&str] = &[
 pub(crate) const NOT_FOUND: &[&str] = &[
     "ResourceNotFoundException",
     "TargetGroupNotFound",
+    "LoadBalancerNotFound",
+    "ListenerNotFound",
     "InvalidVpcID.NotFound",
     "InvalidSubnetID.NotFound",
     "InvalidInternetGatewayID.NotFound",

@@ -287,6 +287,100 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
             .collect::<BTreeSet<_>>(),
         BTreeSet::from([3000, 3001])
     );
+    // The environment's own load balancer: internet-facing in the three public subnets, its
+    // listener forwarding to the frontend's blue track (the green one at 0) and, on /api/*,
+    // to the backend's; all tagged with the stack.
+    let balancers = elb
+        .describe_load_balancers()
+        .names(format!("{name}-alb"))
+        .send()
+        .await
+        .unwrap();
+    let alb = &balancers.load_balancers()[0];
+    assert_eq!(alb.scheme().map(|s| s.as_str()), Some("internet-facing"));
+    assert_eq!(alb.availability_zones().len(), 3);
+    let alb_arn = alb.load_balancer_arn().unwrap();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(alb_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listeners.listeners().len(),
+        1,
+        "HTTP only: the spec names no certificate"
+    );
+    let listener = &listeners.listeners()[0];
+    assert_eq!(listener.port(), Some(80));
+    let tgs_all = elb
+        .describe_target_groups()
+        .names(format!("{name}-tg-frontend"))
+        .names(format!("{name}-tg-frontend-green"))
+        .names(format!("{name}-tg-backend"))
+        .names(format!("{name}-tg-backend-green"))
+        .send()
+        .await
+        .unwrap();
+    let tg_arn = |suffix: &str| {
+        let wanted = format!("{name}-tg-{suffix}");
+        let all = tgs_all.target_groups();
+        all.iter()
+            .find(|t| t.target_group_name() == Some(wanted.as_str()))
+            .and_then(|t| t.target_group_arn())
+            .unwrap()
+            .to_owned()
+    };
+    let weights = |action: &aws_sdk_elasticloadbalancingv2::types::Action| {
+        action
+            .forward_config()
+            .unwrap()
+            .target_groups()
+            .iter()
+            .map(|t| {
+                (
+                    t.target_group_arn().unwrap().to_owned(),
+                    t.weight().unwrap(),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        weights(&listener.default_actions()[0]),
+        BTreeSet::from([(tg_arn("frontend"), 100), (tg_arn("frontend-green"), 0)])
+    );
+    let rules = elb
+        .describe_rules()
+        .listener_arn(listener.listener_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let api = rules
+        .rules()
+        .iter()
+        .find(|r| r.priority() == Some("10"))
+        .unwrap();
+    assert_eq!(
+        api.conditions()[0].path_pattern_config().unwrap().values(),
+        ["/api/*".to_owned()]
+    );
+    assert_eq!(
+        weights(&api.actions()[0]),
+        BTreeSet::from([(tg_arn("backend"), 100), (tg_arn("backend-green"), 0)])
+    );
+    let tagged = elb
+        .describe_tags()
+        .resource_arns(alb_arn)
+        .resource_arns(listener.listener_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    for d in tagged.tag_descriptions() {
+        assert!(
+            d.tags().iter().any(|t| t.key() == Some("envplane:stack")),
+            "{d:?}"
+        );
+    }
 
     // What moto leaves out of its answers, checked on the requests the SDK sent.
     let volume_request = log.find("Action=CreateVolume");
@@ -307,6 +401,14 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
         serde_json::from_str(&log.find("\"nodegroupName\":\"")).unwrap();
     assert_eq!(nodegroup_request["version"], "1.31", "{nodegroup_request}");
     assert!(nodegroup_request["clientRequestToken"].is_string());
+    // The worker's role is the cluster's admin through an access entry: its deployments
+    // authenticate with presigned STS tokens (envplane-kube).
+    let cluster_request: serde_json::Value =
+        serde_json::from_str(&log.find("\"bootstrapClusterCreatorAdminPermissions\"")).unwrap();
+    assert_eq!(
+        cluster_request["accessConfig"],
+        serde_json::json!({"authenticationMode": "API_AND_CONFIG_MAP", "bootstrapClusterCreatorAdminPermissions": true})
+    );
     let user_data = log.find("Action=RunInstances");
     assert!(
         user_data.contains("UserData=") && user_data.contains("ClientToken="),
@@ -362,6 +464,12 @@ async fn prod_is_provisioned_and_destroyed_through_ec2_eks_and_elbv2() {
             .subnets()
             .is_empty()
     );
+    let gone = elb
+        .describe_load_balancers()
+        .names(format!("{name}-alb"))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the load balancer is gone: {gone:?}");
 }
 
 /// The adapters of one test: AWS clients on moto (recording requests), an embedded store, and
@@ -699,6 +807,25 @@ async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcil
         .send()
         .await
         .unwrap();
+    // And the load balancer's listener deleted.
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&plane.config);
+    let alb = elb
+        .describe_load_balancers()
+        .names(format!("{env}-alb"))
+        .send()
+        .await
+        .unwrap();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(alb.load_balancers()[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    elb.delete_listener()
+        .listener_arn(listeners.listeners()[0].listener_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
 
     let run = jobs.drift(&[Tier::Qa], 1000).await.unwrap();
     let line = &run.checked[0];
@@ -729,7 +856,7 @@ async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcil
             .iter()
             .map(|m| m.resource.clone())
             .collect::<Vec<_>>(),
-        vec![format!("{env}-private-2")]
+        vec![format!("{env}-private-2"), format!("{env}-listener-80")]
     );
     let changed: Vec<(String, String)> = report
         .changed
@@ -753,6 +880,13 @@ async fn out_of_band_changes_on_moto_are_found_by_drift_and_repaired_by_reconcil
         envplane_domain::drift::DriftStatus::InSync,
         "{after:?}"
     );
+    let recreated = elb
+        .describe_listeners()
+        .load_balancer_arn(alb.load_balancers()[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recreated.listeners().len(), 1, "the listener is back");
     let frontend = eks
         .describe_nodegroup()
         .cluster_name(format!("{env}-eks"))

@@ -12,32 +12,7 @@ use envplane_domain::names::Service;
 
 use crate::CloudError;
 
-/// One of a service's two fixed places to run a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Track {
-    /// The first.
-    Blue,
-    /// The second.
-    Green,
-}
-
-impl Track {
-    /// `blue` or `green`, as named in Kubernetes objects and target groups.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Track::Blue => "blue",
-            Track::Green => "green",
-        }
-    }
-
-    /// The other track.
-    pub fn other(self) -> Track {
-        match self {
-            Track::Blue => Track::Green,
-            Track::Green => Track::Blue,
-        }
-    }
-}
+pub use envplane_domain::names::Track;
 
 /// A version to run on a track.
 #[derive(Debug, Clone, Copy)]

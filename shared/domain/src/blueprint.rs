@@ -261,6 +261,7 @@ impl Blueprint {
                 vpc_cidr,
                 az_count: self.az_count,
                 nat_gateways: self.nat_gateways,
+                certificate_arn: None,
             },
             cluster: self.cluster.clone(),
             database: self.database.clone(),

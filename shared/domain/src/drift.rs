@@ -223,6 +223,19 @@ pub fn differences(planned: &Planned, observed: &Observed) -> Vec<Difference> {
         (Desired::TargetGroup(want), Observed::TargetGroup(seen)) => {
             c.value("port", &want.port, seen.port.as_ref());
         }
+        (Desired::Listener(want), Observed::Listener(seen)) => {
+            c.value("port", &want.port, seen.port.as_ref());
+            c.value(
+                "protocol",
+                &want.protocol().to_owned(),
+                seen.protocol.as_ref(),
+            );
+            c.value(
+                "certificate_arn",
+                &want.certificate_arn,
+                Some(&seen.certificate_arn),
+            );
+        }
         // Nothing chosen to compare (gateways, addresses), or another kind under the name,
         // which names make impossible.
         _ => {}

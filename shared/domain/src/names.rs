@@ -38,6 +38,39 @@ impl Service {
     }
 }
 
+/// One of a service's two fixed places to run a version: each has its own target group (and,
+/// on the cluster, its own Deployment); a deployment runs the new version on the track that
+/// does not serve, and the listener's weights choose between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Track {
+    /// The first (its target group keeps the service's plain name).
+    Blue,
+    /// The second.
+    Green,
+}
+
+impl Track {
+    /// Both tracks.
+    pub const ALL: [Track; 2] = [Track::Blue, Track::Green];
+
+    /// `blue` or `green`, as named in Kubernetes objects and target groups.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Blue => "blue",
+            Track::Green => "green",
+        }
+    }
+
+    /// The other track.
+    pub fn other(self) -> Track {
+        match self {
+            Track::Blue => Track::Green,
+            Track::Green => Track::Blue,
+        }
+    }
+}
+
 /// The three security groups of an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupRole {
@@ -120,9 +153,30 @@ pub fn database_host(env: &EnvName) -> String {
     format!("{env}-db")
 }
 
-/// A service's target group, as envplane names it (see [`target_group_aws_name`]).
+/// A service's (blue track's) target group, as envplane names it (see
+/// [`target_group_aws_name`]).
 pub fn target_group(env: &EnvName, service: Service) -> String {
     format!("{env}-tg-{}", service.as_str())
+}
+
+/// The target group of a service's track: the blue one keeps the plain name (environments
+/// made before tracks existed have it), the green one is `{env}-tg-{service}-green`.
+pub fn track_target_group(env: &EnvName, service: Service, track: Track) -> String {
+    match track {
+        Track::Blue => target_group(env, service),
+        Track::Green => format!("{env}-tg-{}-green", service.as_str()),
+    }
+}
+
+/// The environment's application load balancer (its ELBv2 name through
+/// [`target_group_aws_name`], which fits any ELBv2 name to 32 characters).
+pub fn load_balancer(env: &EnvName) -> String {
+    format!("{env}-alb")
+}
+
+/// The load balancer's listener on `port` (80, or 443 with a certificate): its `Name` tag.
+pub fn listener(env: &EnvName, port: u16) -> String {
+    format!("{env}-listener-{port}")
 }
 
 /// The snapshot an operation takes of a volume before it changes the host.
@@ -161,7 +215,11 @@ pub fn kind_of(env: &EnvName, name: &str) -> Option<ResourceKind> {
         "rt-public" => ResourceKind::RouteTable,
         "sg-alb" | "sg-cluster" | "sg-db" => ResourceKind::SecurityGroup,
         "frontend" | "backend" => ResourceKind::NodeGroup,
-        "tg-frontend" | "tg-backend" => ResourceKind::TargetGroup,
+        "tg-frontend" | "tg-backend" | "tg-frontend-green" | "tg-backend-green" => {
+            ResourceKind::TargetGroup
+        }
+        "alb" => ResourceKind::LoadBalancer,
+        _ if numbered("listener-") => ResourceKind::Listener,
         _ if numbered("public-") || numbered("private-") => ResourceKind::Subnet,
         _ if numbered("eip-") => ResourceKind::ElasticIp,
         _ if numbered("nat-") => ResourceKind::NatGateway,

@@ -81,6 +81,10 @@ pub struct NetworkSpec {
     pub az_count: u8,
     /// One NAT gateway for the VPC, or one per AZ.
     pub nat_gateways: NatMode,
+    /// The ACM certificate of the environment's HTTPS listener (443); without one the load
+    /// balancer listens on HTTP (80) only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
 }
 
 /// How many NAT gateways a VPC gets.
@@ -345,6 +349,20 @@ impl EnvironmentSpec {
                 "network.az_count",
                 format!("must be 2 or 3, got {}", self.network.az_count),
             );
+        }
+        if let Some(arn) = &self.network.certificate_arn {
+            let parts: Vec<&str> = arn.split(':').collect();
+            let acm = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[1].starts_with("aws")
+                && parts[2] == "acm"
+                && parts[5].starts_with("certificate/");
+            if !acm {
+                errors.push(
+                    "network.certificate_arn",
+                    "must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
+                );
+            }
         }
         if !SUPPORTED_EKS_VERSIONS.contains(&self.cluster.version.as_str()) {
             errors.push(

@@ -191,7 +191,8 @@ async fn dev_qa_and_prod_reach_ready_with_their_blueprints_resources() {
         .iter()
         .filter(|r| r.kind == ResourceKind::NatGateway)
         .count();
-    assert_eq!((recorded.len(), subnets, nats), (28, 6, 3));
+    // 28 before the load balancer: + a green target group per service, the ALB, its listener.
+    assert_eq!((recorded.len(), subnets, nats), (32, 6, 3));
     assert!(recorded.iter().all(|r| r.state == "active"));
     let prod = plane.kinds("prod").await;
     assert_eq!(prod[&ResourceKind::Subnet], 6);

@@ -322,8 +322,9 @@ async fn the_call_budget_and_the_throttle_breaker_stop_a_cycle() {
         plane.ready(name, Tier::Dev, u8::try_from(i).unwrap()).await;
     }
     let jobs = plane.jobs();
-    // Thirteen calls are set aside per environment until one is measured.
-    let run = jobs.drift(&[Tier::Dev], 14).await.unwrap();
+    // A call per kind and one more are set aside per environment until one is measured.
+    let per_environment = envplane_domain::resources::ResourceKind::TEARDOWN.len() as u64 + 1;
+    let run = jobs.drift(&[Tier::Dev], per_environment + 1).await.unwrap();
     assert_eq!(run.checked.len(), 2, "{run:?}");
     assert_eq!(run.skipped.len(), 1);
     assert!(run.stopped.unwrap().contains("budget"));

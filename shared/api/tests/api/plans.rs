@@ -65,7 +65,7 @@ async fn a_dry_run_create_plans_and_writes_nothing() {
     );
     assert_eq!(
         reply.body["plan"]["resources"].as_array().unwrap().len(),
-        21
+        25
     );
     assert_eq!(reply.body["plan"]["monthly_cost_after"], 371.72);
     assert_eq!(h.snapshot().await, before, "a dry run writes nothing");

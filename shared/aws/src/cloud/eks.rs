@@ -3,7 +3,8 @@
 
 use aws_sdk_eks::Client;
 use aws_sdk_eks::types::{
-    ClusterStatus, NodegroupScalingConfig, NodegroupStatus, VpcConfigRequest,
+    AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, NodegroupScalingConfig,
+    NodegroupStatus, VpcConfigRequest,
 };
 use envplane_cloud::{CloudError, Modification, Resource, ResourceState};
 use envplane_domain::names;
@@ -126,6 +127,14 @@ pub(crate) async fn create_cluster(
                 VpcConfigRequest::builder()
                     .set_subnet_ids(Some(subnets))
                     .security_group_ids(cx.id_of(&spec.security_group)?)
+                    .build(),
+            )
+            // Access entries, with the creator (envplane's worker role) as the cluster's
+            // admin: the entry its deployments authenticate with (presigned STS tokens).
+            .access_config(
+                CreateAccessConfigRequest::builder()
+                    .authentication_mode(AuthenticationMode::ApiAndConfigMap)
+                    .bootstrap_cluster_creator_admin_permissions(true)
                     .build(),
             )
             .tags(tags::ENVIRONMENT, cx.owner.env.as_str())

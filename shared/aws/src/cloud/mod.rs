@@ -171,8 +171,24 @@ impl AwsCloud {
                 ResourceKind::DbInstance => ec2::instance::discover(&c.ec2, env).await?,
                 ResourceKind::Cluster => eks::discover_cluster(&c.eks, env).await?,
                 ResourceKind::NodeGroup => eks::discover_node_groups(&c.eks, env).await?,
-                ResourceKind::TargetGroup => elbv2::discover(&c.elb, env).await?,
+                // All three in one pass below.
+                ResourceKind::TargetGroup | ResourceKind::LoadBalancer | ResourceKind::Listener => {
+                    Vec::new()
+                }
             });
+        }
+        let elbv2_kinds: BTreeSet<ResourceKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| {
+                matches!(
+                    k,
+                    ResourceKind::TargetGroup | ResourceKind::LoadBalancer | ResourceKind::Listener
+                )
+            })
+            .collect();
+        if !elbv2_kinds.is_empty() {
+            out.extend(elbv2::discover(&c.elb, env, &elbv2_kinds).await?);
         }
         // AWS applies the tag filters; some emulators ignore them (moto, for NAT gateways), and
         // EKS and ELBv2 are asked by name: whatever lacks either tag is not ours.
@@ -222,7 +238,9 @@ impl AwsCloud {
             Desired::NodeGroup(spec) => {
                 eks::create_node_group(&c.eks, &cx, spec, &self.settings.node_role_arn).await
             }
-            Desired::TargetGroup(spec) => elbv2::create(&c.elb, &cx, spec).await,
+            Desired::TargetGroup(spec) => elbv2::target_group::create(&c.elb, &cx, spec).await,
+            Desired::LoadBalancer(spec) => elbv2::load_balancer::create(&c.elb, &cx, spec).await,
+            Desired::Listener(spec) => elbv2::listener::create(&c.elb, &cx, spec).await,
         }
     }
 
@@ -323,7 +341,9 @@ impl Cloud for AwsCloud {
         self.check_owned(r)?;
         let c = self.clients.home();
         match r.kind() {
-            ResourceKind::TargetGroup => elbv2::delete(&c.elb, r).await,
+            ResourceKind::TargetGroup => elbv2::target_group::delete(&c.elb, r).await,
+            ResourceKind::LoadBalancer => elbv2::load_balancer::delete(&c.elb, r).await,
+            ResourceKind::Listener => elbv2::listener::delete(&c.elb, r).await,
             ResourceKind::NodeGroup => eks::delete_node_group(&c.eks, r).await,
             ResourceKind::Cluster => eks::delete_cluster(&c.eks, r).await,
             ResourceKind::DbInstance => ec2::instance::delete(&c.ec2, r).await,

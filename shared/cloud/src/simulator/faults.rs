@@ -29,8 +29,10 @@ fn aws_create_median(kind: ResourceKind) -> f64 {
         ResourceKind::NodeGroup => 270.0,
         ResourceKind::NatGateway => 100.0,
         ResourceKind::DbInstance => 45.0,
+        ResourceKind::LoadBalancer => 150.0,
         ResourceKind::Volume => 8.0,
-        ResourceKind::TargetGroup
+        ResourceKind::Listener
+        | ResourceKind::TargetGroup
         | ResourceKind::Vpc
         | ResourceKind::InternetGateway
         | ResourceKind::SecurityGroup => 2.0,
@@ -45,6 +47,7 @@ fn aws_delete_median(kind: ResourceKind) -> f64 {
         ResourceKind::NodeGroup => 200.0,
         ResourceKind::NatGateway => 70.0,
         ResourceKind::DbInstance => 40.0,
+        ResourceKind::LoadBalancer => 20.0,
         ResourceKind::Volume => 5.0,
         _ => 1.0,
     }

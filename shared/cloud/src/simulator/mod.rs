@@ -362,6 +362,8 @@ fn prefix(kind: ResourceKind) -> &'static str {
         ResourceKind::DbInstance => "i",
         ResourceKind::Volume => "vol",
         ResourceKind::TargetGroup => "tg",
+        ResourceKind::LoadBalancer => "alb",
+        ResourceKind::Listener => "listener",
     }
 }
 

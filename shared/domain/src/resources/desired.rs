@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::Service;
+use crate::names::{Service, Track};
 use crate::resources::ResourceKind;
 
 /// Where an ingress rule lets traffic in from.
@@ -162,6 +162,57 @@ pub struct TargetGroup {
     pub health_path: String,
     /// The service.
     pub role: Service,
+    /// Its track.
+    pub track: Track,
+}
+
+/// The application load balancer, internet-facing in the public subnets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    /// Its subnets (one per AZ).
+    pub subnets: Vec<String>,
+    /// Its security group.
+    pub security_group: String,
+}
+
+/// A service's two target groups, by track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackPair {
+    /// The blue track's target group.
+    pub blue: String,
+    /// The green track's target group.
+    pub green: String,
+}
+
+/// Where a listener's requests go: the frontend by default, the backend for
+/// [`Listener::BACKEND_PATH`]; each a weighted forward between the service's two tracks, all on
+/// blue when created (a deployment changes the weights).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    /// The load balancer.
+    pub load_balancer: String,
+    /// 80 (HTTP) or 443 (HTTPS).
+    pub port: u16,
+    /// The HTTPS listener's ACM certificate.
+    pub certificate_arn: Option<String>,
+    /// The frontend's target groups (the default action).
+    pub frontend: TrackPair,
+    /// The backend's target groups (a rule on [`Listener::BACKEND_PATH`]).
+    pub backend: TrackPair,
+}
+
+impl Listener {
+    /// Requests for the backend.
+    pub const BACKEND_PATH: &str = "/api/*";
+
+    /// `HTTPS` with a certificate, else `HTTP`.
+    pub fn protocol(&self) -> &'static str {
+        if self.certificate_arn.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        }
+    }
 }
 
 /// What the plan wants of one resource.
@@ -192,6 +243,10 @@ pub enum Desired {
     DbInstance(DbInstance),
     /// A target group.
     TargetGroup(TargetGroup),
+    /// The load balancer.
+    LoadBalancer(LoadBalancer),
+    /// A listener.
+    Listener(Listener),
 }
 
 impl Desired {
@@ -210,6 +265,8 @@ impl Desired {
             Desired::Volume(_) => ResourceKind::Volume,
             Desired::DbInstance(_) => ResourceKind::DbInstance,
             Desired::TargetGroup(_) => ResourceKind::TargetGroup,
+            Desired::LoadBalancer(_) => ResourceKind::LoadBalancer,
+            Desired::Listener(_) => ResourceKind::Listener,
         }
     }
 

@@ -10,7 +10,7 @@ pub mod observed;
 use serde::{Deserialize, Serialize};
 
 use crate::name::EnvName;
-use crate::names::{self, GroupRole, Service};
+use crate::names::{self, GroupRole, Service, Track};
 use crate::spec::EnvironmentSpec;
 
 pub use desired::{Desired, IngressRule, RuleSource};
@@ -32,6 +32,10 @@ pub use observed::{Observed, Power};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
+    /// A listener of the load balancer.
+    Listener,
+    /// The application load balancer.
+    LoadBalancer,
     /// ELBv2 target group.
     TargetGroup,
     /// EKS managed node group.
@@ -60,7 +64,9 @@ pub enum ResourceKind {
 
 impl ResourceKind {
     /// Every kind, in teardown order.
-    pub const TEARDOWN: [ResourceKind; 12] = [
+    pub const TEARDOWN: [ResourceKind; 14] = [
+        ResourceKind::Listener,
+        ResourceKind::LoadBalancer,
         ResourceKind::TargetGroup,
         ResourceKind::NodeGroup,
         ResourceKind::Cluster,
@@ -78,8 +84,11 @@ impl ResourceKind {
     /// A teardown in steps, dependents first: each step's kinds can go once the earlier steps'
     /// are gone (the destroy flow's and a rollback's order).
     pub const TEARDOWN_STEPS: [&'static [ResourceKind]; 5] = [
-        &[ResourceKind::TargetGroup, ResourceKind::NodeGroup],
+        // A target group goes once no listener forwards to it.
+        &[ResourceKind::Listener, ResourceKind::NodeGroup],
         &[
+            ResourceKind::LoadBalancer,
+            ResourceKind::TargetGroup,
             ResourceKind::Cluster,
             ResourceKind::DbInstance,
             ResourceKind::RouteTable,
@@ -102,11 +111,14 @@ impl ResourceKind {
             ResourceKind::NodeGroup => 240,
             ResourceKind::NatGateway => 120,
             ResourceKind::DbInstance => 60,
+            // An ALB is `provisioning` for a few minutes.
+            ResourceKind::LoadBalancer => 180,
             ResourceKind::Volume => 10,
             ResourceKind::TargetGroup
             | ResourceKind::Vpc
             | ResourceKind::InternetGateway
-            | ResourceKind::SecurityGroup => 2,
+            | ResourceKind::SecurityGroup
+            | ResourceKind::Listener => 2,
             ResourceKind::Subnet | ResourceKind::RouteTable | ResourceKind::ElasticIp => 1,
         }
     }
@@ -118,6 +130,7 @@ impl ResourceKind {
             ResourceKind::NodeGroup => 180,
             ResourceKind::NatGateway => 60,
             ResourceKind::DbInstance => 45,
+            ResourceKind::LoadBalancer => 30,
             ResourceKind::Volume => 5,
             _ => 1,
         }
@@ -126,6 +139,8 @@ impl ResourceKind {
     /// The kind's name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
+            ResourceKind::Listener => "listener",
+            ResourceKind::LoadBalancer => "load_balancer",
             ResourceKind::TargetGroup => "target_group",
             ResourceKind::NodeGroup => "node_group",
             ResourceKind::Cluster => "cluster",
@@ -156,7 +171,8 @@ pub enum Group {
     NodeGroups,
     /// The database host and its volume.
     Database,
-    /// The target groups.
+    /// The load balancer: the target groups (two tracks per service), the ALB and its
+    /// listeners.
     Targets,
 }
 
@@ -396,14 +412,61 @@ pub fn plan(env: &EnvName, spec: &EnvironmentSpec) -> Vec<Planned> {
         }),
     );
     for service in Service::ALL {
+        for track in Track::ALL {
+            add(
+                names::track_target_group(env, service, track),
+                Group::Targets,
+                vec![names::vpc(env)],
+                Desired::TargetGroup(desired::TargetGroup {
+                    port: service.port(),
+                    health_path: "/health".into(),
+                    role: service,
+                    track,
+                }),
+            );
+        }
+    }
+    let public_names: Vec<String> = (1..=azs).map(|i| names::subnet(env, true, i)).collect();
+    add(
+        names::load_balancer(env),
+        Group::Targets,
+        public_names
+            .iter()
+            .cloned()
+            .chain([sg(GroupRole::Alb), names::internet_gateway(env)])
+            .collect(),
+        Desired::LoadBalancer(desired::LoadBalancer {
+            subnets: public_names,
+            security_group: sg(GroupRole::Alb),
+        }),
+    );
+    let pair = |service| desired::TrackPair {
+        blue: names::track_target_group(env, service, Track::Blue),
+        green: names::track_target_group(env, service, Track::Green),
+    };
+    let ports = std::iter::once((80, None)).chain(
+        spec.network
+            .certificate_arn
+            .clone()
+            .map(|arn| (443, Some(arn))),
+    );
+    for (port, certificate_arn) in ports {
         add(
-            names::target_group(env, service),
+            names::listener(env, port),
             Group::Targets,
-            vec![names::vpc(env)],
-            Desired::TargetGroup(desired::TargetGroup {
-                port: service.port(),
-                health_path: "/health".into(),
-                role: service,
+            std::iter::once(names::load_balancer(env))
+                .chain(
+                    Service::ALL
+                        .into_iter()
+                        .flat_map(|s| Track::ALL.map(|t| names::track_target_group(env, s, t))),
+                )
+                .collect(),
+            Desired::Listener(desired::Listener {
+                load_balancer: names::load_balancer(env),
+                port,
+                certificate_arn,
+                frontend: pair(Service::Frontend),
+                backend: pair(Service::Backend),
             }),
         );
     }
@@ -477,6 +540,37 @@ mod tests {
             db_sg.desired.to_json()["ingress"],
             serde_json::json!([{"port": 5432, "from_group": "prod-sg-cluster"}])
         );
+    }
+
+    #[test]
+    fn the_load_balancer_listens_on_https_when_the_spec_names_a_certificate() {
+        let env = EnvName::parse("stg").expect("valid");
+        let mut spec = Blueprint::for_tier(Tier::Staging).spec(VpcCidr::from_second_octet(3));
+        let listeners = |spec: &EnvironmentSpec| -> Vec<serde_json::Value> {
+            plan(&env, spec)
+                .iter()
+                .filter(|p| p.kind() == ResourceKind::Listener)
+                .map(|p| p.desired.to_json())
+                .collect()
+        };
+        assert_eq!(listeners(&spec).len(), 1);
+        assert_eq!(listeners(&spec)[0]["port"], 80);
+        let arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c";
+        spec.network.certificate_arn = Some(arn.into());
+        assert!(spec.validate(Tier::Staging).is_ok());
+        let both = listeners(&spec);
+        assert_eq!(both.len(), 2);
+        assert_eq!(
+            (
+                both[1]["port"].as_u64(),
+                both[1]["certificate_arn"].as_str()
+            ),
+            (Some(443), Some(arn))
+        );
+        assert_eq!(both[1]["frontend"]["green"], "stg-tg-frontend-green");
+        spec.network.certificate_arn = Some("arn:aws:iam::1:server-certificate/x".into());
+        let errors = spec.validate(Tier::Staging).err().unwrap_or_default();
+        assert_eq!(errors.0[0].field, "network.certificate_arn");
     }
 
     #[test]

@@ -138,6 +138,26 @@ pub struct TargetGroup {
     pub port: Option<u16>,
 }
 
+/// The load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    /// Its name in ELBv2 (at most 32 characters).
+    pub name: String,
+    /// Its public DNS name.
+    pub dns_name: Option<String>,
+}
+
+/// A listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    /// Its port.
+    pub port: Option<u16>,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: Option<String>,
+    /// Its default certificate.
+    pub certificate_arn: Option<String>,
+}
+
 /// What a look at the cloud saw of one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -166,6 +186,10 @@ pub enum Observed {
     DbInstance(DbInstance),
     /// A target group.
     TargetGroup(TargetGroup),
+    /// The load balancer.
+    LoadBalancer(LoadBalancer),
+    /// A listener.
+    Listener(Listener),
 }
 
 impl Observed {
@@ -184,6 +208,8 @@ impl Observed {
             Observed::Volume(_) => ResourceKind::Volume,
             Observed::DbInstance(_) => ResourceKind::DbInstance,
             Observed::TargetGroup(_) => ResourceKind::TargetGroup,
+            Observed::LoadBalancer(_) => ResourceKind::LoadBalancer,
+            Observed::Listener(_) => ResourceKind::Listener,
         }
     }
 
@@ -194,7 +220,7 @@ impl Observed {
 
     /// What a faithful cloud reports of a resource just made as `desired` asks (the
     /// simulator's view of a create): the chosen attributes as given, references as named.
-    pub fn as_created(desired: &Desired, target_group_name: impl FnOnce() -> String) -> Self {
+    pub fn as_created(desired: &Desired, elbv2_name: impl FnOnce() -> String) -> Self {
         match desired {
             Desired::Vpc(v) => Observed::Vpc(Vpc {
                 cidr: Some(v.cidr.clone()),
@@ -242,8 +268,20 @@ impl Observed {
                 power: Power::Running,
             }),
             Desired::TargetGroup(t) => Observed::TargetGroup(TargetGroup {
-                name: target_group_name(),
+                name: elbv2_name(),
                 port: Some(t.port),
+            }),
+            Desired::LoadBalancer(_) => {
+                let name = elbv2_name();
+                Observed::LoadBalancer(LoadBalancer {
+                    dns_name: Some(format!("{name}.elb.localhost")),
+                    name,
+                })
+            }
+            Desired::Listener(l) => Observed::Listener(Listener {
+                port: Some(l.port),
+                protocol: Some(l.protocol().to_owned()),
+                certificate_arn: l.certificate_arn.clone(),
             }),
         }
     }

@@ -41,13 +41,17 @@ impl Worker {
             .filter(|r| r.state != ResourceState::Deleting)
         {
             match self.cloud.delete(resource).await {
+                Ok(()) => {}
                 // AWS refuses while a dependent is still being deleted, or throttled this one
                 // call: the next poll tries again, and the deletes that went through stay made,
                 // rather than the whole step failing on one resource.
-                Ok(())
-                | Err(
-                    CloudError::Conflict(_) | CloudError::Throttled(_) | CloudError::Transient(_),
-                ) => {}
+                Err(
+                    e @ (CloudError::Conflict(_)
+                    | CloudError::Throttled(_)
+                    | CloudError::Transient(_)),
+                ) => {
+                    tracing::info!(resource = %resource.name, error = %e, "not deleted yet: tried again at the next poll");
+                }
                 Err(other) => return Err(other.into()),
             }
         }
