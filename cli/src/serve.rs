@@ -165,10 +165,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
         None => Arc::new(Silent),
     };
-    // Deployed versions run here, behind a weighted proxy per service (on AWS: not yet).
-    let traffic: Option<Arc<dyn envplane_cloud::Traffic>> = (!args.aws).then(|| {
-        Arc::new(envplane_traffic::LocalTraffic::new()) as Arc<dyn envplane_cloud::Traffic>
-    });
+    // Deployed versions run here, behind a weighted proxy per service; with --aws on the
+    // environments' EKS clusters behind their load balancers.
+    let traffic: Option<Arc<dyn envplane_cloud::Traffic>> = match &sdk {
+        None => Some(Arc::new(envplane_traffic::LocalTraffic::new())),
+        Some(config) => {
+            let stack = AwsSettings::from_env(Some(LOCAL_STACK))
+                .map_err(|e| anyhow::anyhow!("--aws: {e}"))?
+                .stack;
+            Some(Arc::new(
+                envplane_kube::aws_traffic(config, stack)
+                    .map_err(|e| anyhow::anyhow!("--aws: {e}"))?,
+            ))
+        }
+    };
     let mut worker = Worker::new(store.clone(), cloud.clone())
         .with_clock(now.clone())
         .with_events(events.clone());

@@ -17,6 +17,8 @@ async fn main() -> anyhow::Result<()> {
     let config = envplane_lambda::sdk_config(Role::Scheduler).await;
     let settings = AwsSettings::from_env(None).map_err(anyhow::Error::msg)?;
     let counter = CallCounter::default();
+    // Stops versions kept warm past their rollback window.
+    let traffic = envplane_kube::aws_traffic(&config, settings.stack.clone())?;
     let cloud = AwsCloud::new(Clients::counted(&config, &counter), settings);
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
@@ -35,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(move || counter.get()),
     )
     .with_workflows(Arc::new(workflows))
-    .with_events(Arc::new(events));
+    .with_events(Arc::new(events))
+    .with_traffic(Arc::new(traffic));
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let jobs = jobs.clone();
         async move { envplane_fn_scheduler::handle(&jobs, event).await }

@@ -23,8 +23,11 @@ async fn main() -> anyhow::Result<()> {
         aws_sdk_sns::Client::new(&config),
         required("EVENTS_TOPIC_ARN")?,
     );
+    let traffic = envplane_kube::aws_traffic(&config, settings.stack.clone())?;
     let cloud = AwsCloud::new(Clients::new(&config), settings);
-    let worker = Worker::new(Arc::new(store), Arc::new(cloud)).with_events(Arc::new(events));
+    let worker = Worker::new(Arc::new(store), Arc::new(cloud))
+        .with_events(Arc::new(events))
+        .with_traffic(Arc::new(traffic));
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let worker = worker.clone();
         async move { envplane_fn_worker::handle(&worker, event).await }

@@ -9,6 +9,7 @@ mod errors;
 mod metering;
 mod sfn;
 mod sns;
+mod traffic;
 mod weights;
 
 pub use alb_metrics::{AlbMetrics, TargetGroupDimensions};
@@ -16,4 +17,5 @@ pub use cloud::{AwsCloud, AwsSettings, ClientPool, Clients, Target};
 pub use metering::CallCounter;
 pub use sfn::{StepFunctions, state_machines_from_env};
 pub use sns::SnsPublisher;
+pub use traffic::AwsTraffic;
 pub use weights::ListenerWeights;

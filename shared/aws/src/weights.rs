@@ -36,11 +36,12 @@ impl ListenerWeights {
         }
     }
 
-    async fn check(&self, listener: &str) -> Result<(), CloudError> {
+    /// Refuses a listener or rule `arn` without this stack's tags.
+    async fn check(&self, arn: &str) -> Result<(), CloudError> {
         let described = self
             .elb
             .describe_tags()
-            .resource_arns(listener)
+            .resource_arns(arn)
             .send()
             .await
             .map_err(|e| cloud_error("DescribeTags", e))?;
@@ -50,7 +51,7 @@ impl ListenerWeights {
             .flat_map(|d| d.tags())
             .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
             .collect();
-        check_owned(&tags, &self.stack, &format!("listener {listener}"))
+        check_owned(&tags, &self.stack, arn)
     }
 
     /// Gives the canary `canary_percent` of the listener's requests and the stable group the
@@ -79,6 +80,35 @@ impl ListenerWeights {
             .send()
             .await
             .map_err(|e| cloud_error("ModifyListener", e))?;
+        Ok(())
+    }
+
+    /// The same on a listener rule (the backend's, on `/api/*`), in one `ModifyRule`; only on
+    /// a rule carrying this stack's tags.
+    pub async fn set_rule(
+        &self,
+        rule: &str,
+        stable: &str,
+        canary: &str,
+        canary_percent: u8,
+    ) -> Result<(), CloudError> {
+        self.check(rule).await?;
+        let canary_percent = canary_percent.min(100);
+        let forward = ForwardActionConfig::builder()
+            .target_groups(tuple(stable, 100 - canary_percent))
+            .target_groups(tuple(canary, canary_percent))
+            .build();
+        let action = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(forward)
+            .build();
+        self.elb
+            .modify_rule()
+            .rule_arn(rule)
+            .actions(action)
+            .send()
+            .await
+            .map_err(|e| cloud_error("ModifyRule", e))?;
         Ok(())
     }
 

@@ -41,12 +41,14 @@ pub trait Traffic: Send + Sync {
         percent: u8,
     ) -> Result<(), CloudError>;
 
-    /// What `slot` answered since the last read; the next interval starts now.
+    /// What `slot` answered over the `interval` that just ended (locally: since the last
+    /// read, and the next interval starts now; on AWS: CloudWatch's figures of that window).
     async fn metrics(
         &self,
         env: &EnvName,
         service: Service,
         slot: Slot,
+        interval: std::time::Duration,
     ) -> Result<Metrics, CloudError>;
 
     /// `release`, running in the canary slot, becomes the stable version and takes all

@@ -78,6 +78,11 @@ impl CanaryPolicy {
         }
     }
 
+    /// One bake interval.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.interval_seconds))
+    }
+
     /// Checks the policy, naming each field at fault.
     pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
         let mut errors = Vec::new();

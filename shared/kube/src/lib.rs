@@ -10,3 +10,26 @@ pub mod objects;
 pub mod token;
 
 pub use adapter::{Cluster, Clusters, EksClusters, KubeWorkloads, NAMESPACE};
+
+/// The traffic port on AWS for `stack`, from one SDK configuration: ELBv2 weights, CloudWatch
+/// figures and the environments' EKS clusters (reached as the configuration's identity, which
+/// each cluster's access entry makes its admin).
+pub fn aws_traffic(
+    config: &aws_config::SdkConfig,
+    stack: impl Into<String>,
+) -> Result<envplane_aws::AwsTraffic, envplane_cloud::CloudError> {
+    let credentials = config.credentials_provider().ok_or_else(|| {
+        envplane_cloud::CloudError::Invalid("no AWS credentials to reach EKS with".into())
+    })?;
+    let region = config
+        .region()
+        .ok_or_else(|| envplane_cloud::CloudError::Invalid("no AWS region".into()))?
+        .to_string();
+    let clusters = EksClusters::new(aws_sdk_eks::Client::new(config), credentials, region);
+    Ok(envplane_aws::AwsTraffic::new(
+        aws_sdk_elasticloadbalancingv2::Client::new(config),
+        envplane_aws::AlbMetrics::new(aws_sdk_cloudwatch::Client::new(config)),
+        std::sync::Arc::new(KubeWorkloads::new(std::sync::Arc::new(clusters))),
+        stack,
+    ))
+}

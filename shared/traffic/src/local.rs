@@ -125,6 +125,7 @@ impl Traffic for LocalTraffic {
         env: &EnvName,
         service: Service,
         slot: Slot,
+        _interval: std::time::Duration,
     ) -> Result<Metrics, CloudError> {
         let services = self.services.lock().await;
         Ok(services.get(&(env.clone(), service)).map_or(

@@ -98,7 +98,9 @@ impl Worker {
             .await?;
         traffic.set_weight(env, d.service, first).await?;
         // The first interval starts now: what came before is not the new version's.
-        traffic.metrics(env, d.service, Slot::Canary).await?;
+        traffic
+            .metrics(env, d.service, Slot::Canary, d.canary.interval())
+            .await?;
         d.progress.weight = first;
         self.record_deployment(&record, &op, d, None).await?;
         Ok(json!({ "next": "bake", "wait": wait }))
@@ -113,7 +115,9 @@ impl Worker {
     ) -> Result<Value, WorkerError> {
         let (record, op, mut d) = self.deploying(env, operation).await?;
         let traffic = self.traffic()?;
-        let metrics = traffic.metrics(env, d.service, Slot::Canary).await?;
+        let metrics = traffic
+            .metrics(env, d.service, Slot::Canary, d.canary.interval())
+            .await?;
         let analysis = canary::analyse(d.progress.weight, metrics, &d.canary);
         let (progress, decision) = canary::next(d.progress, &analysis, &d.canary);
         match &decision {
