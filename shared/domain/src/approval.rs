@@ -47,6 +47,17 @@ pub fn required(tier: Tier, kind: OperationKind) -> u8 {
     }
 }
 
+/// The same for an operation on `environment`: its spec's deploy policy may ask for a
+/// different number of approvers for deployments and promotions (never fewer than two on
+/// production, which the spec's validation refuses).
+pub fn required_for(environment: &crate::Environment, kind: OperationKind) -> u8 {
+    let deploys = matches!(kind, OperationKind::Deploy | OperationKind::Promote);
+    match environment.spec.deploy.as_ref().and_then(|d| d.approvals) {
+        Some(n) if deploys => n,
+        _ => required(environment.tier, kind),
+    }
+}
+
 /// The digest of what an operation will do: its kind, its input and the spec it applies.
 /// Approvals are bound to it.
 pub fn plan_digest(kind: OperationKind, input: &Value, spec: &EnvironmentSpec) -> String {

@@ -266,6 +266,7 @@ impl Blueprint {
             cluster: self.cluster.clone(),
             database: self.database.clone(),
             ttl_hours: self.ttl_hours,
+            deploy: None,
         }
     }
 }

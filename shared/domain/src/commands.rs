@@ -109,7 +109,7 @@ fn record(
 ) -> Mutation {
     let mut operation = start(&environment.name, kind, change.clone(), request);
     // The tier's policy decides whether it waits for approvers before changing anything.
-    let required = crate::approval::required(environment.tier, kind);
+    let required = crate::approval::required_for(&environment, kind);
     if required > 0 {
         let digest = crate::approval::plan_digest(kind, &change, &environment.spec);
         operation.approval = Some(crate::approval::Approval::new(required, digest, request.at));

@@ -136,15 +136,20 @@ pub fn rollback_of(
     })
 }
 
-/// A deployment of `release` of `service` on `tier`, with the tier's strategy and canary
-/// policy: what a promotion runs for each service.
-pub fn of_release(service: Service, release: Release, tier: Tier) -> Deployment {
+/// A deployment of `release` of `service` to `environment`, with its deploy policy: what a
+/// promotion runs for each service.
+pub fn of_release(
+    service: Service,
+    release: Release,
+    environment: &crate::Environment,
+) -> Deployment {
+    let (strategy, canary) = environment_policy(environment);
     Deployment {
         service,
         release,
         previous: None,
-        strategy: default_strategy(tier),
-        canary: CanaryPolicy::for_tier(tier),
+        strategy,
+        canary,
         progress: Progress::default(),
         analyses: Vec::new(),
         decision: None,
@@ -167,10 +172,62 @@ fn text(body: &Value, field: &str, errors: &mut ValidationErrors) -> Option<Stri
     }
 }
 
+/// The strategy and canary policy deployments get on `tier` with an environment's own
+/// `policy` over the tier's defaults; the fields at fault (`canary.…`, `strategy`) named.
+pub fn policy_of(
+    tier: Tier,
+    policy: Option<&crate::spec::DeployPolicy>,
+) -> Result<(Strategy, CanaryPolicy), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let strategy = policy
+        .and_then(|p| p.strategy)
+        .unwrap_or_else(|| default_strategy(tier));
+    let canary = match policy.and_then(|p| p.canary.as_ref()) {
+        None => CanaryPolicy::for_tier(tier),
+        Some(patch) => merged(CanaryPolicy::for_tier(tier), patch, &mut errors),
+    };
+    errors.into_result()?;
+    Ok((strategy, canary))
+}
+
+/// `patch` merged over `base`; its faults named (`canary`, `canary.…`).
+fn merged(base: CanaryPolicy, patch: &Value, errors: &mut ValidationErrors) -> CanaryPolicy {
+    let mut value = serde_json::to_value(&base).unwrap_or_default();
+    crate::merge_patch::apply(&mut value, patch);
+    let policy = match serde_json::from_value::<CanaryPolicy>(value) {
+        Ok(policy) => policy,
+        Err(e) => {
+            errors.push("canary", format!("not a canary policy: {e}"));
+            return base;
+        }
+    };
+    if let Err(bad) = policy.validate() {
+        for (field, why) in bad {
+            errors.push(field, why);
+        }
+    }
+    policy
+}
+
+/// The deploy policy of `environment`: its tier's, with its spec's overrides (validated when
+/// the spec was accepted; a policy that no longer validates falls back to the tier's).
+pub fn environment_policy(environment: &crate::Environment) -> (Strategy, CanaryPolicy) {
+    policy_of(environment.tier, environment.spec.deploy.as_ref()).unwrap_or_else(|_| {
+        (
+            default_strategy(environment.tier),
+            CanaryPolicy::for_tier(environment.tier),
+        )
+    })
+}
+
 /// Parses a deployment request (`{"service", "version", "image"?, "env"?, "strategy"?,
-/// "canary"?}`) on `tier`, with the tier's defaults for what it leaves out; every field at
-/// fault is named.
-pub fn parse(body: &Value, tier: Tier) -> Result<Deployment, ValidationErrors> {
+/// "canary"?}`) to `environment`, with its deploy policy for what it leaves out; every field
+/// at fault is named.
+pub fn parse(
+    body: &Value,
+    environment: &crate::Environment,
+) -> Result<Deployment, ValidationErrors> {
+    let (base_strategy, base_canary) = environment_policy(environment);
     let mut errors = ValidationErrors::default();
     if !body.is_object() {
         errors.push("", "the body must be a JSON object");
@@ -203,30 +260,15 @@ pub fn parse(body: &Value, tier: Tier) -> Result<Deployment, ValidationErrors> {
             .unwrap_or_default(),
     };
     let strategy = match body.get("strategy") {
-        None | Some(Value::Null) => default_strategy(tier),
+        None | Some(Value::Null) => base_strategy,
         Some(v) => serde_json::from_value::<Strategy>(v.clone())
             .map_err(|_| errors.push("strategy", "must be canary, blue_green or rolling"))
-            .unwrap_or(default_strategy(tier)),
+            .unwrap_or(base_strategy),
     };
     let canary = match body.get("canary") {
-        None | Some(Value::Null) => CanaryPolicy::for_tier(tier),
-        Some(v) => {
-            let mut merged = serde_json::to_value(CanaryPolicy::for_tier(tier)).unwrap_or_default();
-            crate::merge_patch::apply(&mut merged, v);
-            match serde_json::from_value::<CanaryPolicy>(merged) {
-                Ok(policy) => policy,
-                Err(e) => {
-                    errors.push("canary", format!("not a canary policy: {e}"));
-                    CanaryPolicy::for_tier(tier)
-                }
-            }
-        }
+        None | Some(Value::Null) => base_canary,
+        Some(v) => merged(base_canary, v, &mut errors),
     };
-    if let Err(bad) = canary.validate() {
-        for (field, why) in bad {
-            errors.push(field, why);
-        }
-    }
     match (service, version) {
         (Some(service), Some(version)) if errors.0.is_empty() => Ok(Deployment {
             service,
@@ -392,11 +434,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn env_of(tier: Tier) -> crate::Environment {
+        let spec = crate::Blueprint::for_tier(tier).spec(crate::VpcCidr::from_second_octet(1));
+        let mut env: crate::Environment = serde_json::from_value(json!({
+            "name": "e1", "tier": tier, "spec": spec, "status": {"phase": "ready", "conditions": []},
+            "version": 1, "active_operation": null, "audit_head": {"seq": 0, "hash": ""},
+            "created_at": "2026-01-01T00:00:00Z", "created_by": "t",
+            "updated_at": "2026-01-01T00:00:00Z", "updated_by": "t",
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        env.spec = spec;
+        env
+    }
+
     #[test]
     fn a_request_takes_the_tiers_defaults() {
         let prod = parse(
             &json!({"service": "frontend", "version": "2.0"}),
-            Tier::Prod,
+            &env_of(Tier::Prod),
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(prod.strategy, Strategy::Canary);
@@ -405,7 +460,7 @@ mod tests {
         let dev = parse(
             &json!({"service": "backend", "version": "2.0", "env": {"DEMO_ERROR_RATE": "0.3"},
                     "canary": {"interval_seconds": 30}}),
-            Tier::Dev,
+            &env_of(Tier::Dev),
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(dev.strategy, Strategy::Rolling);
@@ -418,7 +473,7 @@ mod tests {
         let errors = parse(
             &json!({"service": "db", "version": "", "strategy": "yolo", "colour": 1,
                     "canary": {"steps": [50, 25]}}),
-            Tier::Prod,
+            &env_of(Tier::Prod),
         )
         .err()
         .unwrap_or_default();

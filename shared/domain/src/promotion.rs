@@ -138,11 +138,7 @@ pub fn plan(
         if let Some(found) = source.evidence.get(service) {
             evidence.insert(*service, found.clone());
         }
-        deployments.push(deployment::of_release(
-            *service,
-            release.clone(),
-            target.tier,
-        ));
+        deployments.push(deployment::of_release(*service, release.clone(), target));
     }
     errors.clone().into_result()?;
     let mut queue = deployments.into_iter();

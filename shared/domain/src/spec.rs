@@ -68,6 +68,27 @@ pub struct EnvironmentSpec {
     /// Hours until a preview environment is destroyed; previews only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_hours: Option<u32>,
+    /// How deployments to this environment go, over its tier's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployPolicy>,
+}
+
+/// An environment's own deploy policy: what it changes of its tier's (strategy, canary steps
+/// and thresholds, approvers). Production may ask for more approvers, never fewer than two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployPolicy {
+    /// canary, blue_green or rolling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<crate::canary::Strategy>,
+    /// Fields of the canary policy (steps, interval_seconds, thresholds, gates…) merged over
+    /// the tier's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub canary: Option<Value>,
+    /// Distinct approvers a deployment or promotion needs (0 to 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u8>,
 }
 
 /// VPC layout of an environment.
@@ -349,6 +370,21 @@ impl EnvironmentSpec {
                 "network.az_count",
                 format!("must be 2 or 3, got {}", self.network.az_count),
             );
+        }
+        if let Some(deploy) = &self.deploy {
+            if let Err(bad) = crate::deployment::policy_of(tier, Some(deploy)) {
+                for e in bad.0 {
+                    errors.push(format!("deploy.{}", e.field), e.detail);
+                }
+            }
+            match deploy.approvals {
+                Some(n) if n > 6 => errors.push("deploy.approvals", "at most 6 approvers"),
+                Some(n) if tier == Tier::Prod && n < 2 => errors.push(
+                    "deploy.approvals",
+                    "production deploys need at least 2 approvers: four eyes, no bypass",
+                ),
+                _ => {}
+            }
         }
         if let Some(arn) = &self.network.certificate_arn {
             let parts: Vec<&str> = arn.split(':').collect();

@@ -301,7 +301,7 @@ pub mod mutations {
             .expect("read")
             .expect("exists");
         let deployment =
-            envplane_domain::deployment::parse(body, env.tier).expect("a valid deployment");
+            envplane_domain::deployment::parse(body, &env).expect("a valid deployment");
         let caller = caller();
         let mutation =
             commands::deploy(&env, deployment, &request(&caller)).expect("the environment is free");

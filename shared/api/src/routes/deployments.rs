@@ -54,7 +54,7 @@ pub(crate) async fn create_deployment(
         &body,
     )?;
     mutation::of_existing(&state, &caller, &name, idempotency.as_ref(), None, |env| {
-        let deployment = deployment::parse(&body, env.tier)?;
+        let deployment = deployment::parse(&body, env)?;
         let mutation = commands::deploy(env, deployment, &new_request(&state, &caller))
             .map_err(command_error)?;
         let location = format!("/v1/deployments/{}", mutation.operation.id);

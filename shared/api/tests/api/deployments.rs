@@ -52,11 +52,23 @@ impl Plane {
         path: &str,
         body: Option<Value>,
     ) -> Reply {
+        let method_is_patch = method == Method::PATCH;
         let mut request = axum::http::Request::builder()
             .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {token}"));
-        if body.is_some() {
+        if method_is_patch {
+            let read = axum::http::Request::builder()
+                .uri(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let current = send(self.router.clone(), read).await;
+            let etag = current.headers["etag"].to_str().unwrap().to_owned();
+            request = request
+                .header("if-match", etag)
+                .header("content-type", "application/merge-patch+json");
+        } else if body.is_some() {
             request = request.header("content-type", "application/json");
         }
         let body = body.map_or_else(axum::body::Body::empty, |b| b.to_string().into());

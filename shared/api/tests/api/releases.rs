@@ -409,3 +409,76 @@ async fn a_failing_promotion_puts_back_what_it_already_replaced() {
     let shown = promotion(&plane, &id).await;
     assert_eq!(shown["done"], json!([]), "undone: {shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_overrides_its_tiers_deploy_policy_within_the_rules() {
+    let plane = plane(100.0);
+    create(&plane, "staging", "staging").await;
+    create(&plane, "prod", "prod").await;
+    // Staging asks for two approvers and a canary of its own.
+    let policy = json!({"deploy": {
+        "approvals": 2, "strategy": "canary",
+        "canary": {"steps": [10, 100], "interval_seconds": 30},
+    }});
+    let patched = plane
+        .call(Method::PATCH, "/v1/environments/staging", Some(policy))
+        .await;
+    assert_eq!(patched.status, StatusCode::ACCEPTED, "{}", patched.body);
+    let op = patched.body["operation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        settled(&plane, &op, &["succeeded", "failed"]).await["status"],
+        "succeeded"
+    );
+    let reply = plane
+        .call(
+            Method::POST,
+            "/v1/environments/staging/deployments",
+            Some(json!({"service": "frontend", "version": "v1"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let op = &reply.body["operation"];
+    assert_eq!(op["approval"]["required"], 2, "{op}");
+    assert_eq!(op["deployment"]["strategy"], "canary");
+    assert_eq!(op["deployment"]["canary"]["steps"], json!([10, 100]));
+    assert_eq!(op["deployment"]["canary"]["interval_seconds"], 30);
+    // The tier's other defaults stay.
+    assert_eq!(op["deployment"]["canary"]["max_error_rate"], 0.01);
+
+    // Production never goes below two approvers; a policy that does not hold is refused.
+    for (patch, field) in [
+        (json!({"approvals": 1}), "spec.deploy.approvals"),
+        (
+            json!({"canary": {"steps": [50, 20]}}),
+            "spec.deploy.canary.steps",
+        ),
+        (json!({"strategy": "yolo"}), "spec.deploy.strategy"),
+    ] {
+        let refused = plane
+            .call(
+                Method::PATCH,
+                "/v1/environments/prod",
+                Some(json!({"deploy": patch})),
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
+        let fields: Vec<&str> = refused.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields
+                .iter()
+                .any(|f| f.ends_with(field.trim_start_matches("spec."))),
+            "{field}: {}",
+            refused.body
+        );
+    }
+}
