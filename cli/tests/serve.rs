@@ -505,6 +505,26 @@ async fn the_cli_deploys_a_first_version_behind_its_load_balancer() {
     let answer: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["version"], "1.0.0");
 
+    // A plan first: the canary's transitions and what it adds, nothing deployed.
+    let plan = [
+        "deploy",
+        "dev",
+        "--service",
+        "frontend",
+        "--version",
+        "1.2.0",
+        "--strategy",
+        "canary",
+        "--plan",
+    ];
+    let (ok, out, err) = cli(&plane.endpoint, &plan);
+    assert!(
+        ok && out.contains("replacing 1.0.0")
+            && out.contains("  25 %")
+            && out.contains("extra capacity"),
+        "{out}{err}"
+    );
+
     // Promoted to another environment as one operation.
     let (ok, _, err) = cli(
         &plane.endpoint,

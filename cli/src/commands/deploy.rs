@@ -38,6 +38,9 @@ pub struct DeployArgs {
     /// Follow the deployment until it ends.
     #[arg(long)]
     pub wait: bool,
+    /// Only show what it would do: transitions, approvers, duration, extra capacity.
+    #[arg(long, conflicts_with = "wait")]
+    pub plan: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -152,6 +155,15 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         body["canary"] = serde_json::from_str(canary).context("--canary is not JSON")?;
     }
     let api = client(&args.client)?;
+    if args.plan {
+        let plan = api.plan_deployment(&args.name, &body).await?;
+        if args.client.output == Output::Json {
+            print_json(&plan);
+        } else {
+            print_plan(&plan);
+        }
+        return Ok(());
+    }
     let accepted = api.deploy(&args.name, &body, &new_key()).await?;
     let id = accepted.response.operation.id.clone();
     if args.client.output == Output::Json && !args.wait {
@@ -166,6 +178,46 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         follow(&args.client, &id).await?;
     }
     Ok(())
+}
+
+fn print_plan(plan: &envplane_domain::release_plan::DeploymentPlan) {
+    println!(
+        "{} {} (replacing {}) by {}, after {} approver(s)",
+        plan.service.as_str(),
+        plan.version,
+        plan.previous.as_deref().unwrap_or("nothing"),
+        word(&plan.strategy),
+        plan.approvals
+    );
+    for t in &plan.transitions {
+        println!(
+            "  t+{:>5} s  {:>3} %{}{}",
+            t.at_seconds,
+            t.weight,
+            if t.gate {
+                "  after a person's approval"
+            } else {
+                ""
+            },
+            if t.analysed {
+                "  then one interval analysed"
+            } else {
+                ""
+            }
+        );
+    }
+    let extra = &plan.extra_capacity;
+    println!(
+        "at least {} s; the replaced version stays warm {} s; extra capacity {} × {} for {:.2} node-hours{}",
+        plan.minimum_seconds,
+        plan.rollback_window_seconds,
+        extra.nodes,
+        extra.instance_type,
+        extra.node_hours,
+        extra
+            .cost_usd
+            .map_or(String::new(), |c| format!(" (${c:.2})"))
+    );
 }
 
 /// Prints each new analysis until the deployment ends; fails when it does not succeed.

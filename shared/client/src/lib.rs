@@ -226,6 +226,21 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/environments/{name}/deployments?dry_run=true`: what the deployment would do.
+    pub async fn plan_deployment(
+        &self,
+        name: &str,
+        body: &Value,
+    ) -> Result<envplane_domain::release_plan::DeploymentPlan, ClientError> {
+        self.call(
+            Method::POST,
+            format!("/v1/environments/{name}/deployments?dry_run=true"),
+        )
+        .body(body)
+        .json()
+        .await
+    }
+
     /// `GET /v1/deployments/{id}`.
     pub async fn deployment(&self, id: &str) -> Result<DeploymentView, ClientError> {
         self.call(Method::GET, format!("/v1/deployments/{id}"))

@@ -23,6 +23,7 @@ pub mod names;
 pub mod operation;
 pub mod plan;
 pub mod promotion;
+pub mod release_plan;
 pub mod resources;
 pub mod spec;
 pub mod validation;

@@ -2,10 +2,11 @@
 //! rolling), what its analyses found, and a person's promote or abort at a gate or a hold.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
-use envplane_domain::operation::OperationStatus;
+use axum::response::{IntoResponse, Response};
+use envplane_domain::operation::{OperationKind, OperationStatus};
 use envplane_domain::{Action, Caller, Operation, Tier, commands, deployment};
 
 use crate::AppState;
@@ -14,7 +15,7 @@ use crate::idempotency::Idempotency;
 use crate::mutation::{self, new_request};
 use crate::problem::{ApiError, Problem};
 use crate::routes::operations::{operation_id, operation_with_environment};
-use crate::routes::{authorize, command_error, path_name, record_span};
+use crate::routes::{Params, authorize, command_error, live, path_name, record_span};
 use crate::views::DeploymentView;
 
 /// Deploys a service's new version: `{"service", "version", "image"?, "env"?, "strategy"?,
@@ -24,10 +25,12 @@ use crate::views::DeploymentView;
 #[utoipa::path(post, path = "/v1/environments/{name}/deployments", tag = "deployments",
     params(
         ("name" = String, Path, description = "Environment name"),
+        ("dry_run" = Option<bool>, Query, description = "Plan only: answer 200 with the deployment's transitions, approvers, minimum duration and extra capacity, writing nothing"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
     ),
     request_body(content = Object, description = "The deployment: service, version and optional image, env, strategy and canary policy"),
     responses(
+        (status = 200, description = "With dry_run: the plan", body = envplane_domain::release_plan::DeploymentPlan),
         (status = 202, description = "Recorded; the deploy flow runs it", body = crate::views::MutationResponse),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
@@ -42,10 +45,20 @@ pub(crate) async fn create_deployment(
     caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
+    if Params::parse(query, &["dry_run"])?.flag("dry_run")? {
+        let env = live(state.store.environment(&name).await?, &name)?;
+        authorize(&caller, Action::Read)?;
+        let mut planned = deployment::parse(&body, &env)?;
+        planned.previous = env.releases.get(&planned.service).cloned();
+        let approvals = envplane_domain::approval::required_for(&env, OperationKind::Deploy);
+        let plan = envplane_domain::release_plan::plan(&env, &planned, approvals);
+        return Ok(Json(plan).into_response());
+    }
     let idempotency = Idempotency::from_headers(
         &headers,
         &caller,

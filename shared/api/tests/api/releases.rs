@@ -482,3 +482,65 @@ async fn an_environment_overrides_its_tiers_deploy_policy_within_the_rules() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_a_deployment_and_writes_nothing() {
+    let plane = plane(100.0);
+    create(&plane, "dev", "dev").await;
+    let (_, v1) = deploy(
+        &plane,
+        "dev",
+        json!({"service": "frontend", "version": "v1"}),
+        &[],
+    )
+    .await;
+    assert_eq!(v1["status"], "succeeded");
+    let before = plane.call(Method::GET, "/v1/environments/dev", None).await;
+    let planned = plane
+        .call(
+            Method::POST,
+            "/v1/environments/dev/deployments?dry_run=true",
+            Some(
+                json!({"service": "frontend", "version": "v2", "strategy": "canary",
+                        "canary": {"gates": [25]}}),
+            ),
+        )
+        .await;
+    assert_eq!(planned.status, StatusCode::OK, "{}", planned.body);
+    let plan = &planned.body;
+    assert_eq!(plan["previous"], "v1");
+    assert_eq!(
+        plan["transitions"],
+        json!([
+            {"weight": 5, "at_seconds": 0, "gate": false, "analysed": true},
+            {"weight": 25, "at_seconds": 60, "gate": true, "analysed": true},
+            {"weight": 100, "at_seconds": 120, "gate": false, "analysed": true},
+        ])
+    );
+    assert_eq!(plan["approvals"], 0);
+    assert_eq!(plan["minimum_seconds"], 180);
+    // The second version's nodes for the bake and the rollback window.
+    let extra = &plan["extra_capacity"];
+    let nodes = extra["nodes"].as_f64().unwrap();
+    assert!(nodes >= 1.0, "{plan}");
+    let hours = extra["node_hours"].as_f64().unwrap();
+    assert!(
+        (hours - nodes * (180.0 + 1800.0) / 3600.0).abs() < 1e-9,
+        "{plan}"
+    );
+    assert!(extra["cost_usd"].as_f64().unwrap() > 0.0, "{plan}");
+    // Nothing recorded: same version, no operation.
+    let after = plane.call(Method::GET, "/v1/environments/dev", None).await;
+    assert_eq!(after.body["version"], before.body["version"]);
+    assert_eq!(after.body["active_operation"], Value::Null);
+    // Bad input is named, as for a real deployment.
+    let bad = plane
+        .call(
+            Method::POST,
+            "/v1/environments/dev/deployments?dry_run=true",
+            Some(json!({"service": "db", "version": "v2"})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["errors"][0]["field"], "service");
+}
