@@ -117,6 +117,21 @@ pub fn print_environment(view: &EnvironmentView) {
     for (key, value) in rows {
         println!("{key:<10} {value}");
     }
+    for (service, release) in &env.releases {
+        let at = view
+            .load_balancers
+            .get(service)
+            .map_or(String::new(), |url| format!(" at {url}"));
+        let warm = env.warm.get(service).map_or(String::new(), |w| {
+            format!(" ({} warm until {})", w.release.version, time(w.until))
+        });
+        println!(
+            "{:<10} {} {}{at}{warm}",
+            "release",
+            service.as_str(),
+            release.version
+        );
+    }
     if !env.resources.is_empty() {
         let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         for r in &env.resources {

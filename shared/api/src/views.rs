@@ -16,6 +16,11 @@ pub struct EnvironmentView {
     pub cost: CostBreakdown,
     /// Subnet blocks the spec lays out.
     pub subnets: Subnets,
+    /// Each deployed service's load balancer address (locally, the weighted proxy on
+    /// loopback), on a single environment's read.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub load_balancers: std::collections::BTreeMap<envplane_domain::names::Service, String>,
 }
 
 /// Public and private subnet blocks.
@@ -35,6 +40,7 @@ impl From<Environment> for EnvironmentView {
             environment,
             cost,
             subnets: Subnets { public, private },
+            load_balancers: std::collections::BTreeMap::new(),
         }
     }
 }

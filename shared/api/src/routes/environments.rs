@@ -321,7 +321,15 @@ pub(crate) async fn get_environment(
     record_span(name.as_str(), None);
     let env = live(state.store.environment(&name).await?, &name)?;
     let etag = env.etag();
-    let mut response = Json(EnvironmentView::from(env)).into_response();
+    let mut view = EnvironmentView::from(env);
+    if let Some(traffic) = &state.traffic {
+        for service in view.environment.releases.keys() {
+            if let Some(url) = traffic.url(&view.environment.name, *service).await {
+                view.load_balancers.insert(*service, url);
+            }
+        }
+    }
+    let mut response = Json(view).into_response();
     if let Ok(value) = HeaderValue::try_from(etag) {
         response.headers_mut().insert(header::ETAG, value);
     }

@@ -128,6 +128,12 @@ async fn a_rollback_within_the_window_restores_the_warm_version_in_one_change() 
         env.body
     );
     assert_eq!(env.body["warm"]["frontend"]["replaced_by"], v2_id.as_str());
+    assert_eq!(
+        env.body["load_balancers"]["frontend"],
+        url.as_str(),
+        "{}",
+        env.body
+    );
 
     let rolled = plane
         .call(
