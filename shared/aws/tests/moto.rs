@@ -1251,3 +1251,95 @@ async fn foreign_look_alikes_survive_a_create_and_a_delete_on_moto() {
         created.status
     );
 }
+
+#[tokio::test]
+async fn daily_backups_are_tagged_snapshots_and_the_sweep_spares_the_newest_and_foreign_ones() {
+    let Some(plane) = MotoPlane::new().await else {
+        return;
+    };
+    let env = unique('b');
+    let op = envplane_store::testing::mutations::create(
+        plane.store.as_ref(),
+        &env,
+        Tier::Dev,
+        3,
+        |_| {},
+    )
+    .await;
+    plane.run(Flow::Provision, &env, &op).await;
+    let ec2 = aws_sdk_ec2::Client::new(&plane.config);
+    let volume = ec2
+        .describe_volumes()
+        .filters(env_filter(env.as_str()))
+        .send()
+        .await
+        .unwrap()
+        .volumes()[0]
+        .volume_id()
+        .unwrap()
+        .to_owned();
+    // Someone else's snapshot of the same volume: never touched.
+    let foreign = ec2
+        .create_snapshot()
+        .volume_id(&volume)
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id()
+        .unwrap()
+        .to_owned();
+    let at = |iso: &str| {
+        let now =
+            OffsetDateTime::parse(iso, &time::format_description::well_known::Rfc3339).unwrap();
+        plane.jobs().with_clock(Arc::new(move || now))
+    };
+    let ours = || async {
+        let found = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(env_filter(env.as_str()))
+            .send()
+            .await
+            .unwrap();
+        found
+            .snapshots()
+            .iter()
+            .map(|s| s.snapshot_id().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Today's backup is due (it is past 05:00 and nothing was taken): one tagged snapshot.
+    let now = OffsetDateTime::now_utc().replace_time(time::macros::time!(06:00));
+    let first = at(&now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap())
+    .housekeeping()
+    .await
+    .unwrap();
+    assert_eq!(first.backups.len(), 1, "{first:?}");
+    let taken = ours().await;
+    assert_eq!(taken.len(), 1, "one snapshot, tagged with the environment");
+    // Eight days on: the next day's backup, and dev's seven days have passed for the first.
+    let later = now + time::Duration::days(8);
+    let next = at(&later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap())
+    .housekeeping()
+    .await
+    .unwrap();
+    assert_eq!(next.backups.len(), 1, "{next:?}");
+    assert_eq!(next.expired_snapshots.len(), 1, "{next:?}");
+    let left = ours().await;
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0], taken[0], "the old one went, the newest stays");
+    let still = ec2
+        .describe_snapshots()
+        .snapshot_ids(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        still.snapshots().len(),
+        1,
+        "the foreign snapshot is untouched"
+    );
+}

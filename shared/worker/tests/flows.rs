@@ -674,7 +674,8 @@ async fn snapshots_are_kept_for_their_retention_and_go_with_their_environment() 
     assert_eq!(plane.run("update", "dev", &op).await.status, "SUCCEEDED");
     assert_eq!(plane.simulator.snapshots(&env).await.unwrap().len(), 1);
 
-    // Within dev's seven days it stays; past them housekeeping deletes it.
+    // Within dev's seven days it stays; past them housekeeping deletes it, but never the
+    // newest recovery point.
     let jobs = || {
         envplane_worker::jobs::Jobs::new(
             plane.store.clone(),
@@ -686,6 +687,7 @@ async fn snapshots_are_kept_for_their_retention_and_go_with_their_environment() 
             Arc::new(move || clock.now())
         })
     };
+    let days = |n: u64| std::time::Duration::from_secs(n * 24 * 3600);
     assert!(
         jobs()
             .housekeeping()
@@ -694,18 +696,37 @@ async fn snapshots_are_kept_for_their_retention_and_go_with_their_environment() 
             .expired_snapshots
             .is_empty()
     );
+    plane.clock.sleep(days(8)).await;
+    let kept = jobs().housekeeping().await.unwrap();
+    assert!(
+        kept.expired_snapshots.is_empty(),
+        "the newest stays: {kept:?}"
+    );
+    // 05:00 UTC passed on that day (the clock started at midnight): the daily backup.
     plane
         .clock
-        .sleep(std::time::Duration::from_secs(8 * 24 * 3600))
+        .sleep(std::time::Duration::from_secs(6 * 3600))
         .await;
-    let swept = jobs().housekeeping().await.unwrap().expired_snapshots;
-    assert_eq!(swept.len(), 1, "{swept:?}");
-    assert!(plane.simulator.snapshots(&env).await.unwrap().is_empty());
+    let daily = jobs().housekeeping().await.unwrap();
+    assert_eq!(daily.backups.len(), 1, "{daily:?}");
+    assert!(daily.backups[0].1.starts_with("daily-"));
+    assert_eq!(
+        daily.expired_snapshots.len(),
+        1,
+        "now the old one goes: {daily:?}"
+    );
+    assert!(
+        jobs().housekeeping().await.unwrap().backups.is_empty(),
+        "one a day"
+    );
+    let left = plane.simulator.snapshots(&env).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].name.contains("daily-"), "{left:?}");
 
-    // A newer one goes with the environment.
+    // Backups go with the environment.
     let op = plane.update("dev", resize("t3.2xlarge"), false).await;
     assert_eq!(plane.run("update", "dev", &op).await.status, "SUCCEEDED");
-    assert_eq!(plane.simulator.snapshots(&env).await.unwrap().len(), 1);
+    assert_eq!(plane.simulator.snapshots(&env).await.unwrap().len(), 2);
     let op = plane.delete("dev").await;
     assert_eq!(plane.run("destroy", "dev", &op).await.status, "SUCCEEDED");
     assert!(plane.simulator.snapshots(&env).await.unwrap().is_empty());

@@ -34,6 +34,8 @@ pub struct Housekeeping {
     pub expired_approvals: Vec<(EnvName, String)>,
     /// Versions stopped at the end of their rollback window, by service.
     pub cooled: Vec<(EnvName, String)>,
+    /// Daily backups started, by label (`daily-YYYYMMDD`).
+    pub backups: Vec<(EnvName, String)>,
 }
 
 /// How long an accepted operation may stay pending before housekeeping starts its flow: the
@@ -71,6 +73,11 @@ impl Jobs {
             if env.active_operation.is_none() && env.status.phase != Phase::Deleted {
                 for service in self.cool_warm(&env, now).await? {
                     done.cooled.push((env.name.clone(), service));
+                }
+                if env.status.phase == Phase::Ready
+                    && let Some(label) = self.back_up_if_due(&env, now).await
+                {
+                    done.backups.push((env.name.clone(), label));
                 }
                 for name in self.sweep_snapshots(&env, now).await {
                     done.expired_snapshots.push((env.name.clone(), name));
@@ -148,10 +155,7 @@ impl Jobs {
     /// Deletes the environment's snapshots older than its tier's retention; a failure is
     /// logged and the next run tries again.
     async fn sweep_snapshots(&self, env: &Environment, now: OffsetDateTime) -> Vec<String> {
-        let days = envplane_domain::Blueprint::for_tier(env.tier)
-            .backups
-            .snapshot_retention_days;
-        let keep_after = now - time::Duration::days(i64::from(days));
+        let policy = envplane_domain::Blueprint::for_tier(env.tier).backups;
         let snapshots = match self.cloud.snapshots(&env.name).await {
             Ok(snapshots) => snapshots,
             Err(error) => {
@@ -159,8 +163,17 @@ impl Jobs {
                 return Vec::new();
             }
         };
+        let points: Vec<_> = snapshots
+            .iter()
+            .map(|s| envplane_domain::backup::RecoveryPoint {
+                id: s.id.clone(),
+                taken_at: s.started_at,
+            })
+            .collect();
+        // Past the retention, never the newest, never a yearly archive.
+        let expired = envplane_domain::backup::expired(&points, &policy, now);
         let mut deleted = Vec::new();
-        for snapshot in snapshots.into_iter().filter(|s| s.started_at < keep_after) {
+        for snapshot in snapshots.into_iter().filter(|s| expired.contains(&s.id)) {
             match self.cloud.delete_snapshot(&snapshot).await {
                 Ok(()) => deleted.push(snapshot.name),
                 Err(error) => {

@@ -4,6 +4,7 @@
 //! pressing on.
 
 mod approvals;
+mod backups;
 mod drift;
 mod housekeeping;
 mod warm;

@@ -1,0 +1,120 @@
+//! Backups as rules, pure: when a tier's daily backup is due, and which recovery points the
+//! retention sweep may delete — past the tier's retention, but **never the newest one** (an
+//! environment whose backups stopped keeps its last), and on tiers that archive yearly never
+//! the first of each year.
+
+use time::{OffsetDateTime, Time};
+
+use crate::blueprint::BackupPolicy;
+
+/// A recovery point as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    /// The cloud's id.
+    pub id: String,
+    /// When it was taken.
+    pub taken_at: OffsetDateTime,
+}
+
+/// When today's daily backup is scheduled (UTC).
+fn scheduled_today(policy: &BackupPolicy, now: OffsetDateTime) -> OffsetDateTime {
+    let hour = policy.daily_at_utc_hour.min(23);
+    let at = Time::from_hms(hour, 0, 0).unwrap_or(Time::MIDNIGHT);
+    now.to_offset(time::UtcOffset::UTC).replace_time(at)
+}
+
+/// Whether the daily backup is due at `now`, the newest point taken at `newest`: once today's
+/// scheduled time has passed and nothing was taken since it.
+pub fn due(policy: &BackupPolicy, newest: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    let scheduled = scheduled_today(policy, now);
+    now >= scheduled && newest.is_none_or(|t| t < scheduled)
+}
+
+/// The name of the daily backup taken at `now`: one per day, so a retried job finds it.
+pub fn daily_label(now: OffsetDateTime) -> String {
+    let day = now.to_offset(time::UtcOffset::UTC).date();
+    format!(
+        "daily-{:04}{:02}{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+/// The points the sweep deletes at `now`: those older than the retention, except the newest
+/// point of all and, with a yearly archive, the first point of each calendar year.
+pub fn expired(
+    points: &[RecoveryPoint],
+    policy: &BackupPolicy,
+    now: OffsetDateTime,
+) -> Vec<String> {
+    let keep_after = now - time::Duration::days(i64::from(policy.snapshot_retention_days));
+    let newest = points.iter().max_by_key(|p| p.taken_at).map(|p| &p.id);
+    let first_of_year = |p: &RecoveryPoint| {
+        policy.yearly_archive
+            && !points
+                .iter()
+                .any(|q| q.taken_at.year() == p.taken_at.year() && q.taken_at < p.taken_at)
+    };
+    points
+        .iter()
+        .filter(|p| p.taken_at < keep_after)
+        .filter(|p| Some(&p.id) != newest)
+        .filter(|p| !first_of_year(p))
+        .map(|p| p.id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{Blueprint, Tier};
+    use time::macros::datetime;
+
+    fn point(id: &str, at: OffsetDateTime) -> RecoveryPoint {
+        RecoveryPoint {
+            id: id.into(),
+            taken_at: at,
+        }
+    }
+
+    #[test]
+    fn the_daily_backup_is_due_once_after_its_hour() {
+        let policy = Blueprint::for_tier(Tier::Prod).backups;
+        assert_eq!(policy.daily_at_utc_hour, 5);
+        let before = datetime!(2026-12-01 04:59 UTC);
+        let after = datetime!(2026-12-01 05:01 UTC);
+        assert!(!due(&policy, None, before));
+        assert!(due(&policy, None, after));
+        assert!(due(&policy, Some(datetime!(2026-11-30 05:00 UTC)), after));
+        assert!(!due(
+            &policy,
+            Some(datetime!(2026-12-01 05:00:30 UTC)),
+            after
+        ));
+        assert_eq!(daily_label(after), "daily-20261201");
+    }
+
+    #[test]
+    fn the_sweep_keeps_the_retention_the_newest_point_and_the_yearly_archive() {
+        let now = datetime!(2026-12-01 06:00 UTC);
+        let dev = Blueprint::for_tier(Tier::Dev).backups;
+        let old = [
+            point("a", datetime!(2026-11-01 05:00 UTC)),
+            point("b", datetime!(2026-11-20 05:00 UTC)),
+            point("c", datetime!(2026-11-30 05:00 UTC)),
+        ];
+        assert_eq!(expired(&old, &dev, now), ["a", "b"]);
+        // Backups stopped a month ago: the newest is kept whatever its age.
+        assert_eq!(expired(&old[..2], &dev, now), ["a"]);
+        // Production archives the first point of each year.
+        let prod = Blueprint::for_tier(Tier::Prod).backups;
+        let years = [
+            point("y25", datetime!(2025-01-01 05:00 UTC)),
+            point("y25b", datetime!(2025-01-02 05:00 UTC)),
+            point("y26", datetime!(2026-01-01 05:00 UTC)),
+            point("recent", datetime!(2026-11-30 05:00 UTC)),
+        ];
+        assert_eq!(expired(&years, &prod, now), ["y25b"]);
+    }
+}
