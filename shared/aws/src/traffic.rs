@@ -53,6 +53,18 @@ fn version_key(service: Service, track: Track) -> String {
     format!("envplane:version:{}:{}", service.as_str(), track.as_str())
 }
 
+/// What a track runs, as its tag says: the version and a digest of the whole release (image
+/// and environment too), so that a redeployment of a version with other settings is told
+/// apart, as the local adapter does.
+fn release_tag(release: &Release) -> String {
+    let material = format!(
+        "{:?}|{:?}|{:?}",
+        release.version, release.image, release.env
+    );
+    let digest = names::fnv1a(material.as_bytes());
+    format!("{}@{:08x}", release.version, digest as u32)
+}
+
 impl AwsTraffic {
     /// Traffic on this stack's load balancers, its versions run by `workloads`.
     pub fn new(
@@ -254,8 +266,12 @@ impl Traffic for AwsTraffic {
                 replicas: REPLICAS,
             })
             .await?;
-        self.tag(&balancer.arn, version_key(service, track), &release.version)
-            .await
+        self.tag(
+            &balancer.arn,
+            version_key(service, track),
+            &release_tag(release),
+        )
+        .await
     }
 
     async fn set_weight(
@@ -299,13 +315,14 @@ impl Traffic for AwsTraffic {
     ) -> Result<(), CloudError> {
         let balancer = self.balancer(env).await?;
         let stable = Self::stable(&balancer, service);
+        let wanted = release_tag(release);
         let running = |track: Track| balancer.tags.get(&version_key(service, track));
-        if running(stable) == Some(&release.version) {
+        if running(stable) == Some(&wanted) {
             // Already stable (a retried promotion): a swap now would undo it.
             return Ok(());
         }
         let promoted = stable.other();
-        if running(promoted) != Some(&release.version) {
+        if running(promoted) != Some(&wanted) {
             return Err(CloudError::Invalid(format!(
                 "{} {} does not run in {env}",
                 service.as_str(),

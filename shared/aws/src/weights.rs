@@ -27,6 +27,19 @@ fn tuple(target_group: &str, weight: u8) -> TargetGroupTuple {
         .build()
 }
 
+/// A weighted forward: `canary_percent` (at most 100) to `canary`, the rest to `stable`.
+fn forward(stable: &str, canary: &str, canary_percent: u8) -> Action {
+    let canary_percent = canary_percent.min(100);
+    let config = ForwardActionConfig::builder()
+        .target_groups(tuple(stable, 100 - canary_percent))
+        .target_groups(tuple(canary, canary_percent))
+        .build();
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(config)
+        .build()
+}
+
 impl ListenerWeights {
     /// Weights on listeners owned by `stack`.
     pub fn new(elb: Client, stack: impl Into<String>) -> Self {
@@ -64,19 +77,10 @@ impl ListenerWeights {
         canary_percent: u8,
     ) -> Result<(), CloudError> {
         self.check(listener).await?;
-        let canary_percent = canary_percent.min(100);
-        let forward = ForwardActionConfig::builder()
-            .target_groups(tuple(stable, 100 - canary_percent))
-            .target_groups(tuple(canary, canary_percent))
-            .build();
-        let action = Action::builder()
-            .r#type(ActionTypeEnum::Forward)
-            .forward_config(forward)
-            .build();
         self.elb
             .modify_listener()
             .listener_arn(listener)
-            .default_actions(action)
+            .default_actions(forward(stable, canary, canary_percent))
             .send()
             .await
             .map_err(|e| cloud_error("ModifyListener", e))?;
@@ -93,19 +97,10 @@ impl ListenerWeights {
         canary_percent: u8,
     ) -> Result<(), CloudError> {
         self.check(rule).await?;
-        let canary_percent = canary_percent.min(100);
-        let forward = ForwardActionConfig::builder()
-            .target_groups(tuple(stable, 100 - canary_percent))
-            .target_groups(tuple(canary, canary_percent))
-            .build();
-        let action = Action::builder()
-            .r#type(ActionTypeEnum::Forward)
-            .forward_config(forward)
-            .build();
         self.elb
             .modify_rule()
             .rule_arn(rule)
-            .actions(action)
+            .actions(forward(stable, canary, canary_percent))
             .send()
             .await
             .map_err(|e| cloud_error("ModifyRule", e))?;

@@ -184,15 +184,20 @@ pub fn pre_change_snapshot(volume: &str, operation: &str) -> String {
     format!("{volume}-pre-{operation}")
 }
 
+/// FNV-1a, 64 bits: a short, stable digest for names and tags (not for security).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 /// ELBv2 target group names are at most 32 characters: longer ones keep a prefix and a hash
 /// (FNV-1a), so the name stays deterministic and distinct per service.
 pub fn target_group_aws_name(name: &str) -> String {
     if name.len() <= 32 {
         return name.to_owned();
     }
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = fnv1a(name.as_bytes());
     // `name` is ASCII (environment names and suffixes are), so byte 23 is a char boundary.
     let prefix: String = name.chars().take(23).collect();
     format!("{prefix}-{:08x}", hash as u32)
