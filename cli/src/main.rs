@@ -92,6 +92,13 @@ enum Command {
     /// Deploy the versions one environment runs to another (e.g. staging to prod), as one
     /// operation with the target's strategy, gates and approvals.
     Promote(commands::deploy::PromoteArgs),
+    /// List an environment's recovery points, the window a restore can reach and its policy.
+    Backups {
+        /// Environment.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List the operations waiting for approvers (production's changes wait for two).
     Approvals {
         #[command(flatten)]
@@ -132,6 +139,7 @@ fn main() -> ExitCode {
             Command::Blueprints { client } => commands::blueprints::run(&client).await,
             Command::Env(command) => commands::env::run(command).await,
             Command::Ops(command) => commands::ops::run(command).await,
+            Command::Backups { name, client } => commands::env::backups(&name, &client).await,
             Command::Flow(command) => commands::flow::run(command).await,
             Command::Approvals { client } => commands::approvals::list(&client).await,
             Command::Deploy(args) => commands::deploy::deploy(args).await,

@@ -349,3 +349,31 @@ async fn drift(args: &ClientArgs, name: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `envplane backups ENV`: recovery points, the restorable window, the policy.
+pub async fn backups(name: &str, args: &ClientArgs) -> anyhow::Result<()> {
+    let list = client(args)?.backups(name).await?;
+    if args.output == Output::Json {
+        print_json(&list);
+        return Ok(());
+    }
+    let policy = &list.policy;
+    println!(
+        "daily at {:02}:00 UTC, kept {} days{}",
+        policy.daily_at_utc_hour,
+        policy.snapshot_retention_days,
+        if policy.yearly_archive {
+            ", one a year archived"
+        } else {
+            ""
+        }
+    );
+    match (list.earliest, list.latest) {
+        (Some(from), Some(to)) => println!("restorable from {from} to {to}"),
+        _ => println!("no recovery point yet"),
+    }
+    for point in &list.items {
+        println!("  {}  {}  {}", point.taken_at, point.id, point.name);
+    }
+    Ok(())
+}

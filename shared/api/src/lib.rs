@@ -84,6 +84,7 @@ impl AppState {
         (name = "operations", description = "Long-running changes"),
         (name = "approvals", description = "Four-eyes decisions on operations that wait for approvers"),
         (name = "deployments", description = "New versions of services, by canary, blue/green or rolling"),
+        (name = "backups", description = "Recovery points of an environment's database"),
         (name = "audit", description = "Tamper-evident history"),
         (name = "blueprints", description = "Tier defaults and costs"),
         (name = "meta", description = "Health and the API description"),
@@ -139,6 +140,7 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::deployments::rollback_deployment))
         .routes(routes!(routes::promotions::create_promotion))
         .routes(routes!(routes::promotions::get_promotion))
+        .routes(routes!(routes::backups::list_backups))
         .routes(routes!(routes::audit::list_audit))
         .routes(routes!(routes::audit::verify_audit))
         .split_for_parts()

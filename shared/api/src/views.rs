@@ -253,3 +253,21 @@ impl DeploymentView {
         }
     }
 }
+
+/// An environment's recovery points and what they allow.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BackupList {
+    /// Recovery points, oldest first.
+    pub items: Vec<envplane_domain::backup::RecordedPoint>,
+    /// The earliest time a restore can reach (the oldest point), if any.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub earliest: Option<time::OffsetDateTime>,
+    /// The latest time a restore can reach: the newest point (continuous WAL archiving on AWS
+    /// is not built yet, so nothing after it).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub latest: Option<time::OffsetDateTime>,
+    /// The tier's policy: the daily hour (UTC), retention, yearly archive.
+    pub policy: envplane_domain::blueprint::BackupPolicy,
+}

@@ -334,4 +334,14 @@ impl Client {
             .json()
             .await
     }
+
+    /// `GET /v1/environments/{name}/backups`: recovery points, window and policy.
+    pub async fn backups(
+        &self,
+        name: &str,
+    ) -> Result<envplane_api::views::BackupList, ClientError> {
+        self.call(Method::GET, format!("/v1/environments/{name}/backups"))
+            .json()
+            .await
+    }
 }

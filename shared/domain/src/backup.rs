@@ -3,6 +3,7 @@
 //! environment whose backups stopped keeps its last), and on tiers that archive yearly never
 //! the first of each year.
 
+use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, Time};
 
 use crate::blueprint::BackupPolicy;
@@ -14,6 +15,35 @@ pub struct RecoveryPoint {
     pub id: String,
     /// When it was taken.
     pub taken_at: OffsetDateTime,
+}
+
+/// A recovery point as the environment records it (and `GET …/backups` shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordedPoint {
+    /// The cloud's id (`snap-…`).
+    pub id: String,
+    /// envplane's name for it (`{volume}-pre-daily-YYYYMMDD`, `…-pre-{operation}`).
+    pub name: String,
+    /// When it was taken.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub taken_at: OffsetDateTime,
+}
+
+/// The environment with `points` as its recovery points (oldest first), or `None` when it
+/// already records exactly those.
+pub fn recorded(
+    environment: &crate::Environment,
+    mut points: Vec<RecordedPoint>,
+    at: OffsetDateTime,
+) -> Option<crate::Environment> {
+    points.sort_by_key(|p| p.taken_at);
+    if points == environment.recovery_points {
+        return None;
+    }
+    let mut next = crate::lifecycle::next(environment, at);
+    next.recovery_points = points;
+    Some(next)
 }
 
 /// When today's daily backup is scheduled (UTC).

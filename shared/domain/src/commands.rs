@@ -161,6 +161,7 @@ pub fn create(
         releases: std::collections::BTreeMap::new(),
         warm: std::collections::BTreeMap::new(),
         evidence: std::collections::BTreeMap::new(),
+        recovery_points: Vec::new(),
     };
     record(environment, &head, OperationKind::Create, change, request)
 }

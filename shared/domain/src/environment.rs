@@ -153,6 +153,9 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     #[schema(value_type = Object)]
     pub evidence: std::collections::BTreeMap<crate::names::Service, crate::deployment::Evidence>,
+    /// The database's recovery points, oldest first, as housekeeping last found them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_points: Vec<crate::backup::RecordedPoint>,
 }
 
 /// A resource of the environment as last observed in the cloud.

@@ -3,6 +3,7 @@
 
 pub(crate) mod approvals;
 pub(crate) mod audit;
+pub(crate) mod backups;
 pub(crate) mod blueprints;
 pub(crate) mod deployments;
 pub(crate) mod drift;

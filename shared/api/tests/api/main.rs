@@ -7,6 +7,7 @@ mod common;
 
 mod approvals;
 mod audit;
+mod backups;
 mod bad_input;
 mod blueprints;
 mod concurrency;

@@ -70,6 +70,27 @@ impl Jobs {
                 }
                 continue;
             }
+            let expired = env.tier == Tier::Preview
+                && env.active_operation.is_none()
+                && !matches!(env.status.phase, Phase::Deleted | Phase::Deleting)
+                && env.expires_at.is_some_and(|t| t <= now);
+            if expired {
+                // Destroyed from the record as read: nothing else writes it first.
+                if let Some(op) = self.destroy(&env, now).await? {
+                    let event = Event::new(
+                        EventKind::PreviewExpired,
+                        env.name.clone(),
+                        env.tier,
+                        Some(op.clone()),
+                        format!("{} passed its TTL; destroying it", env.name),
+                        None,
+                        now,
+                    );
+                    publish_or_log(&self.events, event).await;
+                    done.expired_previews.push((env.name.clone(), op));
+                }
+                continue;
+            }
             if env.active_operation.is_none() && env.status.phase != Phase::Deleted {
                 for service in self.cool_warm(&env, now).await? {
                     done.cooled.push((env.name.clone(), service));
@@ -82,23 +103,7 @@ impl Jobs {
                 for name in self.sweep_snapshots(&env, now).await {
                     done.expired_snapshots.push((env.name.clone(), name));
                 }
-            }
-            let expired = env.tier == Tier::Preview
-                && env.active_operation.is_none()
-                && !matches!(env.status.phase, Phase::Deleted | Phase::Deleting)
-                && env.expires_at.is_some_and(|t| t <= now);
-            if expired && let Some(op) = self.destroy(&env, now).await? {
-                let event = Event::new(
-                    EventKind::PreviewExpired,
-                    env.name.clone(),
-                    env.tier,
-                    Some(op.clone()),
-                    format!("{} passed its TTL; destroying it", env.name),
-                    None,
-                    now,
-                );
-                publish_or_log(&self.events, event).await;
-                done.expired_previews.push((env.name.clone(), op));
+                self.record_recovery_points(&env.name, now).await?;
             }
         }
         Ok(done)
@@ -182,6 +187,40 @@ impl Jobs {
             }
         }
         deleted
+    }
+
+    /// Records on the environment the recovery points the cloud holds for it, when they
+    /// changed (read again first: this run may have changed the record already). A concurrent
+    /// change wins; the next run records them.
+    async fn record_recovery_points(
+        &self,
+        name: &EnvName,
+        now: OffsetDateTime,
+    ) -> Result<(), JobError> {
+        let Some(env) = self.store.environment(name).await? else {
+            return Ok(());
+        };
+        let Ok(snapshots) = self.cloud.snapshots(name).await else {
+            return Ok(());
+        };
+        let points = snapshots
+            .into_iter()
+            .map(|s| envplane_domain::backup::RecordedPoint {
+                id: s.id,
+                name: s.name,
+                taken_at: s.started_at,
+            })
+            .collect();
+        if let Some(next) = envplane_domain::backup::recorded(&env, points, now) {
+            match self.store.commit(Change::of(&env, next)).await {
+                Ok(()) | Err(envplane_store::CommitError::VersionConflict) => {}
+                Err(envplane_store::CommitError::Store(e)) => return Err(e.into()),
+                Err(other) => {
+                    tracing::debug!(error = %other, "recovery points not recorded this run")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Records a delete of `env` by the scheduler (audited) and starts its destroy flow;
