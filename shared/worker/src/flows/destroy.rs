@@ -9,6 +9,22 @@ use serde_json::Value;
 use crate::flows::poll::{Estimate, answer, backoff, next_wait, seconds};
 use crate::{Poll, Worker, WorkerError};
 
+/// `kinds` with every kind of the teardown steps before the first step holding one of them
+/// (dependents come first, so deleting them again is always in order).
+fn with_earlier_steps(kinds: &[ResourceKind]) -> Vec<ResourceKind> {
+    let mut all: Vec<ResourceKind> = ResourceKind::TEARDOWN_STEPS
+        .iter()
+        .take_while(|step| !step.iter().any(|k| kinds.contains(k)))
+        .flat_map(|step| step.iter().copied())
+        .collect();
+    for kind in kinds {
+        if !all.contains(kind) {
+            all.push(*kind);
+        }
+    }
+    all
+}
+
 impl Worker {
     /// Starts deleting what is left of `kinds` and answers what is not gone yet.
     pub(crate) async fn teardown(
@@ -19,6 +35,11 @@ impl Worker {
         poll: Poll,
     ) -> Result<Value, WorkerError> {
         let (record, _) = self.held(env, operation).await?;
+        // A step also takes what an earlier step should have taken and that appeared since:
+        // a resource whose creation was in flight when a flow failed (a node group created by
+        // a parallel branch as the rollback began) would otherwise block its parent for good.
+        let kinds = with_earlier_steps(kinds);
+        let kinds = kinds.as_slice();
         let mut remaining = match self.of_kinds(env, kinds).await {
             Ok(found) => found,
             // A throttled look is tried again after backing off, as the deletes are, rather
@@ -119,5 +140,25 @@ impl Worker {
             .into_iter()
             .filter(|r| kinds.contains(&r.kind()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_also_takes_the_kinds_of_the_steps_before_it() {
+        let second = ResourceKind::TEARDOWN_STEPS[1];
+        let kinds = with_earlier_steps(second);
+        // A node group that appeared after the first step is deleted before its cluster.
+        for kind in ResourceKind::TEARDOWN_STEPS[0].iter().chain(second) {
+            assert!(kinds.contains(kind), "{kind:?} in {kinds:?}");
+        }
+        assert!(!kinds.contains(&ResourceKind::Vpc));
+        assert_eq!(
+            with_earlier_steps(ResourceKind::TEARDOWN_STEPS[0]),
+            ResourceKind::TEARDOWN_STEPS[0]
+        );
     }
 }
