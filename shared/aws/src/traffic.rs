@@ -113,29 +113,15 @@ impl AwsTraffic {
             .collect();
         let mut all = vec![arn.clone()];
         all.extend(listeners.iter().cloned());
-        let tagged = self
-            .elb
-            .describe_tags()
-            .set_resource_arns(Some(all))
-            .send()
-            .await
-            .map_err(|e| cloud_error("DescribeTags", e))?;
-        let tags_of = |arn: &str| -> BTreeMap<String, String> {
-            tagged
-                .tag_descriptions()
-                .iter()
-                .filter(|d| d.resource_arn() == Some(arn))
-                .flat_map(|d| d.tags())
-                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-                .collect()
-        };
-        let tags = tags_of(&arn);
+        let mut tagged = crate::cloud::elbv2::tags_of(&self.elb, all).await?;
+        let tags = tagged.remove(&arn).unwrap_or_default();
         envplane_cloud::check_owned(&tags, &self.stack, &name)?;
         let listeners = listeners
             .into_iter()
             .filter(|l| {
-                let t = tags_of(l);
-                t.get(tags::STACK) == Some(&self.stack) && t.contains_key(tags::NAME)
+                tagged.get(l).is_some_and(|t| {
+                    t.get(tags::STACK) == Some(&self.stack) && t.contains_key(tags::NAME)
+                })
             })
             .collect();
         Ok(Balancer {

@@ -7,7 +7,7 @@
 mod clients;
 mod ec2;
 mod eks;
-mod elbv2;
+pub(crate) mod elbv2;
 pub(crate) mod support;
 #[cfg(test)]
 mod tests;
