@@ -32,7 +32,7 @@ pub struct StepFunctions {
 
 /// The state machine of every flow, from the variables the template sets
 /// (`PROVISION_STATE_MACHINE_ARN`, `UPDATE_STATE_MACHINE_ARN`, `DESTROY_STATE_MACHINE_ARN`,
-/// `DEPLOY_STATE_MACHINE_ARN`).
+/// `DEPLOY_STATE_MACHINE_ARN`, `RESTORE_STATE_MACHINE_ARN`).
 pub fn state_machines_from_env() -> Result<BTreeMap<Flow, String>, String> {
     let mut machines = BTreeMap::new();
     for (flow, variable) in [
@@ -40,6 +40,7 @@ pub fn state_machines_from_env() -> Result<BTreeMap<Flow, String>, String> {
         (Flow::Destroy, "DESTROY_STATE_MACHINE_ARN"),
         (Flow::Update, "UPDATE_STATE_MACHINE_ARN"),
         (Flow::Deploy, "DEPLOY_STATE_MACHINE_ARN"),
+        (Flow::Restore, "RESTORE_STATE_MACHINE_ARN"),
     ] {
         let arn = std::env::var(variable)
             .ok()

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod databases;
 mod modification;
 pub mod simulator;
 pub mod traffic;
@@ -17,6 +18,7 @@ use envplane_domain::resources::{Observed, Planned, ResourceKind};
 use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, SharedClock, system_clock};
+pub use databases::{Databases, Health, RecoveryTarget};
 pub use modification::Modification;
 pub use simulator::{ChangeDrawn, Faults, LOCAL_STACK, LatencyProfile, Simulator};
 pub use traffic::{Slot, Traffic};

@@ -390,6 +390,7 @@ mod tests {
             approval: Some(Approval::new(required, "d1".into(), at)),
             deployment: None,
             promotion: None,
+            restore: None,
         }
     }
 

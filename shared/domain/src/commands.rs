@@ -49,6 +49,9 @@ pub enum CommandError {
     /// The spec is unchanged.
     #[error("the patch changes nothing")]
     NoChange,
+    /// A new environment needs a VPC block and none was given (the pool is exhausted).
+    #[error("no free VPC block for the new environment")]
+    NoBlock,
 }
 
 fn start(
@@ -74,6 +77,7 @@ fn start(
         approval: None,
         deployment: None,
         promotion: None,
+        restore: None,
     }
 }
 
@@ -134,12 +138,23 @@ pub fn create(
     on_failure: OnFailure,
     request: &Request<'_>,
 ) -> Mutation {
+    let change = json!({ "tier": tier, "spec": spec, "on_failure": on_failure });
+    let environment = new_environment(name, tier, spec, previous, request);
+    let head = environment.audit_head.clone();
+    record(environment, &head, OperationKind::Create, change, request)
+}
+
+fn new_environment(
+    name: EnvName,
+    tier: Tier,
+    spec: EnvironmentSpec,
+    previous: Option<&Environment>,
+    request: &Request<'_>,
+) -> Environment {
     let expires_at = spec
         .ttl_hours
         .map(|h| request.at + Duration::hours(i64::from(h)));
-    let change = json!({ "tier": tier, "spec": spec, "on_failure": on_failure });
-    let head = previous.map(|p| p.audit_head.clone()).unwrap_or_default();
-    let environment = Environment {
+    Environment {
         name,
         tier,
         spec,
@@ -150,7 +165,7 @@ pub fn create(
         version: previous.map_or(1, |p| p.version + 1),
         active_operation: Some(request.operation_id.clone()),
         lease_expires_at: Some(request.at + OPERATION_LEASE),
-        audit_head: head.clone(),
+        audit_head: previous.map(|p| p.audit_head.clone()).unwrap_or_default(),
         created_at: request.at,
         created_by: request.caller.principal.clone(),
         updated_at: request.at,
@@ -162,8 +177,79 @@ pub fn create(
         warm: std::collections::BTreeMap::new(),
         evidence: std::collections::BTreeMap::new(),
         recovery_points: Vec::new(),
+    }
+}
+
+/// How long a drill environment may live at most: housekeeping destroys one its flow lost.
+pub const DRILL_TTL: Duration = Duration::hours(6);
+
+/// Restores `source`'s database. In place, the source is held by a restore operation that
+/// waits for its approvers (one, two on production) before anything changes; into a new
+/// environment or a drill environment, that environment is created (`previous` is a
+/// tombstone of its name) with the source's tier and spec in the VPC block `cidr`, and held
+/// by the restore (or drill) operation that provisions it and restores into it.
+pub fn restore(
+    source: &Environment,
+    point: crate::restore::RestorePoint,
+    into: crate::restore::RestoreInto,
+    previous: Option<&Environment>,
+    cidr: Option<crate::VpcCidr>,
+    request: &Request<'_>,
+) -> Result<Mutation, CommandError> {
+    use crate::restore::{Restore, RestoreInto};
+    let restore = Restore {
+        source: source.name.clone(),
+        point,
+        into,
+        started_at: None,
+        started_wall: None,
+        healthy_at: None,
+        newest_heartbeat: None,
+        marks: Vec::new(),
+        evidence: None,
     };
-    record(environment, &head, OperationKind::Create, change, request)
+    let change = json!({ "source": restore.source, "point": restore.point, "into": restore.into });
+    let (kind, mut mutation) = match (&restore.into, cidr) {
+        (RestoreInto::InPlace, _) => {
+            take_lock(source)?;
+            let environment = next_version(source, Phase::Updating, request);
+            let mut mutation = record(
+                environment,
+                &source.audit_head,
+                OperationKind::Restore,
+                change.clone(),
+                request,
+            );
+            let required = crate::restore::approvers_in_place(source.tier);
+            let digest =
+                crate::approval::plan_digest(OperationKind::Restore, &change, &source.spec);
+            mutation.operation.approval =
+                Some(crate::approval::Approval::new(required, digest, request.at));
+            (OperationKind::Restore, mutation)
+        }
+        (RestoreInto::NewEnvironment { name } | RestoreInto::Drill { name }, Some(cidr)) => {
+            let kind = if restore.is_drill() {
+                OperationKind::Drill
+            } else {
+                OperationKind::Restore
+            };
+            let mut spec = source.spec.clone();
+            spec.network.vpc_cidr = cidr;
+            let mut environment =
+                new_environment(name.clone(), source.tier, spec, previous, request);
+            if kind == OperationKind::Drill {
+                environment.expires_at = Some(request.at + DRILL_TTL);
+            }
+            let head = environment.audit_head.clone();
+            (kind, record(environment, &head, kind, change, request))
+        }
+        (_, None) => {
+            return Err(CommandError::NoBlock);
+        }
+    };
+    debug_assert_eq!(mutation.operation.kind, kind);
+    mutation.operation.restore = Some(restore);
+    Ok(mutation)
 }
 
 fn take_lock(current: &Environment) -> Result<(), CommandError> {

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod promotion;
 pub mod release_plan;
 pub mod resources;
+pub mod restore;
 pub mod spec;
 pub mod validation;
 

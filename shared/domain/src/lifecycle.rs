@@ -84,8 +84,10 @@ pub fn start(
     op.status = OperationStatus::Running;
     let mut env = next(environment, at);
     env.status.phase = match op.kind {
-        OperationKind::Create => Phase::Provisioning,
-        OperationKind::Update
+        OperationKind::Create | OperationKind::Drill => Phase::Provisioning,
+        OperationKind::Restore if op.creates() => Phase::Provisioning,
+        OperationKind::Restore
+        | OperationKind::Update
         | OperationKind::Reconcile
         | OperationKind::Deploy
         | OperationKind::Rollback
@@ -122,7 +124,8 @@ pub fn succeed(
     at: OffsetDateTime,
 ) -> Transition {
     let mut env = released(environment, at);
-    let deleted = operation.kind == OperationKind::Delete;
+    // A drill's environment is gone once its flow is done, as a destroyed one.
+    let deleted = matches!(operation.kind, OperationKind::Delete | OperationKind::Drill);
     if deleted {
         env.status.phase = Phase::Deleted;
         env.status.conditions = vec![condition(
@@ -239,6 +242,11 @@ pub fn fail(
         at,
     )];
     env.status.conditions.extend(rolled_back);
+    // A drill torn down is gone, failed or not: its name and block are free again.
+    let drill_gone = operation.kind == OperationKind::Drill && leftovers == Leftovers::RolledBack;
+    if drill_gone {
+        env.status.phase = Phase::Deleted;
+    }
     let mut op = next_operation(operation, at);
     op.status = OperationStatus::Failed;
     op.error = Some(error);
@@ -246,7 +254,7 @@ pub fn fail(
         environment: env,
         operation: op,
         audit: None,
-        release_cidr: false,
+        release_cidr: drill_gone,
     }
 }
 

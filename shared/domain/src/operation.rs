@@ -24,6 +24,11 @@ pub enum OperationKind {
     Rollback,
     /// Deploy the versions another environment runs, service after service.
     Promote,
+    /// Restore a database from a recovery point, in place or into a new environment.
+    Restore,
+    /// Restore the newest recovery point into an isolated environment, check it, measure the
+    /// RTO and RPO, and tear it down whatever happened.
+    Drill,
 }
 
 impl OperationKind {
@@ -37,6 +42,8 @@ impl OperationKind {
             OperationKind::Deploy => "environment.deploy",
             OperationKind::Rollback => "environment.rollback",
             OperationKind::Promote => "environment.promote",
+            OperationKind::Restore => "environment.restore",
+            OperationKind::Drill => "environment.drill",
         }
     }
 
@@ -50,6 +57,8 @@ impl OperationKind {
             OperationKind::Deploy => "Deployment",
             OperationKind::Rollback => "Rollback",
             OperationKind::Promote => "Promotion",
+            OperationKind::Restore => "Restore",
+            OperationKind::Drill => "DR drill",
         }
     }
 }
@@ -189,6 +198,9 @@ pub struct Operation {
     /// A promotion's source, services and the deployments still to run or done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<crate::promotion::Promotion>,
+    /// A restore's or a drill's source, point, target and measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::restore::Restore>,
 }
 
 impl Operation {
@@ -219,7 +231,27 @@ impl Operation {
     /// Whether a failure (or a cancel, or a lost lease) of this operation is rolled back: a
     /// provisioning that did not ask to keep what it made.
     pub fn rolls_back(&self) -> bool {
-        self.kind == OperationKind::Create && self.on_failure() == OnFailure::Rollback
+        match self.kind {
+            OperationKind::Create => self.on_failure() == OnFailure::Rollback,
+            // A drill never leaves its environment; a restore into a new environment leaves
+            // nothing billable, as a provisioning does.
+            OperationKind::Drill => true,
+            OperationKind::Restore => self
+                .restore
+                .as_ref()
+                .is_some_and(|r| r.into != crate::restore::RestoreInto::InPlace),
+            _ => false,
+        }
+    }
+
+    /// Whether the operation makes its environment (a provisioning, a restore into a new
+    /// environment, a drill): what a failure before anything was made leaves as a tombstone.
+    pub fn creates(&self) -> bool {
+        self.kind == OperationKind::Create
+            || self.kind == OperationKind::Drill
+            || self.restore.as_ref().is_some_and(|r| {
+                matches!(r.into, crate::restore::RestoreInto::NewEnvironment { .. })
+            })
     }
 }
 

@@ -17,6 +17,17 @@ pub struct Cluster {
     port: u16,
 }
 
+/// How far a restore replays the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// To the base backup's end: the recovery point as it was taken.
+    Immediate,
+    /// To a time.
+    Time(OffsetDateTime),
+    /// Everything archived.
+    End,
+}
+
 /// A base backup: a data directory copy from which a restore replays the archive.
 #[derive(Debug, Clone)]
 pub struct Backup {
@@ -248,17 +259,43 @@ impl Cluster {
         })
     }
 
-    /// A new cluster in `root/data` from `backup`, replaying `archive` up to `target` (all of
-    /// it when `None`), then promoted: started, writable, on its own port.
+    /// A cluster made earlier in `root/data` (by `init` or `restore`), on the port it was
+    /// given then: what a restarted plane finds again. Not started.
+    pub fn open(bins: Binaries, root: &Path, archive: &Path) -> Result<Self, PgError> {
+        let data = root.join("data");
+        let settings = std::fs::read_to_string(data.join("postgresql.auto.conf"))?;
+        // The last `port = N` wins, as PostgreSQL reads it.
+        let port = settings
+            .lines()
+            .filter_map(|l| l.strip_prefix("port = "))
+            .filter_map(|p| p.trim().parse::<u16>().ok())
+            .next_back()
+            .ok_or_else(|| PgError::Program {
+                program: "postgresql.auto.conf".into(),
+                detail: format!("no port in {}", data.display()),
+            })?;
+        Ok(Self {
+            bins,
+            data,
+            archive: archive.to_owned(),
+            port,
+        })
+    }
+
+    /// A new cluster in `root/data` from `backup`, replaying `from_archive` as far as
+    /// `recovery` says, then promoted: started, writable, on its own port, archiving its own
+    /// WAL (a new timeline) to `archive_to`.
     pub async fn restore(
         bins: Binaries,
         backup: &Backup,
-        archive: &Path,
-        target: Option<OffsetDateTime>,
+        from_archive: &Path,
+        recovery: Recovery,
         root: &Path,
+        archive_to: &Path,
     ) -> Result<Self, PgError> {
         let data = root.join("data");
         std::fs::create_dir_all(root)?;
+        std::fs::create_dir_all(archive_to)?;
         copy_dir(&backup.dir, &data)?;
         // PostgreSQL refuses a data directory others may read.
         {
@@ -266,17 +303,22 @@ impl Cluster {
             std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
         }
         hand_over(root)?;
+        hand_over(archive_to)?;
         let cluster = Self {
             bins,
             data,
-            archive: archive.to_owned(),
+            archive: archive_to.to_owned(),
             port: free_port()?,
         };
-        let mut recovery = format!(
-            "restore_command = 'cp {}/%f %p'\nrecovery_target_action = 'promote'\narchive_mode = off\n",
-            text(archive)
+        let mut settings = format!(
+            "restore_command = 'cp {}/%f %p'\nrecovery_target_action = 'promote'\narchive_command = 'test ! -f {to}/%f && cp %p {to}/%f'\n",
+            text(from_archive),
+            to = text(archive_to),
         );
-        if let Some(at) = target {
+        if recovery == Recovery::Immediate {
+            settings.push_str("recovery_target = 'immediate'\n");
+        }
+        if let Recovery::Time(at) = recovery {
             // PostgreSQL reads microseconds and an explicit offset.
             let format = time::macros::format_description!(
                 "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]+00"
@@ -288,9 +330,9 @@ impl Cluster {
                     program: "recovery_target_time".into(),
                     detail: e.to_string(),
                 })?;
-            recovery.push_str(&format!("recovery_target_time = '{at}'\n"));
+            settings.push_str(&format!("recovery_target_time = '{at}'\n"));
         }
-        cluster.configure(&recovery)?;
+        cluster.configure(&settings)?;
         std::fs::write(cluster.data.join("recovery.signal"), "")?;
         hand_over(&cluster.data)?;
         cluster.start().await?;

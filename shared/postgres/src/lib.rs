@@ -11,9 +11,11 @@
 
 mod cluster;
 mod heartbeat;
+mod hosts;
 
-pub use cluster::{Backup, Cluster};
+pub use cluster::{Backup, Cluster, Recovery};
 pub use heartbeat::{Heartbeat, newest_heartbeat};
+pub use hosts::LocalDatabases;
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use envplane_postgres::{Binaries, Cluster, Heartbeat, newest_heartbeat};
+use envplane_postgres::{Binaries, Cluster, Heartbeat, Recovery, newest_heartbeat};
 use time::OffsetDateTime;
 
 fn binaries() -> Option<Binaries> {
@@ -84,8 +84,9 @@ async fn a_restore_to_a_point_in_time_holds_exactly_what_was_committed_before_it
         bins.clone(),
         &backup,
         &archive,
-        Some(target),
+        Recovery::Time(target),
         &dir.path().join("restored"),
+        &dir.path().join("restored-archive"),
     )
     .await
     .unwrap();
@@ -120,9 +121,28 @@ async fn a_restore_to_a_point_in_time_holds_exactly_what_was_committed_before_it
     );
 
     // A restore without a target replays everything archived.
-    let latest = Cluster::restore(bins, &backup, &archive, None, &dir.path().join("latest"))
-        .await
-        .unwrap();
+    let latest = Cluster::restore(
+        bins.clone(),
+        &backup,
+        &archive,
+        Recovery::End,
+        &dir.path().join("latest"),
+        &dir.path().join("latest-archive"),
+    )
+    .await
+    .unwrap();
     assert_eq!(count(&latest).await, (1500, Some(1500)));
+    // A restore of the recovery point as taken holds what the backup held, nothing after.
+    let as_taken = Cluster::restore(
+        bins,
+        &backup,
+        &archive,
+        Recovery::Immediate,
+        &dir.path().join("as-taken"),
+        &dir.path().join("as-taken-archive"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&as_taken).await, (1000, Some(1000)));
     drop(heartbeat);
 }

@@ -334,6 +334,52 @@ pub mod mutations {
         commit(store, mutation, Expected::Version(target.version), None).await
     }
 
+    /// Records a restore of `source`'s database at `point` into `into` as
+    /// `POST …/restores` (or `…/dr-drills`) does, a new environment taking `10.{cidr}.0.0/16`;
+    /// returns the operation's id.
+    ///
+    /// # Panics
+    /// When the source is busy or missing, or the store refuses the change.
+    #[allow(clippy::expect_used)]
+    pub async fn restore(
+        store: &dyn StateStore,
+        source: &EnvName,
+        point: envplane_domain::restore::RestorePoint,
+        into: envplane_domain::restore::RestoreInto,
+        cidr: u8,
+    ) -> String {
+        use envplane_domain::restore::RestoreInto;
+        let env = store
+            .environment(source)
+            .await
+            .expect("read")
+            .expect("exists");
+        let caller = caller();
+        let request = request(&caller);
+        let (previous, block) = match &into {
+            RestoreInto::InPlace => (None, None),
+            RestoreInto::NewEnvironment { name } | RestoreInto::Drill { name } => (
+                store.environment(name).await.expect("read"),
+                Some(VpcCidr::from_second_octet(cidr)),
+            ),
+        };
+        let mutation = commands::restore(
+            &env,
+            point,
+            into.clone(),
+            previous.as_ref(),
+            block,
+            &request,
+        )
+        .expect("the source is free");
+        let expected = match (&into, &previous) {
+            (RestoreInto::InPlace, _) => Expected::Version(env.version),
+            (_, Some(p)) => Expected::Version(p.version),
+            (_, None) => Expected::Absent,
+        };
+        commit(store, mutation, expected, block).await
+    }
+
     /// Records a reconcile of `name` as `POST …/reconcile` does; returns the operation's id.
     ///
     /// # Panics

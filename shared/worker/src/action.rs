@@ -63,6 +63,22 @@ pub enum Action {
     /// The new version becomes the stable one and the environment records it (deploy).
     #[serde(rename = "deploy.complete")]
     DeployComplete,
+    /// Restore the source's database beside the target's (restore).
+    #[serde(rename = "restore.replay")]
+    RestoreReplay {
+        /// The wait loop.
+        #[serde(flatten)]
+        poll: Poll,
+    },
+    /// Check the restored database (restore).
+    #[serde(rename = "restore.verify")]
+    RestoreVerify,
+    /// Make the restored database the target's (restore).
+    #[serde(rename = "restore.switch")]
+    RestoreSwitch,
+    /// Remove a restored database not switched to (restore's undo).
+    #[serde(rename = "restore.discard")]
+    RestoreDiscard,
     /// Create a group's missing resources and report which are not usable yet (provision).
     #[serde(rename = "ensure")]
     Ensure {
@@ -124,6 +140,10 @@ impl Action {
             Action::DeployAdvance => "deploy.advance",
             Action::DeployRollback => "deploy.rollback",
             Action::DeployComplete => "deploy.complete",
+            Action::RestoreReplay { .. } => "restore.replay",
+            Action::RestoreVerify => "restore.verify",
+            Action::RestoreSwitch => "restore.switch",
+            Action::RestoreDiscard => "restore.discard",
             Action::Ensure { .. } => "ensure",
             Action::Converge { .. } => "converge",
             Action::Teardown { .. } => "teardown",

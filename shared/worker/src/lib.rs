@@ -38,6 +38,7 @@ pub struct Worker {
     clock: SharedClock,
     events: Arc<dyn Publisher>,
     traffic: Option<Arc<dyn envplane_cloud::Traffic>>,
+    databases: Option<Arc<dyn envplane_cloud::Databases>>,
 }
 
 impl Worker {
@@ -49,7 +50,15 @@ impl Worker {
             clock: system_clock(),
             events: Arc::new(envplane_notify::Silent),
             traffic: None,
+            databases: None,
         }
+    }
+
+    /// The same worker running the environments' databases (started with their hosts,
+    /// removed with them, backed up, restored) through `databases`.
+    pub fn with_databases(mut self, databases: Arc<dyn envplane_cloud::Databases>) -> Self {
+        self.databases = Some(databases);
+        self
     }
 
     /// The same worker announcing operations starting, succeeding and failing there.
@@ -88,6 +97,10 @@ impl Worker {
             Action::DeployAdvance => self.deploy_advance(&env, op).await,
             Action::DeployRollback => self.deploy_rollback(&env, op).await,
             Action::DeployComplete => self.deploy_complete(&env, op).await,
+            Action::RestoreReplay { poll } => self.restore_replay(&env, op, poll).await,
+            Action::RestoreVerify => self.restore_verify(&env, op).await,
+            Action::RestoreSwitch => self.restore_switch(&env, op).await,
+            Action::RestoreDiscard => self.restore_discard(&env, op).await,
             Action::Ensure { group, poll } => self.ensure(&env, op, group, poll).await,
             Action::Converge { group, poll } => self.converge(&env, op, group, poll).await,
             Action::Teardown { kinds, poll } => self.teardown(&env, op, &kinds, poll).await,

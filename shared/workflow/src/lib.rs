@@ -39,6 +39,8 @@ pub enum Flow {
     Update,
     /// Deploy a service's new version, step by step with analysis.
     Deploy,
+    /// Restore a database: in place, into a new environment, or into a drill's.
+    Restore,
 }
 
 /// The definitions as shipped: the same bytes `template.yaml` deploys.
@@ -46,6 +48,7 @@ const PROVISION: &str = include_str!("../../../statemachines/provision.asl.json"
 const DESTROY: &str = include_str!("../../../statemachines/destroy.asl.json");
 const UPDATE: &str = include_str!("../../../statemachines/update.asl.json");
 const DEPLOY: &str = include_str!("../../../statemachines/deploy.asl.json");
+const RESTORE: &str = include_str!("../../../statemachines/restore.asl.json");
 
 /// The substitution the shipped definitions' Task resources use for the worker.
 pub const WORKER_SUBSTITUTION: &str = "WorkerFunctionArn";
@@ -54,7 +57,13 @@ pub const LOCAL_WORKER: &str = "local:worker";
 
 impl Flow {
     /// Every flow.
-    pub const ALL: [Flow; 4] = [Flow::Provision, Flow::Destroy, Flow::Update, Flow::Deploy];
+    pub const ALL: [Flow; 5] = [
+        Flow::Provision,
+        Flow::Destroy,
+        Flow::Update,
+        Flow::Deploy,
+        Flow::Restore,
+    ];
 
     /// The flow that carries out an operation of this kind.
     pub fn for_operation(kind: OperationKind) -> Option<Flow> {
@@ -65,6 +74,7 @@ impl Flow {
             OperationKind::Deploy | OperationKind::Rollback | OperationKind::Promote => {
                 Some(Flow::Deploy)
             }
+            OperationKind::Restore | OperationKind::Drill => Some(Flow::Restore),
         }
     }
 
@@ -75,6 +85,7 @@ impl Flow {
             Flow::Destroy => DESTROY,
             Flow::Update => UPDATE,
             Flow::Deploy => DEPLOY,
+            Flow::Restore => RESTORE,
         }
     }
 
@@ -93,7 +104,7 @@ pub fn execution_input(environment: &EnvName, operation: &str) -> Value {
     json!({
         "environment": environment,
         "operation": operation,
-        "poll": { "network": first, "egress": first, "cluster": first, "node_groups": first, "database": first, "targets": first },
+        "poll": { "network": first, "egress": first, "cluster": first, "node_groups": first, "database": first, "targets": first, "restore": first },
     })
 }
 

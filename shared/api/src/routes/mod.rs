@@ -68,6 +68,10 @@ pub(crate) fn command_error(error: CommandError) -> ApiError {
             operation: Some(operation),
         },
         CommandError::NoChange => ApiError::invalid("", "the patch changes nothing"),
+        CommandError::NoBlock => ApiError::Conflict {
+            detail: "no free VPC block is left for a new environment; destroy one first".into(),
+            operation: None,
+        },
     }
 }
 

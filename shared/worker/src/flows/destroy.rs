@@ -40,6 +40,12 @@ impl Worker {
         // a parallel branch as the rollback began) would otherwise block its parent for good.
         let kinds = with_earlier_steps(kinds);
         let kinds = kinds.as_slice();
+        // The database host's PostgreSQL goes with it: stopped, its data and archive removed.
+        if kinds.contains(&ResourceKind::DbInstance)
+            && let Some(databases) = &self.databases
+        {
+            databases.remove(env).await?;
+        }
         let mut remaining = match self.of_kinds(env, kinds).await {
             Ok(found) => found,
             // A throttled look is tried again after backing off, as the deletes are, rather

@@ -7,4 +7,5 @@ mod destroy;
 mod operation;
 pub(crate) mod poll;
 mod provision;
+mod restore;
 mod update;

@@ -20,9 +20,19 @@ impl Worker {
     pub(crate) async fn start(&self, env: &EnvName, operation: &str) -> Result<Value, WorkerError> {
         let (record, op) = self.held(env, operation).await?;
         let approval = op.approval.as_ref().is_some_and(|a| !a.granted());
-        let Some(t) = lifecycle::start(&record, &op, self.clock.now()) else {
-            return Ok(json!({ "started": false, "approval": approval }));
+        let creates = op.creates();
+        let drill = op.kind == OperationKind::Drill;
+        let Some(mut t) = lifecycle::start(&record, &op, self.clock.now()) else {
+            return Ok(
+                json!({ "started": false, "approval": approval, "creates": creates, "drill": drill }),
+            );
         };
+        // A restore's clock starts here: a drill's RTO on the plane's clock, its RPO on the
+        // database's (wall time, in which the heartbeats are written).
+        if let Some(restore) = t.operation.restore.as_mut() {
+            restore.started_at = Some(self.clock.now());
+            restore.started_wall = Some(time::OffsetDateTime::now_utc());
+        }
         let started = t.operation.clone();
         self.write(&record, t).await?;
         let summary = format!("{} of {} started", started.kind.noun(), record.name);
@@ -34,7 +44,7 @@ impl Worker {
             None,
         )
         .await;
-        Ok(json!({ "started": true, "approval": approval }))
+        Ok(json!({ "started": true, "approval": approval, "creates": creates, "drill": drill }))
     }
 
     /// Waits for the operation's approvals: records the task token that ends the wait and
@@ -113,7 +123,7 @@ impl Worker {
         if let Some(done) = self.store.operation_of(env, operation).await?
             && done.status == OperationStatus::Succeeded
         {
-            let phase = if done.kind == OperationKind::Delete {
+            let phase = if matches!(done.kind, OperationKind::Delete | OperationKind::Drill) {
                 "deleted"
             } else {
                 "ready"
@@ -121,7 +131,7 @@ impl Worker {
             return Ok(json!({ "phase": phase }));
         }
         let (record, op) = self.held(env, operation).await?;
-        let deleted = op.kind == OperationKind::Delete;
+        let deleted = matches!(op.kind, OperationKind::Delete | OperationKind::Drill);
         let resources = if deleted {
             Vec::new()
         } else {
@@ -137,7 +147,8 @@ impl Worker {
                 })
                 .collect()
         };
-        let t = lifecycle::succeed(&record, &op, resources, self.clock.now());
+        let mut t = lifecycle::succeed(&record, &op, resources, self.clock.now());
+        self.attest(&record, &mut t.operation, None).await?;
         let done = t.operation.clone();
         self.write(&record, t).await?;
         let summary = format!(
@@ -209,7 +220,7 @@ impl Worker {
                 text(&e, "Cause", "no cause recorded")
             )),
             None if rolled_back => Leftovers::RolledBack,
-            None if op.kind == OperationKind::Create && !op.rolls_back() => Leftovers::Kept,
+            None if op.creates() && !op.rolls_back() => Leftovers::Kept,
             None => Leftovers::AsStopped,
         };
         let error = OperationError {
@@ -217,7 +228,9 @@ impl Worker {
             cause: text(&error, "Cause", "no cause recorded"),
         };
         let name = error.error.clone();
-        let t = lifecycle::fail(&record, &op, error, leftovers, self.clock.now());
+        let cause = format!("{name}: {}", error.cause);
+        let mut t = lifecycle::fail(&record, &op, error, leftovers, self.clock.now());
+        self.attest(&record, &mut t.operation, Some(cause)).await?;
         let failed = t.operation.clone();
         self.write(&record, t).await?;
         let summary = format!("{} of {} failed: {name}", failed.kind.noun(), record.name);

@@ -42,6 +42,14 @@ impl Worker {
             })
             .map(|p| p.name.as_str())
             .collect();
+        // The host is up: its PostgreSQL is started (made on the first call), archiving and
+        // writing its heartbeat from now on.
+        if group == Group::Database
+            && pending.is_empty()
+            && let Some(databases) = &self.databases
+        {
+            databases.ensure(env).await?;
+        }
         let now = self.clock.now();
         // The slowest pending resource that exists, by its typical creation time.
         let slowest = existing

@@ -1,0 +1,314 @@
+//! Restores and drills through the shipped `restore.asl.json`, run by the local executor, on
+//! the simulated cloud and a **real PostgreSQL** per environment (`LocalDatabases`): rows
+//! written, a backup, more rows at recorded times, then a restore to a time between them
+//! holds exactly the rows written before it — into a new environment, and in place after its
+//! approvers; a production drill measures its RTO and RPO, records its evidence in the
+//! drilled environment's audit chain and leaves nothing behind.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envplane_cloud::{Cloud, Databases, Faults, LatencyProfile, Simulator};
+use envplane_domain::environment::Phase;
+use envplane_domain::operation::OperationStatus;
+use envplane_domain::restore::{self, DrillOutcome, RestoreInto, RestorePoint};
+use envplane_domain::{EnvName, Tier};
+use envplane_postgres::{Binaries, LocalDatabases};
+use envplane_store::StateStore;
+use envplane_store::testing::mutations;
+use envplane_worker::testing::Approving;
+use envplane_worker::{Worker, execution_input};
+use envplane_workflow::executor::Clock;
+use envplane_workflow::{Executor, Outcome, StateMachine, VirtualClock};
+use time::OffsetDateTime;
+
+fn definition(name: &str) -> StateMachine {
+    let path = format!(
+        "{}/../../statemachines/{name}.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    StateMachine::load(
+        &std::fs::read_to_string(path).unwrap(),
+        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
+    )
+    .unwrap()
+}
+
+fn binaries() -> Option<Binaries> {
+    match Binaries::find() {
+        Ok(bins) => Some(bins),
+        Err(e) if std::env::var_os("ENVPLANE_REQUIRE_POSTGRES").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn name(raw: &str) -> EnvName {
+    EnvName::parse(raw).unwrap()
+}
+
+struct Plane {
+    store: Arc<dyn StateStore>,
+    simulator: Arc<Simulator>,
+    databases: Arc<LocalDatabases>,
+    executor: Executor,
+    _dir: tempfile::TempDir,
+}
+
+impl Plane {
+    fn new(bins: Binaries) -> Self {
+        let (dir, store) = envplane_store::testing::embedded_store();
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let clock = Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH));
+        let reader = clock.clone();
+        let simulator = Arc::new(Simulator::new(
+            LatencyProfile::Instant,
+            Faults::NONE,
+            Arc::new(move || reader.now()),
+        ));
+        let databases = Arc::new(LocalDatabases::new(
+            bins,
+            &dir.path().join("databases"),
+            Duration::from_secs(60),
+        ));
+        let reader = clock.clone();
+        let worker = Worker::new(store.clone(), simulator.clone())
+            .with_clock(Arc::new(move || reader.now()))
+            .with_databases(databases.clone());
+        let approving = Approving::new(Arc::new(worker), store.clone());
+        let executor = Executor::new(approving.clone(), clock);
+        approving.attach(executor.clone());
+        Self {
+            store,
+            simulator,
+            databases,
+            executor,
+            _dir: dir,
+        }
+    }
+
+    async fn run(&self, flow: &str, env: &str, op: &str) -> Outcome {
+        let input = execution_input(&name(env), op);
+        self.executor.execute(&definition(flow), input, op).await
+    }
+
+    async fn client(&self, env: &str) -> tokio_postgres::Client {
+        let endpoint = self
+            .databases
+            .endpoint(&name(env))
+            .await
+            .unwrap()
+            .expect("the database runs");
+        let (client, connection) = tokio_postgres::connect(&endpoint, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    async fn rows(&self, env: &str) -> (i64, Option<i32>) {
+        let row = self
+            .client(env)
+            .await
+            .query_one("SELECT count(*), max(id) FROM items", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+}
+
+/// `prod` provisioned with a real database: 1,000 rows, a backup (`snap-first`), then 500 more
+/// in five batches 300 ms apart; answers the time between the second and third batch.
+async fn written(plane: &Plane) -> OffsetDateTime {
+    let op = mutations::create(plane.store.as_ref(), &name("prod"), Tier::Prod, 2, |_| {}).await;
+    let outcome = plane.run("provision", "prod", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let client = plane.client("prod").await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             INSERT INTO items (id) SELECT generate_series(1, 1000);",
+        )
+        .await
+        .unwrap();
+    plane
+        .databases
+        .back_up(&name("prod"), "snap-first")
+        .await
+        .unwrap();
+    let mut committed = Vec::new();
+    for batch in 0..5 {
+        let from = 1001 + batch * 100;
+        client
+            .execute(
+                "INSERT INTO items (id) SELECT generate_series($1::int, $2::int)",
+                &[&from, &(from + 99)],
+            )
+            .await
+            .unwrap();
+        committed.push(OffsetDateTime::now_utc());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    committed[1] + time::Duration::milliseconds(150)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_in_time_restore_into_a_new_environment_and_in_place_holds_exactly_the_rows_before_it()
+ {
+    let Some(bins) = binaries() else {
+        return;
+    };
+    let plane = Plane::new(bins);
+    let target = written(&plane).await;
+    assert_eq!(plane.rows("prod").await, (1500, Some(1500)));
+
+    // Into a new environment: provisioned in its own block, then the database restored.
+    let op = mutations::restore(
+        plane.store.as_ref(),
+        &name("prod"),
+        RestorePoint::Time { at: target },
+        RestoreInto::NewEnvironment {
+            name: name("prod-copy"),
+        },
+        7,
+    )
+    .await;
+    let outcome = plane.run("restore", "prod-copy", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    assert_eq!(plane.rows("prod-copy").await, (1200, Some(1200)));
+    assert_eq!(
+        plane.rows("prod").await,
+        (1500, Some(1500)),
+        "the source is untouched"
+    );
+    let copy = plane
+        .store
+        .environment(&name("prod-copy"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(copy.status.phase, Phase::Ready);
+    assert_eq!(copy.tier, Tier::Prod);
+    assert!(
+        !plane
+            .simulator
+            .list(&name("prod-copy"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = plane.store.operation(&op).await.unwrap().unwrap();
+    let steps: Vec<&str> = done
+        .restore
+        .as_ref()
+        .unwrap()
+        .marks
+        .iter()
+        .map(|m| m.step.as_str())
+        .collect();
+    assert_eq!(steps, ["provisioned", "restored", "healthy", "switched"]);
+
+    // In place: the operation waits for two approvers (production), then replaces the database.
+    let op = mutations::restore(
+        plane.store.as_ref(),
+        &name("prod"),
+        RestorePoint::Time { at: target },
+        RestoreInto::InPlace,
+        0,
+    )
+    .await;
+    let waiting = plane.store.operation(&op).await.unwrap().unwrap();
+    assert_eq!(waiting.approval.as_ref().map(|a| a.required), Some(2));
+    let outcome = plane.run("restore", "prod", &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let done = plane.store.operation(&op).await.unwrap().unwrap();
+    assert_eq!(done.status, OperationStatus::Succeeded);
+    assert_eq!(done.approval.map(|a| a.approvers()), Some(2));
+    assert_eq!(plane.rows("prod").await, (1200, Some(1200)));
+    // The restored database is the environment's own: writable, and archived again.
+    plane
+        .client("prod")
+        .await
+        .execute("INSERT INTO items (id) VALUES (99999)", &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_drill_records_its_rto_and_rpo_in_the_audit_and_leaves_nothing() {
+    let Some(bins) = binaries() else {
+        return;
+    };
+    let plane = Plane::new(bins);
+    written(&plane).await;
+    let drill = restore::drill_name(&name("prod"), "01JDRILLTEST0000000000ABCDEF").unwrap();
+    let op = mutations::restore(
+        plane.store.as_ref(),
+        &name("prod"),
+        RestorePoint::Latest,
+        RestoreInto::Drill {
+            name: drill.clone(),
+        },
+        9,
+    )
+    .await;
+    let outcome = plane.run("restore", drill.as_str(), &op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+
+    let done = plane.store.operation(&op).await.unwrap().unwrap();
+    let evidence = done.restore.unwrap().evidence.expect("evidence");
+    assert_eq!(evidence.outcome, DrillOutcome::Passed, "{evidence:?}");
+    assert_eq!(evidence.left, Vec::<String>::new());
+    let rpo = evidence.rpo_seconds.expect("an RPO");
+    assert!((0..=300).contains(&rpo), "RPO {rpo} s within prod's 5 min");
+    assert_eq!(evidence.rpo_met, Some(true));
+    assert_eq!(evidence.rto_met, Some(true));
+    assert_eq!(
+        evidence.targets.map(|t| (t.rto_minutes, t.rpo_minutes)),
+        Some((60, 5))
+    );
+    let steps: Vec<&str> = evidence.timeline.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "provisioned",
+            "restored",
+            "healthy",
+            "switched",
+            "torn_down"
+        ]
+    );
+
+    // Nothing left: no simulated resource, no PostgreSQL, the name and block free again.
+    assert!(plane.simulator.list(&drill).await.unwrap().is_empty());
+    assert!(!plane.databases.present().await.unwrap().contains(&drill));
+    let gone = plane.store.environment(&drill).await.unwrap().unwrap();
+    assert_eq!(gone.status.phase, Phase::Deleted);
+    assert!(
+        !plane
+            .store
+            .cidrs_in_use()
+            .await
+            .unwrap()
+            .values()
+            .any(|e| *e == drill)
+    );
+
+    // The evidence is in the drilled environment's audit chain, linked and verifiable.
+    let audit = plane
+        .store
+        .audit_events(&name("prod"), 0, 100)
+        .await
+        .unwrap()
+        .items;
+    let attested = audit
+        .iter()
+        .find(|e| e.action == restore::DRILL_EVIDENCE)
+        .expect("the drill's evidence in prod's audit");
+    assert_eq!(attested.operation.as_deref(), Some(op.as_str()));
+    assert_eq!(attested.change["evidence"]["rpo_seconds"], rpo);
+}
