@@ -99,6 +99,34 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Take a backup of an environment now (a snapshot of its data volume).
+    Backup {
+        /// Environment.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore an environment's database to a time or a recovery point, in place (after
+    /// approval) or into a new environment.
+    Restore(commands::recovery::RestoreArgs),
+    /// Run a DR drill: the newest recovery point restored into an isolated environment,
+    /// checked, measured (RTO, RPO against the tier's targets) and torn down.
+    Drill {
+        /// Environment.
+        name: String,
+        /// Follow the drill's steps and print its evidence.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List an environment's DR drills: achieved RTO and RPO against the targets.
+    Drills {
+        /// Environment.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List the operations waiting for approvers (production's changes wait for two).
     Approvals {
         #[command(flatten)]
@@ -140,6 +168,12 @@ fn main() -> ExitCode {
             Command::Env(command) => commands::env::run(command).await,
             Command::Ops(command) => commands::ops::run(command).await,
             Command::Backups { name, client } => commands::env::backups(&name, &client).await,
+            Command::Backup { name, client } => commands::recovery::backup(&name, &client).await,
+            Command::Restore(args) => commands::recovery::restore(args).await,
+            Command::Drill { name, wait, client } => {
+                commands::recovery::drill(&name, wait, &client).await
+            }
+            Command::Drills { name, client } => commands::recovery::drills(&name, &client).await,
             Command::Flow(command) => commands::flow::run(command).await,
             Command::Approvals { client } => commands::approvals::list(&client).await,
             Command::Deploy(args) => commands::deploy::deploy(args).await,

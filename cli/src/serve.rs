@@ -179,11 +179,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ))
         }
     };
+    let databases = local_databases(&args);
     let mut worker = Worker::new(store.clone(), cloud.clone())
         .with_clock(now.clone())
         .with_events(events.clone());
     if let Some(traffic) = &traffic {
         worker = worker.with_traffic(traffic.clone());
+    }
+    if let Some(databases) = &databases {
+        worker = worker.with_databases(databases.clone());
     }
     let executor = Executor::new(Arc::new(worker), clock);
     let workflows = Arc::new(LocalWorkflows::new(
@@ -197,6 +201,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(traffic) = &traffic {
         jobs = jobs.with_traffic(traffic.clone());
     }
+    if let Some(databases) = &databases {
+        jobs = jobs.with_databases(databases.clone());
+    }
+    let backups = Arc::new(JobsBackups(jobs.clone()));
     let resumed = workflows.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed executions interrupted by the last stop");
@@ -218,6 +226,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(traffic) = traffic {
         state = state.with_traffic(traffic);
     }
+    if let Some(databases) = databases {
+        state = state.with_databases(databases);
+    }
+    state = state.with_backups(backups);
     let app = envplane_api::router(state);
     tracing::info!(%address, store = %store_path.display(), "envplane control plane is up");
     println!(
@@ -228,6 +240,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())
+}
+
+/// The environments' databases on this machine: a real PostgreSQL per environment under
+/// DATA_DIR/databases (not with --aws, whose hosts run their own). Without PostgreSQL the
+/// plane runs on, without restores and drills, and says so.
+fn local_databases(args: &ServeArgs) -> Option<Arc<dyn envplane_cloud::Databases>> {
+    if args.aws {
+        return None;
+    }
+    match envplane_postgres::Binaries::find() {
+        Ok(bins) => Some(Arc::new(envplane_postgres::LocalDatabases::new(
+            bins,
+            &args.data_dir.join("databases"),
+            // Production's archive_timeout: the floor of what a restore can lose.
+            std::time::Duration::from_secs(60),
+        ))),
+        Err(error) => {
+            tracing::warn!(%error, "no local PostgreSQL: environments run without a database, and restores and drills fail");
+            None
+        }
+    }
+}
+
+/// Backups on request, taken by the jobs' own backup (snapshot, then the base backup).
+struct JobsBackups(Jobs);
+
+#[async_trait::async_trait]
+impl envplane_api::BackupTaker for JobsBackups {
+    async fn back_up(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<envplane_domain::backup::RecordedPoint, String> {
+        self.0.back_up_now(name).await.map_err(|e| e.to_string())
+    }
 }
 
 /// Runs the scheduled jobs in this process, as EventBridge runs the scheduler in AWS.

@@ -1048,3 +1048,155 @@ async fn a_restart_after_a_time_scaled_run_goes_on_from_the_planes_latest_time()
     let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
+
+/// Whether any PostgreSQL process runs on a data directory under `dir`.
+fn postgres_runs_under(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let needle = dir.display().to_string();
+    entries.filter_map(Result::ok).any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let line = String::from_utf8_lossy(&c).replace('\0', " ");
+            line.contains("postgres") && line.contains(&needle)
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_drill_on_a_real_postgresql_proves_its_rto_and_rpo_and_leaves_nothing() {
+    if envplane_postgres_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plane = Plane::start(dir.path());
+    let http = http();
+    let created: Value = http
+        .post(format!("{}/v1/environments", plane.endpoint))
+        .json(&json!({"name": "shop", "tier": "prod"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = created["operation"]["id"].as_str().unwrap();
+    let done = wait_for_operation(&http, &plane.endpoint, op, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // Its database is a real PostgreSQL a user can connect to.
+    let env: Value = http
+        .get(format!("{}/v1/environments/shop", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoint = env["database"].as_str().expect("a connection string");
+    let (client, connection) = tokio_postgres::connect(endpoint, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100);")
+        .await
+        .unwrap();
+
+    let (ok, out, err) = cli(&plane.endpoint, &["backup", "shop"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("backup snap-"), "{out}");
+    let (ok, out, err) = cli(&plane.endpoint, &["drill", "shop", "--wait"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("outcome: Passed"), "{out}");
+    assert!(out.contains("nothing left"), "{out}");
+
+    // The evidence, from the drill and from the audit chain.
+    let history: Value = http
+        .get(format!("{}/v1/environments/shop/dr-drills", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = &history["items"][0];
+    let id = record["id"].as_str().expect("a drill in the history");
+    let drill: Value = http
+        .get(format!("{}/v1/dr-drills/{id}", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let evidence = &drill["drill"]["evidence"];
+    assert_eq!(evidence, &record["evidence"]);
+    assert_eq!(evidence["outcome"], "passed");
+    assert_eq!(evidence["rto_met"], true);
+    assert_eq!(evidence["rpo_met"], true);
+    assert_eq!(
+        evidence["targets"],
+        json!({"rto_minutes": 60, "rpo_minutes": 5})
+    );
+    assert_eq!(evidence["left"], json!([]));
+    println!(
+        "drill {id}: RTO {} s, RPO {} s, timeline {}",
+        evidence["rto_seconds"], evidence["rpo_seconds"], evidence["timeline"]
+    );
+    let audit: Value = http
+        .get(format!("{}/v1/environments/shop/audit", plane.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"environment.backup"), "{actions:?}");
+    assert!(
+        actions.contains(&"environment.drill_evidence"),
+        "{actions:?}"
+    );
+
+    // The drill environment is gone: a tombstone, no simulated resource, no PostgreSQL.
+    let drill_env = evidence["drill_environment"].as_str().unwrap();
+    let gone = http
+        .get(format!("{}/v1/environments/{drill_env}", plane.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+    let cloud = std::fs::read_to_string(dir.path().join("cloud.json")).unwrap();
+    let cloud: Value = serde_json::from_str(&cloud).unwrap();
+    let left = cloud["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| {
+            r["gone_at"].is_null() && r["resource"]["tags"]["envplane:environment"] == drill_env
+        })
+        .count();
+    assert_eq!(left, 0, "simulated resources of {drill_env} left");
+    let databases = dir.path().join("databases").join(drill_env);
+    assert!(!databases.exists(), "{} left", databases.display());
+    assert!(!postgres_runs_under(&databases));
+    assert!(postgres_runs_under(
+        &dir.path().join("databases").join("shop")
+    ));
+}
+
+fn envplane_postgres_missing() -> bool {
+    let found = ["/usr/lib/postgresql"]
+        .iter()
+        .any(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
+        || std::env::var_os("ENVPLANE_PG_BIN").is_some();
+    if !found && std::env::var_os("ENVPLANE_REQUIRE_POSTGRES").is_some() {
+        panic!("PostgreSQL is required (ENVPLANE_REQUIRE_POSTGRES) and not installed");
+    }
+    !found
+}

@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod env;
 pub mod flow;
 pub mod ops;
+pub mod recovery;
 
 use anyhow::Context;
 use envplane_client::{Accepted, Client};

@@ -40,6 +40,21 @@ pub struct AppState {
     pub clock: envplane_cloud::SharedClock,
     /// Where deployed versions run (their load balancers' addresses are shown).
     pub traffic: Option<Arc<dyn envplane_cloud::Traffic>>,
+    /// Where the environments' databases run (their connection strings are shown).
+    pub databases: Option<Arc<dyn envplane_cloud::Databases>>,
+    /// What takes a backup on request (`POST …/backups`).
+    pub backups: Option<Arc<dyn BackupTaker>>,
+}
+
+/// Takes a backup of an environment now: a snapshot of its data volume and the database's own
+/// backup under the snapshot's id. `Err` says why not, for the caller.
+#[async_trait::async_trait]
+pub trait BackupTaker: Send + Sync {
+    /// The new recovery point.
+    async fn back_up(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<envplane_domain::backup::RecordedPoint, String>;
 }
 
 impl AppState {
@@ -51,12 +66,26 @@ impl AppState {
             workflows: None,
             clock: envplane_cloud::system_clock(),
             traffic: None,
+            databases: None,
+            backups: None,
         }
     }
 
     /// Stamps requests and leases with `clock` (a time-scaled local plane's).
     pub fn with_clock(mut self, clock: envplane_cloud::SharedClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Shows databases' connection strings from `databases`.
+    pub fn with_databases(mut self, databases: Arc<dyn envplane_cloud::Databases>) -> Self {
+        self.databases = Some(databases);
+        self
+    }
+
+    /// Takes backups on request with `backups`.
+    pub fn with_backups(mut self, backups: Arc<dyn BackupTaker>) -> Self {
+        self.backups = Some(backups);
         self
     }
 
@@ -140,7 +169,16 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::deployments::rollback_deployment))
         .routes(routes!(routes::promotions::create_promotion))
         .routes(routes!(routes::promotions::get_promotion))
-        .routes(routes!(routes::backups::list_backups))
+        .routes(routes!(
+            routes::backups::list_backups,
+            routes::backups::create_backup
+        ))
+        .routes(routes!(routes::restores::create_restore))
+        .routes(routes!(
+            routes::restores::create_drill,
+            routes::restores::list_drills
+        ))
+        .routes(routes!(routes::restores::get_drill))
         .routes(routes!(routes::audit::list_audit))
         .routes(routes!(routes::audit::verify_audit))
         .split_for_parts()

@@ -21,6 +21,10 @@ pub struct EnvironmentView {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     #[schema(value_type = Object)]
     pub load_balancers: std::collections::BTreeMap<envplane_domain::names::Service, String>,
+    /// How to connect to its database (locally: `psql "host=127.0.0.1 port=…"`), on a single
+    /// environment's read, where the plane runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// Public and private subnet blocks.
@@ -41,6 +45,7 @@ impl From<Environment> for EnvironmentView {
             cost,
             subnets: Subnets { public, private },
             load_balancers: std::collections::BTreeMap::new(),
+            database: None,
         }
     }
 }
@@ -270,4 +275,61 @@ pub struct BackupList {
     pub latest: Option<time::OffsetDateTime>,
     /// The tier's policy: the daily hour (UTC), retention, yearly archive.
     pub policy: envplane_domain::blueprint::BackupPolicy,
+}
+
+/// A DR drill: its operation's status and what it measured.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DrillView {
+    /// The drill's operation id.
+    pub id: String,
+    /// Where it is.
+    pub status: envplane_domain::OperationStatus,
+    /// Who asked for it (the scheduler's drills: `system:envplane`).
+    pub requested_by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub requested_at: time::OffsetDateTime,
+    /// Source, recovery point, drill environment, steps so far and, once ended, the evidence.
+    pub drill: envplane_domain::restore::Restore,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<envplane_domain::operation::OperationError>,
+}
+
+impl DrillView {
+    /// The view of a drill's operation; `None` for any other operation.
+    pub fn of(op: envplane_domain::Operation) -> Option<Self> {
+        let drill = op.restore.filter(|r| r.is_drill())?;
+        Some(Self {
+            id: op.id,
+            status: op.status,
+            requested_by: op.requested_by,
+            requested_at: op.requested_at,
+            drill,
+            error: op.error,
+        })
+    }
+}
+
+/// One drill in an environment's history, as its audit chain holds it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DrillRecord {
+    /// The drill's operation id.
+    pub id: String,
+    /// The audit event's sequence number.
+    pub seq: u64,
+    /// When the evidence was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: time::OffsetDateTime,
+    /// What the drill proved.
+    pub evidence: envplane_domain::restore::DrillEvidence,
+}
+
+/// An environment's drills, oldest first: achieved RTO and RPO against the targets over time.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DrillHistory {
+    /// The drills.
+    pub items: Vec<DrillRecord>,
 }

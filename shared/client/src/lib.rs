@@ -344,4 +344,56 @@ impl Client {
             .json()
             .await
     }
+
+    /// `POST /v1/environments/{name}/backups`: a recovery point now.
+    pub async fn create_backup(
+        &self,
+        name: &str,
+    ) -> Result<envplane_domain::backup::RecordedPoint, ClientError> {
+        self.call(Method::POST, format!("/v1/environments/{name}/backups"))
+            .json()
+            .await
+    }
+
+    /// `POST /v1/environments/{name}/restores`: a restore in place or into a new environment.
+    pub async fn restore(
+        &self,
+        name: &str,
+        body: &Value,
+        idempotency_key: &str,
+    ) -> Result<Accepted, ClientError> {
+        self.call(Method::POST, format!("/v1/environments/{name}/restores"))
+            .body(body)
+            .header("idempotency-key", idempotency_key)
+            .accepted()
+            .await
+    }
+
+    /// `POST /v1/environments/{name}/dr-drills`: a DR drill.
+    pub async fn drill(&self, name: &str, idempotency_key: &str) -> Result<Accepted, ClientError> {
+        self.call(Method::POST, format!("/v1/environments/{name}/dr-drills"))
+            .header("idempotency-key", idempotency_key)
+            .accepted()
+            .await
+    }
+
+    /// `GET /v1/dr-drills/{id}`.
+    pub async fn drill_view(
+        &self,
+        id: &str,
+    ) -> Result<envplane_api::views::DrillView, ClientError> {
+        self.call(Method::GET, format!("/v1/dr-drills/{id}"))
+            .json()
+            .await
+    }
+
+    /// `GET /v1/environments/{name}/dr-drills`: the drills' evidence, oldest first.
+    pub async fn drills(
+        &self,
+        name: &str,
+    ) -> Result<envplane_api::views::DrillHistory, ClientError> {
+        self.call(Method::GET, format!("/v1/environments/{name}/dr-drills"))
+            .json()
+            .await
+    }
 }

@@ -238,7 +238,10 @@ async fn dry_run_create(
 
 /// A free VPC block, avoiding `taken` (found in use): the lowest, or a random one when it was
 /// lost in a race, so that a burst of creates does not collide round after round.
-async fn allocate(state: &AppState, taken: Option<(VpcCidr, bool)>) -> Result<VpcCidr, ApiError> {
+pub(crate) async fn allocate(
+    state: &AppState,
+    taken: Option<(VpcCidr, bool)>,
+) -> Result<VpcCidr, ApiError> {
     let mut in_use: std::collections::BTreeSet<VpcCidr> =
         state.store.cidrs_in_use().await?.into_keys().collect();
     let chosen = match taken {
@@ -328,6 +331,13 @@ pub(crate) async fn get_environment(
                 view.load_balancers.insert(*service, url);
             }
         }
+    }
+    if let Some(databases) = &state.databases {
+        view.database = databases
+            .endpoint(&view.environment.name)
+            .await
+            .ok()
+            .flatten();
     }
     let mut response = Json(view).into_response();
     if let Ok(value) = HeaderValue::try_from(etag) {

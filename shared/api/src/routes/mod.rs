@@ -12,6 +12,7 @@ pub(crate) mod meta;
 pub(crate) mod operations;
 pub(crate) mod plans;
 pub(crate) mod promotions;
+pub(crate) mod restores;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;

@@ -4,10 +4,10 @@
 //! minutes on AWS (its schedule) and locally (the plane's own timer).
 
 use envplane_domain::resources::ResourceKind;
-use envplane_domain::{Blueprint, Environment, backup, names};
+use envplane_domain::{Blueprint, EnvName, Environment, backup, names};
 use time::OffsetDateTime;
 
-use super::Jobs;
+use super::{JobError, Jobs};
 
 impl Jobs {
     /// Starts `env`'s daily backup when it is due; its label when it did.
@@ -40,11 +40,79 @@ impl Jobs {
         };
         let label = backup::daily_label(now);
         match self.cloud.snapshot(&env.name, &label, &volume).await {
-            Ok(_) => Some(label),
+            Ok(_) => {
+                self.base_backup(env, &label).await;
+                Some(label)
+            }
             Err(error) => {
                 tracing::warn!(%error, environment = %env.name, "the daily backup was not started; the next run tries again");
                 None
             }
         }
+    }
+
+    /// The database's own backup for the snapshot labelled `label` (a base backup locally, so
+    /// that a restore of that recovery point replays from it), under the snapshot's id.
+    async fn base_backup(&self, env: &Environment, label: &str) {
+        let Some(databases) = &self.databases else {
+            return;
+        };
+        let snapshot = match self.cloud.snapshots(&env.name).await {
+            Ok(taken) => taken.into_iter().find(|s| s.name.ends_with(label)),
+            Err(error) => {
+                tracing::warn!(%error, environment = %env.name, "the base backup waits for the next run");
+                return;
+            }
+        };
+        let Some(snapshot) = snapshot else {
+            return;
+        };
+        if let Err(error) = databases.back_up(&env.name, &snapshot.id).await {
+            tracing::warn!(%error, environment = %env.name, snapshot = %snapshot.id, "the base backup was not taken");
+        }
+    }
+
+    /// Takes a backup of `name` now (`POST …/backups`): a snapshot of its data volume labelled
+    /// `backup-<unix nanos>`, the database's base backup under the snapshot's id, and the
+    /// environment's recovery points recorded again. The new point.
+    pub async fn back_up_now(&self, name: &EnvName) -> Result<backup::RecordedPoint, JobError> {
+        self.store
+            .environment(name)
+            .await?
+            .filter(|e| e.status.phase != envplane_domain::Phase::Deleted)
+            .ok_or_else(|| JobError::NotReady(format!("no environment named {name}")))?;
+        let volume_name = names::data_volume(name);
+        let volume = self
+            .cloud
+            .list(name)
+            .await?
+            .into_iter()
+            .find(|r| r.kind() == ResourceKind::Volume && r.name == volume_name)
+            .ok_or_else(|| {
+                JobError::NotReady(format!(
+                    "{name} has no data volume {volume_name} to back up yet"
+                ))
+            })?;
+        let now = self.clock.now();
+        let label = format!("backup-{}", now.unix_timestamp_nanos());
+        self.cloud.snapshot(name, &label, &volume).await?;
+        let snapshot = self
+            .cloud
+            .snapshots(name)
+            .await?
+            .into_iter()
+            .find(|s| s.name.ends_with(&label))
+            .ok_or_else(|| {
+                JobError::NotReady(format!("the snapshot {label} of {name} is not listed yet"))
+            })?;
+        if let Some(databases) = &self.databases {
+            databases.back_up(name, &snapshot.id).await?;
+        }
+        self.record_recovery_points(name, now).await?;
+        Ok(backup::RecordedPoint {
+            id: snapshot.id,
+            name: snapshot.name,
+            taken_at: snapshot.started_at,
+        })
     }
 }

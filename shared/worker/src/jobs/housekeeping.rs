@@ -192,7 +192,7 @@ impl Jobs {
     /// Records on the environment the recovery points the cloud holds for it, when they
     /// changed (read again first: this run may have changed the record already). A concurrent
     /// change wins; the next run records them.
-    async fn record_recovery_points(
+    pub(crate) async fn record_recovery_points(
         &self,
         name: &EnvName,
         now: OffsetDateTime,

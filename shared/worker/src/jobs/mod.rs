@@ -36,6 +36,12 @@ pub enum JobError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cloud refused or failed.
+    #[error(transparent)]
+    Cloud(#[from] envplane_cloud::CloudError),
+    /// The environment cannot be backed up as it is.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 /// The scheduled jobs over a store, a cloud and the flows.
@@ -45,6 +51,7 @@ pub struct Jobs {
     cloud: Arc<dyn Cloud>,
     workflows: Option<Arc<dyn Workflows>>,
     traffic: Option<Arc<dyn Traffic>>,
+    databases: Option<Arc<dyn envplane_cloud::Databases>>,
     events: Arc<dyn Publisher>,
     calls: CallMeter,
     clock: SharedClock,
@@ -57,6 +64,7 @@ impl Jobs {
             store,
             cloud,
             workflows: None,
+            databases: None,
             traffic: None,
             events: Arc::new(envplane_notify::Silent),
             calls,
@@ -67,6 +75,12 @@ impl Jobs {
     /// Starts the flows of the operations housekeeping records.
     pub fn with_workflows(mut self, workflows: Arc<dyn Workflows>) -> Self {
         self.workflows = Some(workflows);
+        self
+    }
+
+    /// Takes the databases' base backups there with each daily snapshot.
+    pub fn with_databases(mut self, databases: Arc<dyn envplane_cloud::Databases>) -> Self {
+        self.databases = Some(databases);
         self
     }
 
