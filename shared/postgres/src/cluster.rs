@@ -179,6 +179,35 @@ impl Cluster {
         .map(drop)
     }
 
+    /// Archives its WAL to `archive` from now on (made if missing), and copies there what it
+    /// archived before (a restored cluster's new timeline, kept apart until it is switched to,
+    /// so that a discarded restore never leaves its timeline in the environment's archive).
+    pub async fn archive_to(&mut self, archive: &Path) -> Result<(), PgError> {
+        std::fs::create_dir_all(archive)?;
+        hand_over(archive)?;
+        let client = self.client().await?;
+        let command = format!("test ! -f {to}/%f && cp %p {to}/%f", to = text(archive));
+        client
+            .execute(
+                &format!("ALTER SYSTEM SET archive_command = '{command}'"),
+                &[],
+            )
+            .await?;
+        client.execute("SELECT pg_reload_conf()", &[]).await?;
+        if self.archive != archive && self.archive.exists() {
+            for entry in std::fs::read_dir(&self.archive)? {
+                let entry = entry?;
+                let target = archive.join(entry.file_name());
+                if !target.exists() {
+                    std::fs::copy(entry.path(), &target)?;
+                }
+            }
+            hand_over(archive)?;
+        }
+        self.archive = archive.to_owned();
+        Ok(())
+    }
+
     /// Its port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

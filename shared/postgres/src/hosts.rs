@@ -271,13 +271,14 @@ impl Databases for LocalDatabases {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io)?;
         }
+        // Its new timeline is archived apart until it is switched to.
         let cluster = Cluster::restore(
             self.bins.clone(),
             &backup,
             &self.archive(source),
             recovery,
             &dir,
-            &self.archive(into),
+            &dir.join("archive"),
         )
         .await
         .map_err(failed)?;
@@ -312,11 +313,15 @@ impl Databases for LocalDatabases {
         if hosts.serving.get(into).is_some_and(|s| s.host == restore) {
             return Ok(());
         }
-        let Some(cluster) = hosts.restored.remove(&(into.clone(), restore.to_owned())) else {
+        let Some(mut cluster) = hosts.restored.remove(&(into.clone(), restore.to_owned())) else {
             return Err(CloudError::Conflict(format!(
                 "{into} has no restored database {restore}"
             )));
         };
+        cluster
+            .archive_to(&self.archive(into))
+            .await
+            .map_err(failed)?;
         let heartbeat = Heartbeat::start(&cluster, HEARTBEAT_EVERY)
             .await
             .map_err(failed)?;

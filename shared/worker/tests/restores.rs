@@ -8,7 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
 
 use envplane_cloud::{Cloud, Databases, Faults, LatencyProfile, Simulator};
 use envplane_domain::environment::Phase;
@@ -21,7 +25,9 @@ use envplane_store::testing::mutations;
 use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
-use envplane_workflow::{Executor, Outcome, StateMachine, VirtualClock};
+use envplane_workflow::{
+    Executor, Failure, Outcome, StateMachine, TaskContext, TaskRunner, VirtualClock,
+};
 use time::OffsetDateTime;
 
 fn definition(name: &str) -> StateMachine {
@@ -51,15 +57,58 @@ fn name(raw: &str) -> EnvName {
     EnvName::parse(raw).unwrap()
 }
 
+/// The worker, failing every attempt of the Task state `fail_at` with an error no Retry takes.
+struct Failing {
+    inner: Arc<dyn TaskRunner>,
+    fail_at: String,
+    injected: AtomicU32,
+}
+
+#[async_trait]
+impl TaskRunner for Failing {
+    async fn run(
+        &self,
+        resource: &str,
+        payload: Value,
+        context: &TaskContext,
+    ) -> Result<Value, Failure> {
+        if context.state == self.fail_at {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(Failure::new(
+                "Envplane.Invalid",
+                format!("injected failure at {}", context.state),
+            ));
+        }
+        self.inner.run(resource, payload, context).await
+    }
+}
+
 struct Plane {
     store: Arc<dyn StateStore>,
     simulator: Arc<Simulator>,
     databases: Arc<LocalDatabases>,
     executor: Executor,
+    worker: Worker,
+    clock: Arc<VirtualClock>,
     _dir: tempfile::TempDir,
 }
 
 impl Plane {
+    /// Runs `flow` for `op` failing at `state`; the outcome and how many failures were injected.
+    async fn run_failing(&self, env: &str, op: &str, state: &str) -> (Outcome, u32) {
+        let failing = Arc::new(Failing {
+            inner: Arc::new(self.worker.clone()),
+            fail_at: state.to_owned(),
+            injected: AtomicU32::new(0),
+        });
+        let approving = Approving::new(failing.clone(), self.store.clone());
+        let executor = Executor::new(approving.clone(), self.clock.clone());
+        approving.attach(executor.clone());
+        let input = execution_input(&name(env), op);
+        let outcome = executor.execute(&definition("restore"), input, op).await;
+        (outcome, failing.injected.load(Ordering::SeqCst))
+    }
+
     fn new(bins: Binaries) -> Self {
         let (dir, store) = envplane_store::testing::embedded_store();
         let store: Arc<dyn StateStore> = Arc::new(store);
@@ -79,14 +128,16 @@ impl Plane {
         let worker = Worker::new(store.clone(), simulator.clone())
             .with_clock(Arc::new(move || reader.now()))
             .with_databases(databases.clone());
-        let approving = Approving::new(Arc::new(worker), store.clone());
-        let executor = Executor::new(approving.clone(), clock);
+        let approving = Approving::new(Arc::new(worker.clone()), store.clone());
+        let executor = Executor::new(approving.clone(), clock.clone());
         approving.attach(executor.clone());
         Self {
             store,
             simulator,
             databases,
             executor,
+            worker,
+            clock,
             _dir: dir,
         }
     }
@@ -311,4 +362,144 @@ async fn a_production_drill_records_its_rto_and_rpo_in_the_audit_and_leaves_noth
         .expect("the drill's evidence in prod's audit");
     assert_eq!(attested.operation.as_deref(), Some(op.as_str()));
     assert_eq!(attested.change["evidence"]["rpo_seconds"], rpo);
+}
+
+/// The restore flow's Task states that do its work (not its compensation), by name.
+fn work_states() -> Vec<String> {
+    let path = format!(
+        "{}/../../statemachines/restore.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fn walk(states: &Value, out: &mut Vec<String>) {
+        for (name, state) in states.as_object().unwrap() {
+            if [
+                "Discard",
+                "Failing",
+                "Rollback",
+                "Compensate",
+                "RollbackFailed",
+            ]
+            .contains(&name.as_str())
+            {
+                continue;
+            }
+            if state["Type"] == "Task" {
+                out.push(name.clone());
+            }
+            for branch in state["Branches"].as_array().into_iter().flatten() {
+                walk(&branch["States"], out);
+            }
+            if let Some(inner) = state.get("ItemProcessor") {
+                walk(&inner["States"], out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&json["States"], &mut out);
+    out.sort();
+    out
+}
+
+/// Fail every step of a drill in turn: each run fails with its cause, its evidence says
+/// `failed`, and its environment is gone — no simulated resource, no PostgreSQL, no data —
+/// whatever step failed. Then every step of a restore in place: the environment keeps its
+/// database, unchanged, and no restored host is left beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_or_a_drill_failing_at_any_step_leaves_nothing_of_it() {
+    let Some(bins) = binaries() else {
+        return;
+    };
+    let plane = Plane::new(bins);
+    let target = written(&plane).await;
+    let states = work_states();
+    assert!(states.len() >= 12, "{states:?}");
+    let mut drilled = 0;
+    for (i, state) in states.iter().enumerate() {
+        let id = format!("01JFAILSTEP{i:02}0000000000000");
+        let drill = restore::drill_name(&name("prod"), &id).unwrap();
+        let op = mutations::restore(
+            plane.store.as_ref(),
+            &name("prod"),
+            RestorePoint::Latest,
+            RestoreInto::Drill {
+                name: drill.clone(),
+            },
+            20 + u8::try_from(i).unwrap(),
+        )
+        .await;
+        let (outcome, injected) = plane.run_failing(drill.as_str(), &op, state).await;
+        let failed = plane.store.operation(&op).await.unwrap().unwrap();
+        if injected == 0 {
+            // Not on a drill's path (the approval of a restore in place).
+            assert_eq!(outcome.status, "SUCCEEDED", "{state}: {outcome:?}");
+            continue;
+        }
+        drilled += 1;
+        assert_eq!(outcome.status, "FAILED", "{state}: {outcome:?}");
+        assert_eq!(failed.status, OperationStatus::Failed, "{state}");
+        let cause = failed
+            .error
+            .as_ref()
+            .map(|e| e.cause.clone())
+            .unwrap_or_default();
+        assert!(
+            cause.contains(&format!("injected failure at {state}")),
+            "{state}: {cause}"
+        );
+        let evidence = failed
+            .restore
+            .unwrap()
+            .evidence
+            .expect("evidence of a failed drill");
+        assert_eq!(evidence.outcome, DrillOutcome::Failed, "{state}");
+        assert_eq!(evidence.left, Vec::<String>::new(), "{state}");
+        assert!(
+            plane.simulator.list(&drill).await.unwrap().is_empty(),
+            "{state}"
+        );
+        assert!(
+            !plane.databases.present().await.unwrap().contains(&drill),
+            "{state}"
+        );
+        let record = plane.store.environment(&drill).await.unwrap().unwrap();
+        assert_eq!(record.status.phase, Phase::Deleted, "{state}");
+        assert_eq!(record.active_operation, None, "{state}");
+    }
+    assert!(
+        drilled >= 11,
+        "{drilled} of {} states failed a drill",
+        states.len()
+    );
+
+    // In place: whichever step fails before the switch, prod keeps its 1,500 rows and nothing
+    // restored is left beside its database.
+    for state in ["Start", "AwaitApproval", "Replay", "Verify", "Switch"] {
+        let op = mutations::restore(
+            plane.store.as_ref(),
+            &name("prod"),
+            RestorePoint::Time { at: target },
+            RestoreInto::InPlace,
+            0,
+        )
+        .await;
+        let (outcome, injected) = plane.run_failing("prod", &op, state).await;
+        assert_eq!(outcome.status, "FAILED", "{state}: {outcome:?}");
+        assert!(injected > 0, "{state} was never reached");
+        let env = plane
+            .store
+            .environment(&name("prod"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(env.active_operation, None, "{state}");
+        assert_eq!(plane.rows("prod").await, (1500, Some(1500)), "{state}");
+        let hosts = plane._dir.path().join("databases/prod/hosts");
+        let left: Vec<_> = std::fs::read_dir(&hosts)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["primary"], "{state}");
+    }
 }

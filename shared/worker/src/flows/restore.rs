@@ -145,6 +145,8 @@ impl Worker {
         let Some(mut restore) = op.restore.clone().filter(|r| r.is_drill()) else {
             return Ok(());
         };
+        // A drill that failed before its first step still has evidence: from its request.
+        restore.started_at.get_or_insert(op.requested_at);
         let left = self.left_by(&record.name).await?;
         let now = self.clock.now();
         if left.is_empty() {
