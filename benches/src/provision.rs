@@ -15,13 +15,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use envplane_cloud::{ChangeDrawn, Faults, LatencyProfile, Simulator};
-use envplane_domain::resources::{self, Planned};
+use envplane_domain::resources;
 use envplane_domain::{Blueprint, EnvName, Tier};
 use envplane_store::testing::mutations;
 use envplane_store::{EmbeddedStore, StateStore};
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
 use envplane_workflow::{Executor, Flow, Outcome, ScaledClock};
+
+#[path = "figures.rs"]
+mod figures;
+use figures::{critical_path, summary};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark provisioning on the realistic simulated cloud, over several seeds")]
@@ -100,25 +104,6 @@ async fn run_flow(
     Ok(outcome)
 }
 
-/// Earliest finish of every resource when each starts as soon as its dependencies are active,
-/// each taking what this run drew for it.
-fn critical_path(plan: &[Planned], took: &BTreeMap<String, Duration>) -> anyhow::Result<f64> {
-    let mut finish: BTreeMap<&str, f64> = BTreeMap::new();
-    for p in plan {
-        // The plan lists dependencies before their dependents.
-        let start = p
-            .depends_on
-            .iter()
-            .map(|d| finish.get(d.as_str()).copied().unwrap_or(0.0))
-            .fold(0.0, f64::max);
-        let duration = took
-            .get(&p.name)
-            .with_context(|| format!("{} was never created", p.name))?;
-        finish.insert(&p.name, start + duration.as_secs_f64());
-    }
-    Ok(finish.values().copied().fold(0.0, f64::max))
-}
-
 /// The least an upgrade can take on the durations drawn: the control plane's version steps one
 /// after another, then the slowest node group's; and never less than the busiest resource.
 fn least_upgrade(changes: &[ChangeDrawn], cluster: &str) -> f64 {
@@ -141,18 +126,6 @@ fn least_upgrade(changes: &[ChangeDrawn], cluster: &str) -> f64 {
         .map(|(_, all)| *all)
         .fold(0.0, f64::max);
     (control_plane + node_groups).max(busiest)
-}
-
-/// Median and worst of some ratios.
-fn summary(ratios: &mut [f64]) -> (f64, f64) {
-    ratios.sort_by(f64::total_cmp);
-    let n = ratios.len();
-    let median = if n % 2 == 1 {
-        ratios[n / 2]
-    } else {
-        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-    };
-    (median, ratios[n - 1])
 }
 
 async fn provision(time_scale: f64, tier: Tier, seed: u64) -> anyhow::Result<f64> {

@@ -19,6 +19,19 @@ pub enum RecoveryTarget {
     Latest,
 }
 
+/// Where a restore is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreProgress {
+    /// Restored: the database answers beside the target's, not serving yet.
+    Done,
+    /// Still under way (a volume hydrating, a host booting, WAL replaying): look again in
+    /// about this many seconds.
+    Pending {
+        /// Seconds until it may be done.
+        wait_seconds: u64,
+    },
+}
+
 /// What the checks of a restored database found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
@@ -41,14 +54,15 @@ pub trait Databases: Send + Sync {
     async fn back_up(&self, env: &EnvName, id: &str) -> Result<OffsetDateTime, CloudError>;
 
     /// Restores `source`'s database at `target` beside `into`'s (a new data directory, a new
-    /// host on AWS) under the name `restore`, not serving yet. A retried call finds it.
+    /// host on AWS) under the name `restore`, not serving yet: started by the first call, its
+    /// progress on the next ones (a retried call finds what the first made).
     async fn restore(
         &self,
         source: &EnvName,
         target: &RecoveryTarget,
         into: &EnvName,
         restore: &str,
-    ) -> Result<(), CloudError>;
+    ) -> Result<RestoreProgress, CloudError>;
 
     /// Checks the restored database: it answers, and what it holds.
     async fn verify(&self, into: &EnvName, restore: &str) -> Result<Health, CloudError>;

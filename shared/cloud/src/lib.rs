@@ -18,9 +18,11 @@ use envplane_domain::resources::{Observed, Planned, ResourceKind};
 use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, SharedClock, system_clock};
-pub use databases::{Databases, Health, RecoveryTarget};
+pub use databases::{Databases, Health, RecoveryTarget, RestoreProgress};
 pub use modification::Modification;
-pub use simulator::{ChangeDrawn, Faults, LOCAL_STACK, LatencyProfile, Simulator};
+pub use simulator::{
+    ChangeDrawn, Faults, LOCAL_STACK, LatencyProfile, SimulatedDatabases, Simulator,
+};
 pub use traffic::{Slot, Traffic};
 pub use workloads::{Track, Workload, Workloads};
 

@@ -80,8 +80,9 @@ pub struct Restore {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub newest_heartbeat: Option<OffsetDateTime>,
-    /// When each step ended, in order (`provisioned`, `restored`, `healthy`, `switched`,
-    /// `torn_down`): the timeline of the evidence.
+    /// When each milestone was reached, in order (`restored`, `provisioned` — a new
+    /// environment's, provisioned at the same time —, `healthy`, `switched`, `torn_down`): the
+    /// timeline of the evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<Mark>,
     /// A drill's evidence, once it ended.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use envplane_cloud::{CloudError, Databases, Health, RecoveryTarget};
+use envplane_cloud::{CloudError, Databases, Health, RecoveryTarget, RestoreProgress};
 use envplane_domain::EnvName;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
@@ -251,13 +251,13 @@ impl Databases for LocalDatabases {
         target: &RecoveryTarget,
         into: &EnvName,
         restore: &str,
-    ) -> Result<(), CloudError> {
+    ) -> Result<RestoreProgress, CloudError> {
         let mut hosts = self.hosts.lock().await;
         let key = (into.clone(), restore.to_owned());
         if hosts.restored.contains_key(&key)
             || hosts.serving.get(into).is_some_and(|s| s.host == restore)
         {
-            return Ok(());
+            return Ok(RestoreProgress::Done);
         }
         // A point in time while the source runs: what it committed up to now is archived
         // first, as a real host's archiver would have by the time the restore reads it.
@@ -283,7 +283,8 @@ impl Databases for LocalDatabases {
         .await
         .map_err(failed)?;
         hosts.restored.insert(key, cluster);
-        Ok(())
+        // Done in the call: a local restore takes seconds.
+        Ok(RestoreProgress::Done)
     }
 
     async fn verify(&self, into: &EnvName, restore: &str) -> Result<Health, CloudError> {

@@ -29,6 +29,7 @@ pub use envplane_domain::lifecycle::SYSTEM_PRINCIPAL;
 pub use envplane_workflow::execution_input;
 pub use error::WorkerError;
 pub use flows::poll::{MAX_OVERDUE_WAIT, MAX_POLLS, MAX_WAIT, MIN_WAIT};
+pub use flows::restore::restore_id;
 
 /// Runs the flows' actions against a store and a cloud.
 #[derive(Clone)]

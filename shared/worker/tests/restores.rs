@@ -261,7 +261,7 @@ async fn a_point_in_time_restore_into_a_new_environment_and_in_place_holds_exact
         .iter()
         .map(|m| m.step.as_str())
         .collect();
-    assert_eq!(steps, ["provisioned", "restored", "healthy", "switched"]);
+    assert_eq!(steps, ["restored", "provisioned", "healthy", "switched"]);
 
     // In place: the operation waits for two approvers (production), then replaces the database.
     let op = mutations::restore(
@@ -326,8 +326,8 @@ async fn a_production_drill_records_its_rto_and_rpo_in_the_audit_and_leaves_noth
     assert_eq!(
         steps,
         [
-            "provisioned",
             "restored",
+            "provisioned",
             "healthy",
             "switched",
             "torn_down"

@@ -40,6 +40,19 @@ fn aws_create_median(kind: ResourceKind) -> f64 {
     }
 }
 
+/// The steps of a database restore on AWS and their medians, seconds: a volume from the
+/// snapshot (`CreateVolume` to `available`; its blocks load lazily afterwards), a new host of
+/// the same spec (`RunInstances` to its status checks), the volume attached and mounted, the
+/// WAL since the snapshot replayed (a day of a production database's WAL at the 05:00 daily
+/// snapshot's worst case), PostgreSQL promoted and answering.
+pub const RESTORE_STEPS: [(&str, f64); 5] = [
+    ("volume from snapshot", 120.0),
+    ("new host", 90.0),
+    ("attach and mount", 15.0),
+    ("WAL replay", 300.0),
+    ("promote", 20.0),
+];
+
 /// What AWS takes to delete a kind, median seconds.
 fn aws_delete_median(kind: ResourceKind) -> f64 {
     match kind {
@@ -120,6 +133,15 @@ impl LatencyProfile {
         match self {
             Self::Instant => Duration::ZERO,
             Self::Realistic => spread(90.0, seed, &format!("snapshot {key}")),
+        }
+    }
+
+    /// Time a step of a database restore on AWS takes (`step` is one of
+    /// [`RESTORE_STEPS`]'s names), for the restore named `key`.
+    pub fn restore_step(self, median_seconds: f64, seed: u64, key: &str) -> Duration {
+        match self {
+            Self::Instant => Duration::ZERO,
+            Self::Realistic => spread(median_seconds, seed, &format!("restore {key}")),
         }
     }
 

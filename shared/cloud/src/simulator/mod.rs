@@ -3,6 +3,7 @@
 //! after the change was made, as a timed-out AWS call can). Split by service as the AWS adapter
 //! is: what EC2 and EKS do to a resource on an in-place change lives in `ec2` and `eks`.
 
+mod databases;
 mod ec2;
 mod eks;
 mod faults;
@@ -20,8 +21,9 @@ use crate::{
     Cloud, CloudError, Modification, Resource, ResourceState, SharedClock, Snapshot, SnapshotState,
 };
 
+pub use databases::SimulatedDatabases;
 use faults::Fault;
-pub use faults::{Faults, LatencyProfile};
+pub use faults::{Faults, LatencyProfile, RESTORE_STEPS};
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Simulated {
@@ -63,6 +65,7 @@ pub struct Simulator {
     file: Option<std::path::PathBuf>,
     stack: String,
     changes_drawn: Mutex<Vec<ChangeDrawn>>,
+    creations_drawn: Mutex<BTreeMap<String, std::time::Duration>>,
 }
 
 /// An in-place change this simulator made, and how long it kept its resource busy.
@@ -95,6 +98,7 @@ impl Simulator {
             file: None,
             stack: LOCAL_STACK.to_owned(),
             changes_drawn: Mutex::default(),
+            creations_drawn: Mutex::default(),
         }
     }
 
@@ -159,20 +163,13 @@ impl Simulator {
     }
 
     /// How long the creation of each resource took (from its create call to active), by name:
-    /// the durations this run actually drew, from which a benchmark computes the least time
-    /// any schedule could have taken.
+    /// the durations this run actually drew (kept after the resource is gone), from which a
+    /// benchmark computes the least time any schedule could have taken.
     pub fn creation_durations(&self) -> BTreeMap<String, std::time::Duration> {
-        let Ok(state) = self.state.lock() else {
-            return BTreeMap::new();
-        };
-        state
-            .resources
-            .values()
-            .filter_map(|s| {
-                let took = s.ready_at - s.resource.created_at?;
-                Some((s.resource.name.clone(), took.try_into().ok()?))
-            })
-            .collect()
+        self.creations_drawn
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     /// Every in-place change made so far, in order, with the time it took.
@@ -443,7 +440,11 @@ impl Cloud for Simulator {
                 if !ready {
                     continue;
                 }
-                let ready_at = now + self.profile.create(p.kind(), self.faults.seed, &p.name);
+                let took = self.profile.create(p.kind(), self.faults.seed, &p.name);
+                if let Ok(mut drawn) = self.creations_drawn.lock() {
+                    drawn.insert(p.name.clone(), took);
+                }
+                let ready_at = now + took;
                 create(&mut state, &self.stack, env, operation, p, ready_at, now);
                 refresh(&mut state, now);
                 created = true;

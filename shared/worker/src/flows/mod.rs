@@ -7,5 +7,5 @@ mod destroy;
 mod operation;
 pub(crate) mod poll;
 mod provision;
-mod restore;
+pub(crate) mod restore;
 mod update;

@@ -5,17 +5,18 @@
 
 use std::sync::Arc;
 
-use envplane_cloud::{Databases, RecoveryTarget};
+use envplane_cloud::{Databases, RecoveryTarget, RestoreProgress};
 use envplane_domain::resources::ResourceKind;
 use envplane_domain::restore::{self, Restore, RestorePoint};
 use envplane_domain::{EnvName, Environment, Operation};
 use serde_json::{Value, json};
 
-use crate::{Poll, Worker, WorkerError};
+use crate::flows::poll::answer;
+use crate::{MIN_WAIT, Poll, Worker, WorkerError};
 
 /// The name the restored database (its host, its data directory) has: one per operation, so
 /// that a retried step finds it.
-pub(crate) fn restore_id(operation: &str) -> String {
+pub fn restore_id(operation: &str) -> String {
     format!("restore-{}", operation.to_ascii_lowercase())
 }
 
@@ -46,7 +47,9 @@ impl Worker {
         Ok((record, op, restore))
     }
 
-    /// Restores the source's database at the requested point beside the target's.
+    /// Restores the source's database at the requested point beside the target's: started by
+    /// the first poll, done on a later one (at once locally). A new environment's restore runs
+    /// beside its provisioning: it needs only the network.
     pub(crate) async fn restore_replay(
         &self,
         env: &EnvName,
@@ -54,15 +57,8 @@ impl Worker {
         poll: Poll,
     ) -> Result<Value, WorkerError> {
         let (record, op, mut restore) = self.restoring(env, operation).await?;
-        let (record, op) = if restore.mark("provisioned", self.clock.now()) {
-            let t = restore::progressed(&record, &op, restore.clone(), self.clock.now());
-            let next = (t.environment.clone(), t.operation.clone());
-            self.write(&record, t).await?;
-            next
-        } else {
-            (record, op)
-        };
-        self.databases()?
+        let progress = self
+            .databases()?
             .restore(
                 &restore.source,
                 &target_of(&restore.point),
@@ -70,11 +66,15 @@ impl Worker {
                 &restore_id(operation),
             )
             .await?;
+        if let RestoreProgress::Pending { wait_seconds } = progress {
+            let pending = format!("database of {env} (restore {})", restore_id(operation));
+            return answer(&[pending.as_str()], wait_seconds.max(MIN_WAIT), poll.polls);
+        }
         if restore.mark("restored", self.clock.now()) {
             let t = restore::progressed(&record, &op, restore, self.clock.now());
             self.write(&record, t).await?;
         }
-        Ok(json!({ "ready": true, "wait": 0, "polls": poll.polls + 1, "pending": [] }))
+        answer(&[], 0, poll.polls)
     }
 
     /// Checks the restored database and records when it passed and what it recovered.
@@ -89,8 +89,13 @@ impl Worker {
             .verify(env, &restore_id(operation))
             .await?;
         if restore.healthy_at.is_none() {
-            restore.healthy_at = Some(self.clock.now());
-            restore.mark("healthy", self.clock.now());
+            let now = self.clock.now();
+            // Verify runs once the new environment's provisioning and the restore both ended.
+            if op.creates() {
+                restore.mark("provisioned", now);
+            }
+            restore.healthy_at = Some(now);
+            restore.mark("healthy", now);
             restore.newest_heartbeat = health.newest_heartbeat;
             let t = restore::progressed(&record, &op, restore.clone(), self.clock.now());
             self.write(&record, t).await?;
