@@ -179,7 +179,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ))
         }
     };
-    let databases = local_databases(&args);
+    let databases = match &sdk {
+        Some(config) => {
+            let stack = AwsSettings::from_env(Some(LOCAL_STACK))
+                .map_err(|e| anyhow::anyhow!("--aws: {e}"))?
+                .stack;
+            let region = config
+                .region()
+                .map(ToString::to_string)
+                .ok_or_else(|| anyhow::anyhow!("--aws: no AWS region configured"))?;
+            let databases: Arc<dyn envplane_cloud::Databases> =
+                Arc::new(envplane_aws::AwsDatabases::new(
+                    envplane_aws::DatabaseClients::new(config),
+                    stack,
+                    region,
+                    std::env::var("DB_INSTANCE_PROFILE").ok(),
+                ));
+            Some(databases)
+        }
+        None => local_databases(&args),
+    };
     let mut worker = Worker::new(store.clone(), cloud.clone())
         .with_clock(now.clone())
         .with_events(events.clone());
@@ -243,12 +262,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The environments' databases on this machine: a real PostgreSQL per environment under
-/// DATA_DIR/databases (not with --aws, whose hosts run their own). Without PostgreSQL the
-/// plane runs on, without restores and drills, and says so.
+/// DATA_DIR/databases. Without PostgreSQL the plane runs on, without restores and drills,
+/// and says so.
 fn local_databases(args: &ServeArgs) -> Option<Arc<dyn envplane_cloud::Databases>> {
-    if args.aws {
-        return None;
-    }
     match envplane_postgres::Binaries::find() {
         Ok(bins) => Some(Arc::new(envplane_postgres::LocalDatabases::new(
             bins,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use envplane_aws::{AwsCloud, AwsSettings, Clients, SnsPublisher};
+use envplane_aws::{AwsCloud, AwsDatabases, AwsSettings, Clients, DatabaseClients, SnsPublisher};
 use envplane_lambda::{Role, required};
 use envplane_store::DynamoStore;
 use envplane_worker::Worker;
@@ -24,10 +24,23 @@ async fn main() -> anyhow::Result<()> {
         required("EVENTS_TOPIC_ARN")?,
     );
     let traffic = envplane_kube::aws_traffic(&config, settings.stack.clone())?;
+    let region = config
+        .region()
+        .map(ToString::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no AWS region configured"))?;
+    let databases = AwsDatabases::new(
+        DatabaseClients::new(&config),
+        settings.stack.clone(),
+        region,
+        std::env::var("DB_INSTANCE_PROFILE")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    );
     let cloud = AwsCloud::new(Clients::new(&config), settings);
     let worker = Worker::new(Arc::new(store), Arc::new(cloud))
         .with_events(Arc::new(events))
-        .with_traffic(Arc::new(traffic));
+        .with_traffic(Arc::new(traffic))
+        .with_databases(Arc::new(databases));
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let worker = worker.clone();
         async move { envplane_fn_worker::handle(&worker, event).await }

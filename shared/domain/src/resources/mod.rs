@@ -507,6 +507,19 @@ systemctl enable --now postgresql
     )
 }
 
+/// The first boot of a restore's new host: PostgreSQL and pgBackRest installed, nothing
+/// initialised — its data comes on the volume made from the snapshot, and the restore's replay
+/// (through SSM Run Command) starts it.
+pub fn restore_host_user_data() -> String {
+    "#!/bin/bash
+# envplane restore host: PostgreSQL and pgBackRest, data from the restored volume.
+set -euo pipefail
+dnf install -y postgresql15-server postgresql15-contrib pgbackrest amazon-ssm-agent
+systemctl enable --now amazon-ssm-agent
+"
+    .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
