@@ -18,6 +18,7 @@ mod idempotency;
 mod operations;
 mod plans;
 mod releases;
+mod restores;
 mod roles;
 
 /// The concurrency and tampering cases on each store.

@@ -225,6 +225,19 @@ pub async fn send(router: Router, request: Request<Body>) -> Reply {
     }
 }
 
+/// Backups on request through the jobs, as `envplane serve` takes them.
+struct JobsBackups(envplane_worker::jobs::Jobs);
+
+#[async_trait::async_trait]
+impl envplane_api::BackupTaker for JobsBackups {
+    async fn back_up(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<envplane_domain::backup::RecordedPoint, String> {
+        self.0.back_up_now(name).await.map_err(|e| e.to_string())
+    }
+}
+
 /// A local plane behind the router: the shipped flows on the local executor (on `clock`), the
 /// worker, the instant simulated cloud, housekeeping, and `traffic` for deployments; callers
 /// are `tokens` (principal, role, token).
@@ -250,8 +263,17 @@ impl LocalPlane {
             envplane_cloud::Faults::NONE,
             now.clone(),
         ));
-        let mut worker =
-            envplane_worker::Worker::new(store.clone(), simulator.clone()).with_clock(now.clone());
+        // Modelled database hosts: the API's tests are about requests and answers; restores on
+        // a real PostgreSQL are the worker's and `envplane serve`'s tests.
+        let databases = Arc::new(envplane_cloud::SimulatedDatabases::new(
+            envplane_cloud::LatencyProfile::Instant,
+            1,
+            now.clone(),
+            std::time::Duration::from_secs(60),
+        ));
+        let mut worker = envplane_worker::Worker::new(store.clone(), simulator.clone())
+            .with_clock(now.clone())
+            .with_databases(databases.clone());
         if let Some(traffic) = &traffic {
             worker = worker.with_traffic(traffic.clone());
         }
@@ -272,7 +294,11 @@ impl LocalPlane {
             .with_clock(now.clone());
         let mut jobs = envplane_worker::jobs::Jobs::new(store, simulator.clone(), Arc::new(|| 0))
             .with_workflows(workflows)
-            .with_clock(now);
+            .with_clock(now)
+            .with_databases(databases.clone());
+        state = state
+            .with_databases(databases)
+            .with_backups(Arc::new(JobsBackups(jobs.clone())));
         if let Some(traffic) = traffic {
             state = state.with_traffic(traffic.clone());
             jobs = jobs.with_traffic(traffic);

@@ -1,0 +1,297 @@
+//! Restores and DR drills through the API: a backup on request (audited), every malformed
+//! restore refused as problem+json naming its field and writing nothing, a restore into a new
+//! environment, one in place waiting for its approver, and a drill whose evidence is read
+//! from `GET /v1/dr-drills/{id}` and from the environment's drill history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use envplane_domain::Role;
+use envplane_workflow::ScaledClock;
+use serde_json::{Value, json};
+
+use crate::common::{LocalPlane, Reply, send};
+
+const ADMIN: &str = "root-token";
+
+async fn call(plane: &LocalPlane, method: Method, path: &str, body: Option<Value>) -> Reply {
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {ADMIN}"));
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let body = body.map_or_else(axum::body::Body::empty, |b| b.to_string().into());
+    send(plane.router.clone(), request.body(body).unwrap()).await
+}
+
+async fn until(plane: &LocalPlane, op: &str, statuses: &[&str]) -> Value {
+    for _ in 0..2000 {
+        let got = call(plane, Method::GET, &format!("/v1/operations/{op}"), None).await;
+        if statuses.iter().any(|s| got.body["status"] == *s) {
+            return got.body;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("operation {op} never reached {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_and_drills_through_the_api() {
+    let plane = LocalPlane::new(
+        Arc::new(ScaledClock::new(100.0)),
+        &[("root", Role::Admin, ADMIN)],
+        None,
+    );
+    let created = call(
+        &plane,
+        Method::POST,
+        "/v1/environments",
+        Some(json!({"name": "shop", "tier": "staging"})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    until(
+        &plane,
+        created.body["operation"]["id"].as_str().unwrap(),
+        &["succeeded"],
+    )
+    .await;
+
+    // No recovery point yet: no drill.
+    let early = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/dr-drills",
+        None,
+    )
+    .await;
+    assert_eq!(
+        early.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        early.body
+    );
+
+    // A backup on request: the new point, listed, audited with the caller.
+    let backup = call(&plane, Method::POST, "/v1/environments/shop/backups", None).await;
+    assert_eq!(backup.status, StatusCode::CREATED, "{}", backup.body);
+    let backup_id = backup.body["id"].as_str().unwrap().to_owned();
+    let listed = call(&plane, Method::GET, "/v1/environments/shop/backups", None).await;
+    assert_eq!(listed.body["items"][0]["id"], backup_id.as_str());
+    let audit = call(&plane, Method::GET, "/v1/environments/shop/audit", None).await;
+    let last = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (last["action"].as_str(), last["principal"].as_str()),
+        (Some("environment.backup"), Some("root"))
+    );
+
+    // Malformed restores: each names its field, writes nothing.
+    let version = call(&plane, Method::GET, "/v1/environments/shop", None)
+        .await
+        .body["version"]
+        .clone();
+    for (body, field) in [
+        (json!({}), "backup_id"),
+        (
+            json!({"backup_id": backup_id, "point_in_time": "2026-01-01T00:00:00Z", "target": "in_place"}),
+            "point_in_time",
+        ),
+        (
+            json!({"backup_id": "snap-nope", "target": "in_place"}),
+            "backup_id",
+        ),
+        (json!({"backup_id": 7, "target": "in_place"}), "backup_id"),
+        (
+            json!({"point_in_time": "yesterday", "target": "in_place"}),
+            "point_in_time",
+        ),
+        (
+            json!({"point_in_time": "2999-01-01T00:00:00Z", "target": "in_place"}),
+            "point_in_time",
+        ),
+        (
+            json!({"point_in_time": "2000-01-01T00:00:00Z", "target": "in_place"}),
+            "point_in_time",
+        ),
+        (json!({"backup_id": backup_id}), "target"),
+        (
+            json!({"backup_id": backup_id, "target": "elsewhere"}),
+            "target",
+        ),
+        (
+            json!({"backup_id": backup_id, "target": {"new_environment": "Bad_Name"}}),
+            "target.new_environment",
+        ),
+        (
+            json!({"backup_id": backup_id, "target": {"new_environment": "shop"}}),
+            "target.new_environment",
+        ),
+        (
+            json!({"backup_id": backup_id, "target": "in_place", "force": true}),
+            "force",
+        ),
+    ] {
+        let refused = call(
+            &plane,
+            Method::POST,
+            "/v1/environments/shop/restores",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            refused.body
+        );
+        assert_eq!(refused.content_type(), "application/problem+json");
+        let fields: Vec<&str> = refused.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{body}: {}", refused.body);
+    }
+    let unchanged = call(&plane, Method::GET, "/v1/environments/shop", None).await;
+    assert_eq!(
+        unchanged.body["version"], version,
+        "a refused restore wrote nothing"
+    );
+    let missing = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/nope/restores",
+        Some(json!({"backup_id": backup_id, "target": "in_place"})),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // Into a new environment: made in its own block, ready with the restored database.
+    let copy = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/restores",
+        Some(json!({"backup_id": backup_id, "target": {"new_environment": "shop-copy"}})),
+    )
+    .await;
+    assert_eq!(copy.status, StatusCode::ACCEPTED, "{}", copy.body);
+    let done = until(
+        &plane,
+        copy.body["operation"]["id"].as_str().unwrap(),
+        &["succeeded", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "restore");
+    let env = call(&plane, Method::GET, "/v1/environments/shop-copy", None).await;
+    assert_eq!(env.body["status"]["phase"], "ready", "{}", env.body);
+    assert_ne!(
+        env.body["spec"]["network"]["vpc_cidr"],
+        unchanged.body["spec"]["network"]["vpc_cidr"]
+    );
+    assert!(
+        env.body["database"]
+            .as_str()
+            .is_some_and(|d| d.contains("shop-copy")),
+        "{}",
+        env.body
+    );
+    let again = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/restores",
+        Some(json!({"backup_id": backup_id, "target": {"new_environment": "shop-copy"}})),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    // In place: waits for an approver other than the requester.
+    let in_place = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/restores",
+        Some(json!({"backup_id": backup_id, "target": "in_place"})),
+    )
+    .await;
+    assert_eq!(in_place.status, StatusCode::ACCEPTED, "{}", in_place.body);
+    let waiting = until(
+        &plane,
+        in_place.body["operation"]["id"].as_str().unwrap(),
+        &["awaiting_approval"],
+    )
+    .await;
+    assert_eq!(waiting["approval"]["required"], 1, "{waiting}");
+    let cancelled = call(
+        &plane,
+        Method::POST,
+        &format!("/v1/operations/{}/cancel", waiting["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert!(cancelled.status.is_success(), "{}", cancelled.body);
+
+    // A drill: its evidence from the drill and from the history; its environment gone.
+    let drill = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/dr-drills",
+        None,
+    )
+    .await;
+    assert_eq!(drill.status, StatusCode::ACCEPTED, "{}", drill.body);
+    let id = drill.body["operation"]["id"].as_str().unwrap().to_owned();
+    let location = drill
+        .headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(location, format!("/v1/dr-drills/{id}"));
+    let ended = until(&plane, &id, &["succeeded", "failed"]).await;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    let view = call(&plane, Method::GET, &location, None).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    let evidence = &view.body["drill"]["evidence"];
+    assert_eq!(evidence["outcome"], "passed", "{}", view.body);
+    assert_eq!(evidence["left"], json!([]));
+    assert_eq!(
+        evidence["targets"],
+        json!({"rto_minutes": 240, "rpo_minutes": 15})
+    );
+    let history = call(&plane, Method::GET, "/v1/environments/shop/dr-drills", None).await;
+    assert_eq!(history.body["items"][0]["id"], id.as_str());
+    assert_eq!(&history.body["items"][0]["evidence"], evidence);
+    let gone = call(
+        &plane,
+        Method::GET,
+        &format!(
+            "/v1/environments/{}",
+            evidence["drill_environment"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let not_a_drill = call(
+        &plane,
+        Method::GET,
+        &format!(
+            "/v1/dr-drills/{}",
+            created.body["operation"]["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(not_a_drill.status, StatusCode::NOT_FOUND);
+    let bad_id = call(&plane, Method::GET, "/v1/dr-drills/not-an-id", None).await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+}
