@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Seconds between housekeeping runs: expired previews, lost operations (0: never).
     #[arg(long, default_value_t = 60)]
     housekeeping_interval: u64,
+    /// Seconds between DR drills of every ready prod and staging environment with a recovery
+    /// point (0: never; on AWS the template's monthly and quarterly schedules run them).
+    #[arg(long, default_value_t = 0)]
+    drill_interval: u64,
     /// AWS API calls one drift cycle may make.
     #[arg(long, default_value_t = envplane_worker::jobs::DEFAULT_CALL_BUDGET)]
     drift_budget: u64,
@@ -309,6 +313,23 @@ fn spawn_jobs(jobs: Jobs, args: &ServeArgs) {
                         }
                     }
                     Err(error) => tracing::warn!(%error, "drift cycle failed"),
+                }
+            }
+        });
+    }
+    if let Some(period) = every(args.drill_interval) {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match jobs.drills(&[Tier::Prod, Tier::Staging]).await {
+                    Ok(started) if !started.is_empty() => {
+                        tracing::info!(?started, "DR drills started");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "DR drills not started"),
                 }
             }
         });

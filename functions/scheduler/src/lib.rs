@@ -22,6 +22,11 @@ pub enum Job {
     },
     /// Destroy expired previews, release lost operations.
     Housekeeping,
+    /// Drill every ready environment of these tiers (monthly prod, quarterly staging).
+    Drills {
+        /// The tiers.
+        tiers: Vec<Tier>,
+    },
 }
 
 /// Why an invocation failed.
@@ -76,6 +81,13 @@ pub async fn run(jobs: &Jobs, input: Value) -> Result<Value, SchedulerError> {
                 tracing::warn!(reason = %reason, skipped = run.skipped.len(), "drift cycle stopped early");
             }
             Ok(json!({ "drift": run }))
+        }
+        Job::Drills { tiers } => {
+            let started = jobs.drills(&tiers).await?;
+            for (environment, operation) in &started {
+                tracing::info!(%environment, %operation, "DR drill started");
+            }
+            Ok(json!({ "drills": started }))
         }
         Job::Housekeeping => {
             let done = jobs.housekeeping().await?;

@@ -71,3 +71,13 @@ async fn an_unknown_job_is_an_invalid_input() {
         diagnostic.error_message
     );
 }
+
+#[tokio::test]
+async fn a_drill_schedule_drills_only_what_has_a_recovery_point() {
+    let (_dir, store, _simulator, jobs) = plane();
+    // Recorded but never provisioned and never backed up: nothing to drill.
+    let env = EnvName::parse("prod").unwrap();
+    envplane_store::testing::mutations::create(store.as_ref(), &env, Tier::Prod, 2, |_| {}).await;
+    let answer = handle(&jobs, event("drills-prod.json")).await.unwrap();
+    assert_eq!(answer, serde_json::json!({"drills": []}));
+}

@@ -22,6 +22,10 @@ pub enum EventKind {
     DriftFound,
     /// A preview's TTL passed and its destruction began.
     PreviewExpired,
+    /// A DR drill met every target of its tier.
+    DrillPassed,
+    /// A DR drill missed a target of its tier, or failed.
+    DrillMissed,
 }
 
 impl EventKind {
@@ -34,6 +38,8 @@ impl EventKind {
             EventKind::AwaitingApproval => "awaiting_approval",
             EventKind::DriftFound => "drift_found",
             EventKind::PreviewExpired => "preview_expired",
+            EventKind::DrillPassed => "drill_passed",
+            EventKind::DrillMissed => "drill_missed",
         }
     }
 }
@@ -98,15 +104,19 @@ impl Event {
         at: OffsetDateTime,
     ) -> Self {
         let severity = match kind {
-            EventKind::OperationFailed | EventKind::DriftFound if tier == Tier::Prod => {
+            EventKind::OperationFailed | EventKind::DriftFound | EventKind::DrillMissed
+                if tier == Tier::Prod =>
+            {
                 Severity::Critical
             }
-            EventKind::OperationFailed | EventKind::DriftFound | EventKind::AwaitingApproval => {
-                Severity::Warning
-            }
+            EventKind::OperationFailed
+            | EventKind::DriftFound
+            | EventKind::AwaitingApproval
+            | EventKind::DrillMissed => Severity::Warning,
             EventKind::OperationStarted
             | EventKind::OperationSucceeded
-            | EventKind::PreviewExpired => Severity::Info,
+            | EventKind::PreviewExpired
+            | EventKind::DrillPassed => Severity::Info,
         };
         Self {
             kind,

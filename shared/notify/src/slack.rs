@@ -25,6 +25,8 @@ fn title(event: &Event) -> String {
         EventKind::AwaitingApproval => "Approval needed",
         EventKind::DriftFound => "Drift found",
         EventKind::PreviewExpired => "Preview expired",
+        EventKind::DrillPassed => "DR drill passed",
+        EventKind::DrillMissed => "DR drill missed its target",
     };
     format!("{what}: {}", event.environment)
 }

@@ -110,6 +110,10 @@ impl Plane {
     }
 
     fn new(bins: Binaries) -> Self {
+        Self::with_events(bins, Arc::new(envplane_notify::Silent))
+    }
+
+    fn with_events(bins: Binaries, events: Arc<dyn envplane_notify::Publisher>) -> Self {
         let (dir, store) = envplane_store::testing::embedded_store();
         let store: Arc<dyn StateStore> = Arc::new(store);
         let clock = Arc::new(VirtualClock::new(OffsetDateTime::UNIX_EPOCH));
@@ -127,7 +131,8 @@ impl Plane {
         let reader = clock.clone();
         let worker = Worker::new(store.clone(), simulator.clone())
             .with_clock(Arc::new(move || reader.now()))
-            .with_databases(databases.clone());
+            .with_databases(databases.clone())
+            .with_events(events);
         let approving = Approving::new(Arc::new(worker.clone()), store.clone());
         let executor = Executor::new(approving.clone(), clock.clone());
         approving.attach(executor.clone());
@@ -502,4 +507,79 @@ async fn a_restore_or_a_drill_failing_at_any_step_leaves_nothing_of_it() {
             .collect();
         assert_eq!(left, ["primary"], "{state}");
     }
+}
+
+/// Keeps every event.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<envplane_domain::events::Event>>);
+
+#[async_trait]
+impl envplane_notify::Publisher for Recorded {
+    async fn publish(
+        &self,
+        event: &envplane_domain::events::Event,
+    ) -> Result<(), envplane_notify::NotifyError> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// The scheduled drill: every ready production environment with a recovery point is drilled
+/// (one without a backup is not), and the result is announced (to Slack through the events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_drill_drills_production_and_announces_what_it_proved() {
+    let Some(bins) = binaries() else {
+        return;
+    };
+    let events = Arc::new(Recorded::default());
+    let plane = Plane::with_events(bins, events.clone());
+    let op = mutations::create(plane.store.as_ref(), &name("prod"), Tier::Prod, 2, |_| {}).await;
+    assert_eq!(
+        plane.run("provision", "prod", &op).await.status,
+        "SUCCEEDED"
+    );
+    let op = mutations::create(plane.store.as_ref(), &name("other"), Tier::Prod, 3, |_| {}).await;
+    assert_eq!(
+        plane.run("provision", "other", &op).await.status,
+        "SUCCEEDED"
+    );
+    let jobs = envplane_worker::jobs::Jobs::new(
+        plane.store.clone(),
+        plane.simulator.clone(),
+        Arc::new(|| 0),
+    )
+    .with_databases(plane.databases.clone());
+    let point = jobs.back_up_now(&name("prod")).await.unwrap();
+    assert!(point.id.starts_with("snap-"), "{point:?}");
+
+    let started = jobs.drills(&[Tier::Prod, Tier::Staging]).await.unwrap();
+    assert_eq!(
+        started.len(),
+        1,
+        "only prod has a recovery point: {started:?}"
+    );
+    let (drilled, op) = &started[0];
+    assert_eq!(drilled, &name("prod"));
+    let drill = plane.store.operation(op).await.unwrap().unwrap();
+    assert_eq!(
+        drill.requested_by,
+        envplane_worker::jobs::SCHEDULER_PRINCIPAL
+    );
+    let outcome = plane.run("restore", drill.environment.as_str(), op).await;
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:?}");
+    let announced: Vec<_> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == envplane_domain::events::EventKind::DrillPassed)
+        .cloned()
+        .collect();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0].environment, name("prod"));
+    assert!(
+        announced[0].summary.contains("RTO"),
+        "{}",
+        announced[0].summary
+    );
 }

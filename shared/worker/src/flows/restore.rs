@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use envplane_cloud::{Databases, RecoveryTarget, RestoreProgress};
+use envplane_domain::events::EventKind;
 use envplane_domain::resources::ResourceKind;
-use envplane_domain::restore::{self, Restore, RestorePoint};
+use envplane_domain::restore::{self, DrillEvidence, DrillOutcome, Restore, RestorePoint};
 use envplane_domain::{EnvName, Environment, Operation};
 use serde_json::{Value, json};
 
@@ -174,13 +175,58 @@ impl Worker {
             };
             match self.store.commit(change).await {
                 Err(envplane_store::CommitError::VersionConflict) => continue,
-                other => return other.map_err(Into::into),
+                Err(other) => return Err(other.into()),
+                Ok(()) => {
+                    self.announce_drill(&source, op, &evidence).await;
+                    return Ok(());
+                }
             }
         }
         Err(WorkerError::Transient(format!(
             "the evidence of drill {} was not recorded on {}: retried",
             op.id, restore.source
         )))
+    }
+
+    /// Tells subscribers (Slack) what a drill proved; a missed target or a failure is a
+    /// warning, critical on production.
+    async fn announce_drill(&self, source: &Environment, op: &Operation, e: &DrillEvidence) {
+        let kind = if e.outcome == DrillOutcome::Passed {
+            EventKind::DrillPassed
+        } else {
+            EventKind::DrillMissed
+        };
+        let seconds = |v: Option<i64>| v.map_or("none".to_owned(), |s| format!("{s} s"));
+        let target =
+            |m: Option<u32>| m.map_or("no target".to_owned(), |m| format!("target {m} min"));
+        let summary = format!(
+            "DR drill of {} {}: RTO {} ({}), RPO {} ({}){}",
+            source.name,
+            match e.outcome {
+                DrillOutcome::Passed => "passed",
+                DrillOutcome::Missed => "missed a target",
+                DrillOutcome::Failed => "failed",
+            },
+            seconds(e.rto_seconds),
+            target(e.targets.map(|t| t.rto_minutes)),
+            seconds(e.rpo_seconds),
+            target(e.targets.map(|t| t.rpo_minutes)),
+            if e.left.is_empty() {
+                String::new()
+            } else {
+                format!("; left behind: {}", e.left.join(", "))
+            }
+        );
+        let event = envplane_domain::events::Event::new(
+            kind,
+            source.name.clone(),
+            source.tier,
+            Some(op.id.clone()),
+            summary,
+            e.error.clone(),
+            self.clock.now(),
+        );
+        envplane_notify::publish_or_log(&self.events, event).await;
     }
 
     /// What of `env` is left in the cloud and among the database hosts.

@@ -6,6 +6,7 @@
 mod approvals;
 mod backups;
 mod drift;
+mod drills;
 mod housekeeping;
 mod warm;
 
