@@ -117,6 +117,10 @@ enum Command {
         /// Follow the drill's steps and print its evidence.
         #[arg(long)]
         wait: bool,
+        /// Show what the drill would take (steps, RTO to expect against the target, cost) and
+        /// start nothing.
+        #[arg(long, conflicts_with = "wait")]
+        plan: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -170,9 +174,12 @@ fn main() -> ExitCode {
             Command::Backups { name, client } => commands::env::backups(&name, &client).await,
             Command::Backup { name, client } => commands::recovery::backup(&name, &client).await,
             Command::Restore(args) => commands::recovery::restore(args).await,
-            Command::Drill { name, wait, client } => {
-                commands::recovery::drill(&name, wait, &client).await
-            }
+            Command::Drill {
+                name,
+                wait,
+                plan,
+                client,
+            } => commands::recovery::drill(&name, wait, plan, &client).await,
             Command::Drills { name, client } => commands::recovery::drills(&name, &client).await,
             Command::Flow(command) => commands::flow::run(command).await,
             Command::Approvals { client } => commands::approvals::list(&client).await,

@@ -27,6 +27,9 @@ pub struct RestoreArgs {
     /// Follow the operation until it ends.
     #[arg(long)]
     wait: bool,
+    /// Show what it would take (steps, RTO to expect, approvers, cost) and change nothing.
+    #[arg(long, conflicts_with = "wait")]
+    plan: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -56,6 +59,13 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         Some(name) => json!({ "new_environment": name }),
         None => json!("in_place"),
     };
+    if args.plan {
+        let plan = client(&args.client)?
+            .plan_restore(&args.name, &body)
+            .await?;
+        print_plan(&args.client, &plan);
+        return Ok(());
+    }
     let accepted = client(&args.client)?
         .restore(&args.name, &body, &new_key())
         .await?;
@@ -64,8 +74,12 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 
 /// `envplane drill ENV [--wait]`: a DR drill; with --wait its steps live, then its RTO and RPO
 /// against the tier's targets.
-pub async fn drill(name: &str, wait: bool, args: &ClientArgs) -> anyhow::Result<()> {
+pub async fn drill(name: &str, wait: bool, plan: bool, args: &ClientArgs) -> anyhow::Result<()> {
     let api = client(args)?;
+    if plan {
+        print_plan(args, &api.plan_drill(name).await?);
+        return Ok(());
+    }
     let accepted = api.drill(name, &new_key()).await?;
     let id = accepted.response.operation.id.clone();
     if !wait {
@@ -107,6 +121,41 @@ fn finish(args: &ClientArgs, view: &DrillView) -> anyhow::Result<()> {
             .unwrap_or_default();
         anyhow::bail!("DR drill {} {}: {why}", view.id, view.status.as_str())
     }
+}
+
+/// Prints a restore's or a drill's plan.
+fn print_plan(args: &ClientArgs, plan: &envplane_domain::restore_plan::RestorePlan) {
+    if args.output == Output::Json {
+        print_json(plan);
+        return;
+    }
+    for step in &plan.steps {
+        println!("  {:>6} s  {}", step.seconds, step.step);
+    }
+    let target = plan.targets.map_or(String::new(), |t| {
+        format!(
+            " (target {} min: {})",
+            t.rto_minutes,
+            if plan.within_rto_target == Some(true) {
+                "within"
+            } else {
+                "OVER"
+            }
+        )
+    });
+    println!(
+        "RTO to expect: {} s ({:.1} min){target}",
+        plan.estimated_rto_seconds,
+        plan.estimated_rto_seconds as f64 / 60.0
+    );
+    if plan.approvals > 0 {
+        println!("approvers needed besides you: {}", plan.approvals);
+    }
+    println!(
+        "cost: ${:.2} while it runs; ${:.2}/month afterwards",
+        plan.cost_usd,
+        plan.monthly_usd_after.usd()
+    );
 }
 
 fn seconds(value: Option<i64>) -> String {

@@ -396,4 +396,32 @@ impl Client {
             .json()
             .await
     }
+
+    /// `POST /v1/environments/{name}/restores?dry_run=true`: the plan of a restore.
+    pub async fn plan_restore(
+        &self,
+        name: &str,
+        body: &Value,
+    ) -> Result<envplane_domain::restore_plan::RestorePlan, ClientError> {
+        self.call(
+            Method::POST,
+            format!("/v1/environments/{name}/restores?dry_run=true"),
+        )
+        .body(body)
+        .json()
+        .await
+    }
+
+    /// `POST /v1/environments/{name}/dr-drills?dry_run=true`: the plan of a drill.
+    pub async fn plan_drill(
+        &self,
+        name: &str,
+    ) -> Result<envplane_domain::restore_plan::RestorePlan, ClientError> {
+        self.call(
+            Method::POST,
+            format!("/v1/environments/{name}/dr-drills?dry_run=true"),
+        )
+        .json()
+        .await
+    }
 }

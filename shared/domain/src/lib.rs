@@ -27,6 +27,7 @@ pub mod promotion;
 pub mod release_plan;
 pub mod resources;
 pub mod restore;
+pub mod restore_plan;
 pub mod spec;
 pub mod validation;
 

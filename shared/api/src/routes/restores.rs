@@ -4,10 +4,12 @@
 //! left) on the drill and in the drilled environment's audit chain.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use envplane_domain::restore::{self, RestoreInto, RestorePoint};
+use envplane_domain::restore_plan;
 use envplane_domain::{Action, Caller, Environment, Phase, commands};
 use envplane_store::{CommitError, Expected};
 use serde_json::Value;
@@ -20,7 +22,7 @@ use crate::mutation::{self, new_request};
 use crate::problem::{ApiError, Problem};
 use crate::routes::environments::allocate;
 use crate::routes::operations::operation_id;
-use crate::routes::{authorize, command_error, live, path_name, record_span};
+use crate::routes::{Params, authorize, command_error, live, path_name, record_span};
 use crate::views::{DrillHistory, DrillRecord, DrillView};
 
 /// Restores environment `name`'s database: `{"backup_id": "snap-…"}` or `{"point_in_time":
@@ -29,10 +31,12 @@ use crate::views::{DrillHistory, DrillRecord, DrillView};
 #[utoipa::path(post, path = "/v1/environments/{name}/restores", tag = "backups",
     params(
         ("name" = String, Path, description = "The environment whose backups are restored"),
+        ("dry_run" = Option<bool>, Query, description = "Plan only: answer 200 with the steps, the RTO to expect, approvers and cost, writing nothing"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
     ),
     request_body(content = Object, description = "backup_id or point_in_time, and target"),
     responses(
+        (status = 200, description = "With dry_run: the plan", body = envplane_domain::restore_plan::RestorePlan),
         (status = 202, description = "Recorded; the restore flow runs it", body = crate::views::MutationResponse),
         (status = 400, description = "Malformed JSON, name or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
@@ -47,13 +51,20 @@ pub(crate) async fn create_restore(
     caller: Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
+    let dry_run = Params::parse(query, &["dry_run"])?.flag("dry_run")?;
     let path = format!("/v1/environments/{name}/restores");
-    let idempotency = Idempotency::from_headers(&headers, &caller, "POST", &path, &body)?;
     let source = live(state.store.environment(&name).await?, &name)?;
+    if dry_run {
+        authorize(&caller, Action::Read)?;
+        let (point, into) = restore::parse(&body, &source, state.clock.now())?;
+        return Ok(Json(restore_plan::plan(&source, point, into)).into_response());
+    }
+    let idempotency = Idempotency::from_headers(&headers, &caller, "POST", &path, &body)?;
     authorize(&caller, Action::Mutate(source.tier))?;
     let (point, into) = restore::parse(&body, &source, state.clock.now())?;
     match into {
@@ -88,9 +99,11 @@ pub(crate) async fn create_restore(
 #[utoipa::path(post, path = "/v1/environments/{name}/dr-drills", tag = "backups",
     params(
         ("name" = String, Path, description = "The environment drilled"),
+        ("dry_run" = Option<bool>, Query, description = "Plan only: answer 200 with the steps, the RTO to expect against the target, and what the drill costs, writing nothing"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
     ),
     responses(
+        (status = 200, description = "With dry_run: the plan", body = envplane_domain::restore_plan::RestorePlan),
         (status = 202, description = "Recorded; the restore flow runs the drill (GET /v1/dr-drills/{id})", body = crate::views::MutationResponse),
         (status = 400, description = "Malformed name or header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
@@ -104,12 +117,25 @@ pub(crate) async fn create_drill(
     caller: Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
+    let dry_run = Params::parse(query, &["dry_run"])?.flag("dry_run")?;
     let path = format!("/v1/environments/{name}/dr-drills");
-    let idempotency = Idempotency::from_headers(&headers, &caller, "POST", &path, &Value::Null)?;
     let source = live(state.store.environment(&name).await?, &name)?;
+    if dry_run {
+        authorize(&caller, Action::Read)?;
+        let drill = restore::drill_name(&name, &ulid::Ulid::new().to_string())
+            .map_err(|e| ApiError::invalid("name", e))?;
+        let plan = restore_plan::plan(
+            &source,
+            RestorePoint::Latest,
+            RestoreInto::Drill { name: drill },
+        );
+        return Ok(Json(plan).into_response());
+    }
+    let idempotency = Idempotency::from_headers(&headers, &caller, "POST", &path, &Value::Null)?;
     authorize(&caller, Action::Mutate(source.tier))?;
     if source.recovery_points.is_empty() {
         return Err(ApiError::invalid(

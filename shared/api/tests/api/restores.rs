@@ -175,6 +175,35 @@ async fn restores_and_drills_through_the_api() {
     .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
+    // Plans: what a restore in place and a drill would take, writing nothing.
+    let planned = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/restores?dry_run=true",
+        Some(json!({"backup_id": backup_id, "target": "in_place"})),
+    )
+    .await;
+    assert_eq!(planned.status, StatusCode::OK, "{}", planned.body);
+    assert_eq!(planned.body["approvals"], 1);
+    assert_eq!(planned.body["estimated_rto_seconds"], 520);
+    let drill_plan = call(
+        &plane,
+        Method::POST,
+        "/v1/environments/shop/dr-drills?dry_run=true",
+        None,
+    )
+    .await;
+    assert_eq!(drill_plan.status, StatusCode::OK, "{}", drill_plan.body);
+    assert_eq!(
+        drill_plan.body["within_rto_target"], true,
+        "{}",
+        drill_plan.body
+    );
+    assert!(drill_plan.body["cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(drill_plan.body["teardown_seconds"].as_u64().unwrap() > 0);
+    let still = call(&plane, Method::GET, "/v1/environments/shop", None).await;
+    assert_eq!(still.body["version"], version, "a plan wrote nothing");
+
     // Into a new environment: made in its own block, ready with the restored database.
     let copy = call(
         &plane,
