@@ -268,8 +268,8 @@ pub struct BackupList {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub earliest: Option<time::OffsetDateTime>,
-    /// The latest time a restore can reach: the newest point (continuous WAL archiving on AWS
-    /// is not built yet, so nothing after it).
+    /// The latest time a restore can reach: the newest archived WAL segment where the WAL is
+    /// archived continuously (locally), else the newest point.
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub latest: Option<time::OffsetDateTime>,

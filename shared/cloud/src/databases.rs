@@ -74,6 +74,10 @@ pub trait Databases: Send + Sync {
     /// Removes a restore that was not switched to (the undo of `restore`).
     async fn discard(&self, into: &EnvName, restore: &str) -> Result<(), CloudError>;
 
+    /// The latest time a point-in-time restore of `env` can reach: when the newest WAL
+    /// segment the archive holds was closed; `None` when nothing is archived continuously.
+    async fn archived_until(&self, env: &EnvName) -> Result<Option<OffsetDateTime>, CloudError>;
+
     /// Removes everything of `env`'s database host: what a teardown does.
     async fn remove(&self, env: &EnvName) -> Result<(), CloudError>;
 

@@ -359,6 +359,23 @@ impl Databases for LocalDatabases {
         Ok(())
     }
 
+    async fn archived_until(&self, env: &EnvName) -> Result<Option<OffsetDateTime>, CloudError> {
+        // WAL segments (24 hex digits, no suffix): when the newest was written to the archive.
+        let Ok(entries) = std::fs::read_dir(self.archive(env)) else {
+            return Ok(None);
+        };
+        let newest = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
+            })
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max();
+        Ok(newest.map(OffsetDateTime::from))
+    }
+
     async fn remove(&self, env: &EnvName) -> Result<(), CloudError> {
         let mut hosts = self.hosts.lock().await;
         if let Some(serving) = hosts.serving.remove(env) {

@@ -30,9 +30,18 @@ pub(crate) async fn list_backups(
     record_span(name.as_str(), None);
     let env = live(state.store.environment(&name).await?, &name)?;
     let items = env.recovery_points.clone();
+    // With the WAL archived continuously, a restore reaches past the newest point: up to the
+    // newest archived segment.
+    let archived = match &state.databases {
+        Some(databases) if !items.is_empty() => {
+            databases.archived_until(&name).await.ok().flatten()
+        }
+        _ => None,
+    };
+    let newest = items.last().map(|p| p.taken_at);
     Ok(Json(BackupList {
         earliest: items.first().map(|p| p.taken_at),
-        latest: items.last().map(|p| p.taken_at),
+        latest: newest.max(archived.filter(|_| newest.is_some())),
         items,
         policy: Blueprint::for_tier(env.tier).backups,
     }))

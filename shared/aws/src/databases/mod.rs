@@ -612,6 +612,12 @@ impl Databases for AwsDatabases {
         Ok(())
     }
 
+    async fn archived_until(&self, _env: &EnvName) -> Result<Option<OffsetDateTime>, CloudError> {
+        // The WAL repository in the stack's bucket is not read yet: the window ends at the
+        // newest snapshot.
+        Ok(None)
+    }
+
     async fn remove(&self, env: &EnvName) -> Result<(), CloudError> {
         dns::remove(&self.clients.route53, env, &self.stack).await
     }

@@ -167,6 +167,12 @@ impl Databases for SimulatedDatabases {
         Ok(())
     }
 
+    async fn archived_until(&self, env: &EnvName) -> Result<Option<OffsetDateTime>, CloudError> {
+        // Archived continuously, up to one archive_timeout behind.
+        let serving = self.state.lock().map_err(poisoned)?.serving.contains(env);
+        Ok(serving.then(|| self.clock.now() - self.archive_timeout))
+    }
+
     async fn remove(&self, env: &EnvName) -> Result<(), CloudError> {
         let mut state = self.state.lock().map_err(poisoned)?;
         state.serving.remove(env);
