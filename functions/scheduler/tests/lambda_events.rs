@@ -55,7 +55,7 @@ async fn housekeeping_answers_its_account() {
     let answer = handle(&jobs, event("housekeeping.json")).await.unwrap();
     assert_eq!(
         answer,
-        serde_json::json!({"housekeeping": {"expired_previews": [], "lost_operations": [], "rollbacks": [], "started": [], "expired_snapshots": [], "expired_approvals": [], "cooled": [], "backups": []}})
+        serde_json::json!({"housekeeping": {"expired_previews": [], "lost_operations": [], "rollbacks": [], "started": [], "expired_snapshots": [], "expired_approvals": [], "cooled": [], "backups": [], "images": [], "expired_images": []}})
     );
 }
 

@@ -1301,9 +1301,11 @@ async fn daily_backups_are_tagged_snapshots_and_the_sweep_spares_the_newest_and_
             .send()
             .await
             .unwrap();
+        // The data volume's recovery points: an image's snapshots are the image's.
         found
             .snapshots()
             .iter()
+            .filter(|s| !s.tags().iter().any(|t| t.key() == Some("envplane:image")))
             .map(|s| s.snapshot_id().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
@@ -1318,6 +1320,7 @@ async fn daily_backups_are_tagged_snapshots_and_the_sweep_spares_the_newest_and_
     assert_eq!(first.backups.len(), 1, "{first:?}");
     let taken = ours().await;
     assert_eq!(taken.len(), 1, "one snapshot, tagged with the environment");
+
     // Eight days on: the next day's backup, and dev's seven days have passed for the first.
     let later = now + time::Duration::days(8);
     let next = at(&later
@@ -1328,6 +1331,7 @@ async fn daily_backups_are_tagged_snapshots_and_the_sweep_spares_the_newest_and_
     .unwrap();
     assert_eq!(next.backups.len(), 1, "{next:?}");
     assert_eq!(next.expired_snapshots.len(), 1, "{next:?}");
+
     let left = ours().await;
     assert_eq!(left.len(), 1);
     assert_ne!(left[0], taken[0], "the old one went, the newest stays");
@@ -1342,4 +1346,98 @@ async fn daily_backups_are_tagged_snapshots_and_the_sweep_spares_the_newest_and_
         1,
         "the foreign snapshot is untouched"
     );
+}
+
+/// The weekly images on moto: listed when they carry this stack's and the environment's tags,
+/// deregistered by the adapter, and a foreign image of the same host refused. (moto's
+/// CreateImage raises NotImplementedError on the snapshot tags AWS takes, so the create
+/// request itself is checked in `tests/images.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_listed_and_deregistered_only_when_they_are_this_stacks() {
+    let Some(plane) = MotoPlane::new().await else {
+        return;
+    };
+    let env = unique('i');
+    let op = envplane_store::testing::mutations::create(
+        plane.store.as_ref(),
+        &env,
+        Tier::Dev,
+        4,
+        |_| {},
+    )
+    .await;
+    plane.run(Flow::Provision, &env, &op).await;
+    let ec2 = aws_sdk_ec2::Client::new(&plane.config);
+    let host = ec2
+        .describe_instances()
+        .filters(env_filter(env.as_str()))
+        .send()
+        .await
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/envplane-test/1";
+    let ours = ec2
+        .create_image()
+        .instance_id(&host)
+        .name(format!("{env}-db-weekly-2026w49"))
+        .no_reboot(true)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Image)
+                .tags(tag("envplane:environment", env.as_str()))
+                .tags(tag("envplane:stack", stack))
+                .tags(tag("envplane:operation", "weekly-2026w49"))
+                .tags(tag("Name", &format!("{env}-db-weekly-2026w49")))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let foreign = ec2
+        .create_image()
+        .instance_id(&host)
+        .name(format!("{env}-someone-elses"))
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Image)
+                .tags(tag("envplane:environment", env.as_str()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let listed = plane.cloud.images(&env).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        [ours.as_str()],
+        "only this stack's image"
+    );
+    assert_eq!(listed[0].name, format!("{env}-db-weekly-2026w49"));
+    let mut forged = listed[0].clone();
+    forged.id = foreign.clone();
+    forged.tags.remove("envplane:stack");
+    assert!(
+        plane.cloud.delete_image(&forged).await.is_err(),
+        "refused without the stack's tag"
+    );
+    plane.cloud.delete_image(&listed[0]).await.unwrap();
+    assert!(plane.cloud.images(&env).await.unwrap().is_empty());
+    let still = ec2
+        .describe_images()
+        .image_ids(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.images().len(), 1, "the foreign image is untouched");
 }

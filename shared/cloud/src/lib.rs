@@ -147,6 +147,22 @@ pub struct Snapshot {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A machine image envplane took of an environment's database host (the weekly AMI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// The cloud's id (`ami-…`).
+    pub id: String,
+    /// envplane's name for it (`{host}-weekly-YYYYWww`).
+    pub name: String,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    /// The snapshots it holds (deleted with it).
+    pub snapshots: Vec<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
 /// The cloud, as the worker needs it.
 #[async_trait]
 pub trait Cloud: Send + Sync {
@@ -190,4 +206,15 @@ pub trait Cloud: Send + Sync {
     /// Deletes one of them; deleting one that is gone succeeds, and anything without this
     /// stack's tag is refused.
     async fn delete_snapshot(&self, snapshot: &Snapshot) -> Result<(), CloudError>;
+
+    /// Starts a machine image of `host` labelled `label` (without rebooting it), tagged with
+    /// the environment and the stack; a retried call finds it.
+    async fn image(&self, env: &EnvName, label: &str, host: &Resource) -> Result<(), CloudError>;
+
+    /// The machine images of `env`'s hosts this stack took.
+    async fn images(&self, env: &EnvName) -> Result<Vec<Image>, CloudError>;
+
+    /// Deregisters one of them and deletes its snapshots; anything without this stack's tag is
+    /// refused.
+    async fn delete_image(&self, image: &Image) -> Result<(), CloudError>;
 }

@@ -71,6 +71,25 @@ pub fn daily_label(now: OffsetDateTime) -> String {
     )
 }
 
+/// Whether the weekly machine image of the host is due at `now`, the newest taken at
+/// `newest`: on tiers whose policy takes one, once none was taken in the last seven days.
+pub fn image_due(
+    policy: &BackupPolicy,
+    newest: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    policy.weekly_ami && newest.is_none_or(|t| now - t >= time::Duration::days(7))
+}
+
+/// The name of the weekly image taken at `now`: one per ISO week, so a retried job finds it.
+pub fn weekly_label(now: OffsetDateTime) -> String {
+    let (year, week, _) = now
+        .to_offset(time::UtcOffset::UTC)
+        .date()
+        .to_iso_week_date();
+    format!("weekly-{year:04}w{week:02}")
+}
+
 /// The points the sweep deletes at `now`: those older than the retention, except the newest
 /// point of all and, with a yearly archive, the first point of each calendar year.
 pub fn expired(
@@ -123,6 +142,27 @@ mod tests {
             after
         ));
         assert_eq!(daily_label(after), "daily-20261201");
+    }
+
+    #[test]
+    fn the_weekly_image_is_due_once_a_week_where_the_tier_takes_one() {
+        let prod = Blueprint::for_tier(Tier::Prod).backups;
+        let now = datetime!(2026-12-01 06:00 UTC);
+        if prod.weekly_ami {
+            assert!(image_due(&prod, None, now));
+            assert!(!image_due(
+                &prod,
+                Some(datetime!(2026-11-26 06:00 UTC)),
+                now
+            ));
+            assert!(image_due(&prod, Some(datetime!(2026-11-24 06:00 UTC)), now));
+        }
+        let never = BackupPolicy {
+            weekly_ami: false,
+            ..prod
+        };
+        assert!(!image_due(&never, None, now));
+        assert_eq!(weekly_label(now), "weekly-2026w49");
     }
 
     #[test]

@@ -74,6 +74,15 @@ impl Cloud for Throttleable {
     async fn delete_snapshot(&self, s: &envplane_cloud::Snapshot) -> Result<(), CloudError> {
         self.inner.delete_snapshot(s).await
     }
+    async fn image(&self, env: &EnvName, label: &str, host: &Resource) -> Result<(), CloudError> {
+        self.inner.image(env, label, host).await
+    }
+    async fn images(&self, env: &EnvName) -> Result<Vec<envplane_cloud::Image>, CloudError> {
+        self.inner.images(env).await
+    }
+    async fn delete_image(&self, image: &envplane_cloud::Image) -> Result<(), CloudError> {
+        self.inner.delete_image(image).await
+    }
 }
 
 /// Keeps every event.

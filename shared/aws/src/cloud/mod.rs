@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use envplane_cloud::{
-    Cloud, CloudError, Modification, Resource, ResourceState, Snapshot, SnapshotState,
+    Cloud, CloudError, Image, Modification, Resource, ResourceState, Snapshot, SnapshotState,
 };
 use envplane_domain::resources::{Desired, Planned, ResourceKind};
 use envplane_domain::{EnvName, names};
@@ -436,5 +436,19 @@ impl Cloud for AwsCloud {
     async fn delete_snapshot(&self, snapshot: &Snapshot) -> Result<(), CloudError> {
         envplane_cloud::check_owned(&snapshot.tags, &self.settings.stack, &snapshot.id)?;
         ec2::volume::delete_snapshot(&self.clients.home().ec2, snapshot).await
+    }
+
+    async fn image(&self, env: &EnvName, label: &str, host: &Resource) -> Result<(), CloudError> {
+        self.check_owned(host)?;
+        ec2::image::create(&self.clients.home().ec2, &self.owner(env), label, host).await
+    }
+
+    async fn images(&self, env: &EnvName) -> Result<Vec<Image>, CloudError> {
+        ec2::image::list(&self.clients.home().ec2, &self.owner(env)).await
+    }
+
+    async fn delete_image(&self, image: &Image) -> Result<(), CloudError> {
+        envplane_cloud::check_owned(&image.tags, &self.settings.stack, &image.id)?;
+        ec2::image::delete(&self.clients.home().ec2, image).await
     }
 }

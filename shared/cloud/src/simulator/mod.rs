@@ -18,7 +18,8 @@ use envplane_domain::resources::{Observed, Planned, ResourceKind, tags};
 use time::OffsetDateTime;
 
 use crate::{
-    Cloud, CloudError, Modification, Resource, ResourceState, SharedClock, Snapshot, SnapshotState,
+    Cloud, CloudError, Image, Modification, Resource, ResourceState, SharedClock, Snapshot,
+    SnapshotState,
 };
 
 pub use databases::SimulatedDatabases;
@@ -45,6 +46,9 @@ struct State {
     /// Snapshots by `operation/volume id`, with when each completes.
     #[serde(default)]
     taken: BTreeMap<String, SimulatedSnapshot>,
+    /// Machine images by `label/host id`.
+    #[serde(default)]
+    images: BTreeMap<String, Image>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -89,6 +93,7 @@ impl Simulator {
             rng: faults.seed.max(1),
             calls: 0,
             taken: BTreeMap::new(),
+            images: BTreeMap::new(),
         };
         Self {
             state: Mutex::new(state),
@@ -636,6 +641,68 @@ impl Cloud for Simulator {
         if let Some((key, stored)) = key {
             crate::check_owned(&stored, &self.stack, &snapshot.id)?;
             state.taken.remove(&key);
+        }
+        self.finish(&mut state, now, fault, ())
+    }
+
+    async fn image(&self, env: &EnvName, label: &str, host: &Resource) -> Result<(), CloudError> {
+        let (mut state, now, fault) = self.begin("create image")?;
+        if let Fault::Before(error) = fault {
+            return Err(error);
+        }
+        self.check_owned(&state, host)?;
+        let key = format!("{label}/{}", host.id);
+        if !state.images.contains_key(&key) {
+            let id = format!("ami-{:08x}", state.next_id);
+            let snapshot = format!("snap-{:08x}", state.next_id + 1);
+            state.next_id += 2;
+            let name = format!("{}-{label}", host.name);
+            let image = Image {
+                id,
+                tags: BTreeMap::from([
+                    (tags::ENVIRONMENT.to_owned(), env.to_string()),
+                    (tags::STACK.to_owned(), self.stack.clone()),
+                    (tags::OPERATION.to_owned(), label.to_owned()),
+                    (tags::NAME.to_owned(), name.clone()),
+                ]),
+                name,
+                created_at: now,
+                snapshots: vec![snapshot],
+            };
+            state.images.insert(key, image);
+        }
+        self.finish(&mut state, now, fault, ())
+    }
+
+    async fn images(&self, env: &EnvName) -> Result<Vec<Image>, CloudError> {
+        let (state, _, fault) = self.begin("describe images")?;
+        if let Fault::Before(error) | Fault::After(error) = fault {
+            return Err(error);
+        }
+        Ok(state
+            .images
+            .values()
+            .filter(|i| {
+                i.tags.get(tags::ENVIRONMENT).map(String::as_str) == Some(env.as_str())
+                    && i.tags.get(tags::STACK) == Some(&self.stack)
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_image(&self, image: &Image) -> Result<(), CloudError> {
+        let (mut state, now, fault) = self.begin("deregister image")?;
+        if let Fault::Before(error) = fault {
+            return Err(error);
+        }
+        let key = state
+            .images
+            .iter()
+            .find(|(_, i)| i.id == image.id)
+            .map(|(k, i)| (k.clone(), i.tags.clone()));
+        if let Some((key, stored)) = key {
+            crate::check_owned(&stored, &self.stack, &image.id)?;
+            state.images.remove(&key);
         }
         self.finish(&mut state, now, fault, ())
     }

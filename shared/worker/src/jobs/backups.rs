@@ -115,4 +115,69 @@ impl Jobs {
             taken_at: snapshot.started_at,
         })
     }
+
+    /// Starts `env`'s weekly machine image of its database host when it is due; its label when
+    /// it did.
+    pub(crate) async fn image_if_due(
+        &self,
+        env: &Environment,
+        now: OffsetDateTime,
+    ) -> Option<String> {
+        let policy = Blueprint::for_tier(env.tier).backups;
+        let images = match self.cloud.images(&env.name).await {
+            Ok(images) => images,
+            Err(error) => {
+                tracing::warn!(%error, environment = %env.name, "images not looked at");
+                return None;
+            }
+        };
+        let newest = images.iter().map(|i| i.created_at).max();
+        if !backup::image_due(&policy, newest, now) {
+            return None;
+        }
+        let host_name = names::database_host(&env.name);
+        let host = match self.cloud.list(&env.name).await {
+            Ok(resources) => resources
+                .into_iter()
+                .find(|r| r.kind() == ResourceKind::DbInstance && r.name == host_name)?,
+            Err(error) => {
+                tracing::warn!(%error, environment = %env.name, "no image: the host was not found");
+                return None;
+            }
+        };
+        let label = backup::weekly_label(now);
+        match self.cloud.image(&env.name, &label, &host).await {
+            Ok(()) => Some(label),
+            Err(error) => {
+                tracing::warn!(%error, environment = %env.name, "the weekly image was not started; the next run tries again");
+                None
+            }
+        }
+    }
+
+    /// Deregisters `env`'s images past its tier's retention (never the newest); their names.
+    pub(crate) async fn sweep_images(&self, env: &Environment, now: OffsetDateTime) -> Vec<String> {
+        let policy = Blueprint::for_tier(env.tier).backups;
+        let Ok(images) = self.cloud.images(&env.name).await else {
+            return Vec::new();
+        };
+        let points: Vec<_> = images
+            .iter()
+            .map(|i| backup::RecoveryPoint {
+                id: i.id.clone(),
+                taken_at: i.created_at,
+            })
+            .collect();
+        let expired = backup::expired(&points, &policy, now);
+        let mut deleted = Vec::new();
+        for image in images.into_iter().filter(|i| expired.contains(&i.id)) {
+            match self.cloud.delete_image(&image).await {
+                Ok(()) => deleted.push(image.name),
+                Err(error) => {
+                    tracing::warn!(%error, image = %image.id, "an expired image was not deregistered")
+                }
+            }
+        }
+        deleted
+    }
 }

@@ -36,6 +36,10 @@ pub struct Housekeeping {
     pub cooled: Vec<(EnvName, String)>,
     /// Daily backups started, by label (`daily-YYYYMMDD`).
     pub backups: Vec<(EnvName, String)>,
+    /// Weekly machine images of the database hosts started, by label (`weekly-YYYYwWW`).
+    pub images: Vec<(EnvName, String)>,
+    /// Machine images deregistered past their tier's retention, by name.
+    pub expired_images: Vec<(EnvName, String)>,
 }
 
 /// How long an accepted operation may stay pending before housekeeping starts its flow: the
@@ -99,6 +103,14 @@ impl Jobs {
                     && let Some(label) = self.back_up_if_due(&env, now).await
                 {
                     done.backups.push((env.name.clone(), label));
+                }
+                if env.status.phase == Phase::Ready
+                    && let Some(label) = self.image_if_due(&env, now).await
+                {
+                    done.images.push((env.name.clone(), label));
+                }
+                for name in self.sweep_images(&env, now).await {
+                    done.expired_images.push((env.name.clone(), name));
                 }
                 for name in self.sweep_snapshots(&env, now).await {
                     done.expired_snapshots.push((env.name.clone(), name));

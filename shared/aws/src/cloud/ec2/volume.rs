@@ -250,7 +250,8 @@ pub(crate) async fn snapshots(
     {
         let id = required(s.snapshot_id(), "a snapshot id")?;
         let tags = ec2_tags(s.tags());
-        if !owner.owns(&tags) {
+        // An image's snapshots are the image's, not recovery points of the data volume.
+        if !owner.owns(&tags) || tags.contains_key(crate::cloud::ec2::image::IMAGE_TAG) {
             continue;
         }
         let started_at = timestamp(s.start_time()).ok_or_else(|| {
