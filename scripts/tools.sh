@@ -38,14 +38,4 @@ if [[ ! -x "$node_dir/node_modules/.bin/asl-validator" || "$(cat "$node_dir/.pin
   echo "$ASL_VALIDATOR_VERSION" > "$node_dir/.pinned"
 fi
 
-# PostgreSQL for the local database hosts (Debian's packages; installed when missing and root).
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-if [[ -z "$(pg_bin)" ]]; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "tools: installing PostgreSQL (apt-get install postgresql)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
-  else
-    echo "tools: PostgreSQL is missing: install Debian's postgresql package (as root)" >&2
-  fi
-fi
+"$root/scripts/postgres.sh"

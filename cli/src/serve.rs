@@ -198,6 +198,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     stack,
                     region,
                     std::env::var("DB_INSTANCE_PROFILE").ok(),
+                    std::env::var("ENVPLANE_BACKUP_BUCKET").ok(),
                 ));
             Some(databases)
         }

@@ -32,9 +32,8 @@ async fn main() -> anyhow::Result<()> {
         DatabaseClients::new(&config),
         settings.stack.clone(),
         region,
-        std::env::var("DB_INSTANCE_PROFILE")
-            .ok()
-            .filter(|p| !p.is_empty()),
+        settings.db_instance_profile.clone(),
+        settings.backup_bucket.clone(),
     );
     let cloud = AwsCloud::new(Clients::new(&config), settings);
     let worker = Worker::new(Arc::new(store), Arc::new(cloud))

@@ -41,6 +41,8 @@ fn cloud(ec2: aws_sdk_ec2::Client) -> AwsCloud {
             cluster_role_arn: "arn:aws:iam::123456789012:role/c".into(),
             node_role_arn: "arn:aws:iam::123456789012:role/n".into(),
             db_image_id: "ami-12345678".into(),
+            backup_bucket: None,
+            db_instance_profile: None,
         },
     )
 }

@@ -492,6 +492,8 @@ impl MotoPlane {
             cluster_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-cluster".into(),
             node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
             db_image_id: any_image(&config).await,
+            backup_bucket: None,
+            db_instance_profile: None,
         };
         let log = RequestLog::default();
         let counter = envplane_aws::CallCounter::default();

@@ -94,6 +94,8 @@ async fn a_restore_in_place_on_moto_makes_its_calls_in_order() {
             cluster_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-cluster".into(),
             node_role_arn: "arn:aws:iam::123456789012:role/envplane-eks-node".into(),
             db_image_id: image,
+            backup_bucket: None,
+            db_instance_profile: None,
         },
     ));
     let databases = Arc::new(AwsDatabases::new(
@@ -113,6 +115,7 @@ async fn a_restore_in_place_on_moto_makes_its_calls_in_order() {
         stack.clone(),
         "us-east-1".into(),
         None,
+        Some("envplane-backups-test".into()),
     ));
     let (_dir, store) = envplane_store::testing::embedded_store();
     let store: Arc<dyn StateStore> = Arc::new(store);

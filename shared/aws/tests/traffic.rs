@@ -156,6 +156,8 @@ async fn deployments_move_listener_and_rule_weights_between_the_tracks() {
         cluster_role_arn: "arn:aws:iam::123456789012:role/c".into(),
         node_role_arn: "arn:aws:iam::123456789012:role/n".into(),
         db_image_id: "ami-12345678".into(),
+        backup_bucket: None,
+        db_instance_profile: None,
     };
     let cloud = AwsCloud::new(clients, settings);
     let env = EnvName::parse(&format!(

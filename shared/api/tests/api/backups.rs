@@ -9,20 +9,12 @@ use envplane_domain::Role;
 use envplane_workflow::ScaledClock;
 use serde_json::{Value, json};
 
-use crate::common::{LocalPlane, Reply, send};
+use crate::common::{LocalPlane, Reply};
 
 const ADMIN: &str = "root-token";
 
 async fn call(plane: &LocalPlane, method: Method, path: &str, body: Option<Value>) -> Reply {
-    let mut request = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {ADMIN}"));
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let body = body.map_or_else(axum::body::Body::empty, |b| b.to_string().into());
-    send(plane.router.clone(), request.body(body).unwrap()).await
+    plane.call(ADMIN, method, path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

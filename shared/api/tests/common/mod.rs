@@ -225,6 +225,27 @@ pub async fn send(router: Router, request: Request<Body>) -> Reply {
     }
 }
 
+impl LocalPlane {
+    /// Sends a request as the holder of `token`, with a JSON body when given.
+    pub async fn call(
+        &self,
+        token: &str,
+        method: axum::http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let body = body.map_or_else(axum::body::Body::empty, |b| b.to_string().into());
+        send(self.router.clone(), request.body(body).expect("a request")).await
+    }
+}
+
 /// Backups on request through the jobs, as `envplane serve` takes them.
 struct JobsBackups(envplane_worker::jobs::Jobs);
 

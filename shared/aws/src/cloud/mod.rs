@@ -37,6 +37,12 @@ pub struct AwsSettings {
     pub node_role_arn: String,
     /// AMI of the database host (an Amazon Linux 2023 image).
     pub db_image_id: String,
+    /// The stack's backup bucket, where the hosts archive their WAL (`ENVPLANE_BACKUP_BUCKET`);
+    /// without it the hosts archive nothing beyond their snapshots.
+    pub backup_bucket: Option<String>,
+    /// The instance profile the database hosts run with (`DB_INSTANCE_PROFILE`): what SSM Run
+    /// Command and the WAL repository need.
+    pub db_instance_profile: Option<String>,
 }
 
 impl AwsSettings {
@@ -55,6 +61,8 @@ impl AwsSettings {
             cluster_role_arn: get("ENVPLANE_CLUSTER_ROLE_ARN")?,
             node_role_arn: get("ENVPLANE_NODE_ROLE_ARN")?,
             db_image_id: get("ENVPLANE_DB_IMAGE_ID")?,
+            backup_bucket: get("ENVPLANE_BACKUP_BUCKET").ok(),
+            db_instance_profile: get("DB_INSTANCE_PROFILE").ok(),
         })
     }
 }
@@ -230,7 +238,7 @@ impl AwsCloud {
                 ec2::volume::create(&c.ec2, &cx, spec, zone).await
             }
             Desired::DbInstance(spec) => {
-                ec2::instance::create(&c.ec2, &cx, spec, &self.settings.db_image_id).await
+                ec2::instance::create(&c.ec2, &cx, spec, &self.settings).await
             }
             Desired::Cluster(spec) => {
                 eks::create_cluster(&c.eks, &cx, spec, &self.settings.cluster_role_arn).await

@@ -107,6 +107,8 @@ fn cloud_on(endpoint: &str) -> AwsCloud {
             cluster_role_arn: String::new(),
             node_role_arn: String::new(),
             db_image_id: String::new(),
+            backup_bucket: None,
+            db_instance_profile: None,
         },
     )
 }

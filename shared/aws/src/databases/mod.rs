@@ -57,6 +57,7 @@ pub struct AwsDatabases {
     stack: String,
     region: String,
     instance_profile: Option<String>,
+    backup_bucket: Option<String>,
 }
 
 /// Where a restore's host goes and what it is: the target's database subnet and security
@@ -75,18 +76,21 @@ fn state_of(i: &Instance) -> Option<&InstanceStateName> {
 
 impl AwsDatabases {
     /// The port for the stack `stack` in `region`; restored hosts get `instance_profile` (the
-    /// role SSM and the WAL repository need), where one is given.
+    /// role SSM and the WAL repository need), where one is given, and fetch the source's WAL
+    /// from `backup_bucket`.
     pub fn new(
         clients: DatabaseClients,
         stack: String,
         region: String,
         instance_profile: Option<String>,
+        backup_bucket: Option<String>,
     ) -> Self {
         Self {
             clients,
             stack,
             region,
             instance_profile,
+            backup_bucket,
         }
     }
 
@@ -352,9 +356,10 @@ impl AwsDatabases {
         .map(drop)
     }
 
-    /// Starts the restore's host where `at` says.
+    /// Starts the restore's host where `at` says, fetching `source`'s WAL.
     async fn make_host(
         &self,
+        source: &EnvName,
         into: &EnvName,
         restore: &str,
         at: &Placement,
@@ -364,7 +369,15 @@ impl AwsDatabases {
             stack: &self.stack,
         };
         let name = format!("{}-{restore}", names::database_host(into));
-        let user_data = envplane_domain::resources::restore_host_user_data();
+        let wal = self.backup_bucket.as_ref().and_then(|bucket| {
+            Some(envplane_domain::resources::WalArchive {
+                bucket: bucket.clone(),
+                region: self.clients.ec2.config().region()?.to_string(),
+                environment: source.clone(),
+                archive_timeout_seconds: 60,
+            })
+        });
+        let user_data = envplane_domain::resources::restore_host_user_data(wal.as_ref());
         let mut run = self
             .clients
             .ec2
@@ -459,7 +472,7 @@ impl Databases for AwsDatabases {
             .next()
         else {
             let at = self.placement(source, into).await?;
-            self.make_host(into, restore, &at).await?;
+            self.make_host(source, into, restore, &at).await?;
             return pending(30);
         };
         if state_of(&host) != Some(&InstanceStateName::Running)

@@ -482,13 +482,75 @@ pub fn count_by_kind(plan: &[Planned]) -> BTreeMap<ResourceKind, usize> {
     counts
 }
 
+/// Where a database host archives its WAL (and a restore host fetches it): a pgBackRest
+/// repository in the stack's bucket, one path per environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalArchive {
+    /// The stack's backup bucket.
+    pub bucket: String,
+    /// Its region.
+    pub region: String,
+    /// The environment whose repository it is (`/envplane/<env>`).
+    pub environment: EnvName,
+    /// Seconds after which a WAL segment is archived even when not full: the RPO's floor.
+    pub archive_timeout_seconds: u32,
+}
+
+impl WalArchive {
+    /// `/etc/pgbackrest/pgbackrest.conf` for this repository (the instance role's credentials).
+    fn config(&self) -> String {
+        format!(
+            "[global]\nrepo1-type=s3\nrepo1-s3-bucket={bucket}\nrepo1-s3-region={region}\nrepo1-s3-endpoint=s3.{region}.amazonaws.com\nrepo1-s3-key-type=auto\nrepo1-path=/envplane/{env}\nrepo1-retention-full=2\nlog-level-console=info\n\n[main]\npg1-path=/var/lib/pgsql/data\n",
+            bucket = self.bucket,
+            region = self.region,
+            env = self.environment,
+        )
+    }
+}
+
 /// Cloud-init user data of the database host: PostgreSQL of the spec's major version with its
-/// extensions, its data directory on the gp3 volume attached as `/dev/sdf`.
-pub fn database_user_data(engine_version: &str, extensions: &[String]) -> String {
+/// extensions, its data directory on the gp3 volume attached as `/dev/sdf`; with `wal`, its WAL
+/// archived continuously to the stack's bucket by pgBackRest, and a heartbeat row written every
+/// five seconds into `envplane.heartbeat` (what a restore measures its RPO by).
+pub fn database_user_data(
+    engine_version: &str,
+    extensions: &[String],
+    wal: Option<&WalArchive>,
+) -> String {
     let create_extensions: String = extensions
         .iter()
         .map(|e| format!("sudo -u postgres psql -c 'CREATE EXTENSION IF NOT EXISTS \"{e}\";'\n"))
         .collect();
+    let archiving = wal.map_or_else(String::new, |wal| {
+        format!(
+            r#"# WAL archived continuously to the stack's bucket; a heartbeat every five seconds.
+dnf install -y pgbackrest
+mkdir -p /etc/pgbackrest
+cat > /etc/pgbackrest/pgbackrest.conf <<'CONF'
+{config}CONF
+sudo -u postgres psql -c "ALTER SYSTEM SET archive_mode = 'on'"
+sudo -u postgres psql -c "ALTER SYSTEM SET archive_command = 'pgbackrest --stanza=main archive-push %p'"
+sudo -u postgres psql -c "ALTER SYSTEM SET archive_timeout = '{timeout}s'"
+systemctl restart postgresql
+sudo -u postgres pgbackrest --stanza=main stanza-create
+sudo -u postgres psql -c "CREATE SCHEMA IF NOT EXISTS envplane; CREATE TABLE IF NOT EXISTS envplane.heartbeat (at timestamptz PRIMARY KEY DEFAULT clock_timestamp())"
+cat > /etc/systemd/system/envplane-heartbeat.service <<'UNIT'
+[Unit]
+Description=envplane heartbeat: a row every five seconds, what a restore measures its RPO by
+After=postgresql.service
+[Service]
+User=postgres
+ExecStart=/bin/bash -c 'while true; do psql -qc "INSERT INTO envplane.heartbeat DEFAULT VALUES"; sleep 5; done'
+Restart=always
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable --now envplane-heartbeat
+"#,
+            config = wal.config(),
+            timeout = wal.archive_timeout_seconds,
+        )
+    });
     format!(
         r#"#!/bin/bash
 # envplane database host: PostgreSQL {engine_version} on the gp3 data volume.
@@ -503,21 +565,29 @@ mount -a
 dnf install -y postgresql{engine_version}-server postgresql{engine_version}-contrib
 postgresql-setup --initdb || true
 systemctl enable --now postgresql
-{create_extensions}"#
+{create_extensions}{archiving}"#
     )
 }
 
-/// The first boot of a restore's new host: PostgreSQL and pgBackRest installed, nothing
+/// The first boot of a restore's new host: PostgreSQL and pgBackRest installed and, with
+/// `wal`, pointed at the source's repository (the replay fetches its WAL from there); nothing
 /// initialised — its data comes on the volume made from the snapshot, and the restore's replay
 /// (through SSM Run Command) starts it.
-pub fn restore_host_user_data() -> String {
-    "#!/bin/bash
+pub fn restore_host_user_data(wal: Option<&WalArchive>) -> String {
+    let config = wal.map_or_else(String::new, |wal| {
+        format!(
+            "mkdir -p /etc/pgbackrest\ncat > /etc/pgbackrest/pgbackrest.conf <<'CONF'\n{}CONF\n",
+            wal.config()
+        )
+    });
+    format!(
+        "#!/bin/bash
 # envplane restore host: PostgreSQL and pgBackRest, data from the restored volume.
 set -euo pipefail
 dnf install -y postgresql15-server postgresql15-contrib pgbackrest amazon-ssm-agent
 systemctl enable --now amazon-ssm-agent
-"
-    .to_owned()
+{config}"
+    )
 }
 
 #[cfg(test)]
@@ -525,6 +595,31 @@ mod tests {
     use super::*;
     use crate::blueprint::{Blueprint, Tier};
     use crate::cidr::VpcCidr;
+
+    #[test]
+    fn a_host_archives_its_wal_to_its_environments_repository_and_writes_heartbeats() {
+        let wal = WalArchive {
+            bucket: "envplane-backups-123".into(),
+            region: "eu-west-1".into(),
+            environment: EnvName::parse("prod").expect("valid"),
+            archive_timeout_seconds: 60,
+        };
+        let boot = database_user_data("15", &["uuid-ossp".into()], Some(&wal));
+        for needle in [
+            "repo1-s3-bucket=envplane-backups-123",
+            "repo1-path=/envplane/prod",
+            "archive_command = 'pgbackrest --stanza=main archive-push %p'",
+            "archive_timeout = '60s'",
+            "stanza-create",
+            "envplane-heartbeat",
+        ] {
+            assert!(boot.contains(needle), "{needle} in {boot}");
+        }
+        assert!(!database_user_data("15", &[], None).contains("pgbackrest"));
+        let restore = restore_host_user_data(Some(&wal));
+        assert!(restore.contains("repo1-path=/envplane/prod"), "{restore}");
+        assert!(!restore.contains("initdb"));
+    }
 
     #[test]
     fn prod_calls_for_three_zones_of_everything() {

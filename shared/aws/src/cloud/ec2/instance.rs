@@ -78,13 +78,21 @@ pub(crate) async fn create(
     ec2: &Client,
     cx: &Creating<'_>,
     spec: &desired::DbInstance,
-    image_id: &str,
+    settings: &crate::cloud::AwsSettings,
 ) -> Result<(), CloudError> {
-    let user_data = resources::database_user_data(&spec.engine_version, &spec.extensions);
+    let wal = wal_archive(ec2, settings, cx.owner.env);
+    let user_data =
+        resources::database_user_data(&spec.engine_version, &spec.extensions, wal.as_ref());
+    let profile = settings.db_instance_profile.as_ref().map(|name| {
+        aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+            .name(name)
+            .build()
+    });
     sent(
         "RunInstances",
         ec2.run_instances()
-            .image_id(image_id)
+            .image_id(&settings.db_image_id)
+            .set_iam_instance_profile(profile)
             .instance_type(InstanceType::from(spec.instance_type.as_str()))
             .min_count(1)
             .max_count(1)
@@ -103,6 +111,21 @@ pub(crate) async fn create(
             .await,
     )
     .map(drop)
+}
+
+/// Where `env`'s host archives its WAL: the stack's bucket in the client's region, when the
+/// stack has one. Every tier archives at production's `archive_timeout` (60 s).
+pub(crate) fn wal_archive(
+    ec2: &Client,
+    settings: &crate::cloud::AwsSettings,
+    env: &envplane_domain::EnvName,
+) -> Option<resources::WalArchive> {
+    Some(resources::WalArchive {
+        bucket: settings.backup_bucket.clone()?,
+        region: ec2.config().region()?.to_string(),
+        environment: env.clone(),
+        archive_timeout_seconds: 60,
+    })
 }
 
 /// One stage of a resize.
