@@ -8,6 +8,7 @@ pub mod choice;
 mod clock;
 pub mod executor;
 mod history;
+mod intrinsics;
 pub mod local;
 pub mod paths;
 mod steps;

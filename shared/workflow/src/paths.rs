@@ -204,16 +204,26 @@ fn evaluate(expression: &str, input: &Value, context: &Value) -> Result<Value, P
     select(expression, input, context)
 }
 
-/// The intrinsic functions the shipped definitions use.
+/// Every intrinsic function of the Amazon States Language (all 18).
 pub const INTRINSICS: &[&str] = &[
     "States.Format",
     "States.StringToJson",
     "States.JsonToString",
     "States.Array",
-    "States.ArrayLength",
+    "States.ArrayPartition",
+    "States.ArrayContains",
+    "States.ArrayRange",
     "States.ArrayGetItem",
-    "States.MathAdd",
+    "States.ArrayLength",
+    "States.ArrayUnique",
+    "States.Base64Encode",
+    "States.Base64Decode",
+    "States.Hash",
     "States.JsonMerge",
+    "States.MathRandom",
+    "States.MathAdd",
+    "States.StringSplit",
+    "States.UUID",
 ];
 
 struct Parser<'a> {
@@ -337,6 +347,19 @@ fn apply(name: &str, args: Vec<Value>) -> Result<Value, PathError> {
             merged.extend(b.clone());
             Ok(Value::Object(merged))
         }
+        (
+            "States.ArrayPartition"
+            | "States.ArrayContains"
+            | "States.ArrayRange"
+            | "States.ArrayUnique"
+            | "States.Base64Encode"
+            | "States.Base64Decode"
+            | "States.Hash"
+            | "States.MathRandom"
+            | "States.StringSplit"
+            | "States.UUID",
+            _,
+        ) => crate::intrinsics::apply(name, &args).map_err(runtime),
         _ if !INTRINSICS.contains(&name) => Err(runtime(format!(
             "intrinsic function {name} is not supported"
         ))),
@@ -424,13 +447,15 @@ mod tests {
         assert_eq!(out["count"], 2);
         assert_eq!(out["parsed"], json!({"k": 1}));
         assert_eq!(out["arr"], json!(["dev", "it's", 3]));
-        assert!(
+        assert_eq!(
             template(
                 &json!({"x.$": "States.Hash($.env, 'SHA-1')"}),
                 &input,
                 &json!({})
             )
-            .is_err()
+            .map(|v| v["x"].as_str().map(str::len)),
+            Ok(Some(40))
         );
+        assert!(template(&json!({"x.$": "States.Nope($.env)"}), &input, &json!({})).is_err());
     }
 }
