@@ -64,6 +64,14 @@ async fn bad_input_gets_a_problem_naming_the_field_and_writes_nothing() {
             Some("body"),
         ),
         case(
+            "a key named twice",
+            post.clone(),
+            "/v1/environments",
+            Some(r#"{"name": "x", "tier": "dev", "name": "y"}"#.into()),
+            400,
+            Some("body"),
+        ),
+        case(
             "JSON array",
             post.clone(),
             "/v1/environments",
