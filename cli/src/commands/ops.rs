@@ -32,6 +32,23 @@ pub enum OpsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List an environment's operations, newest first.
+    List {
+        /// Environment.
+        environment: String,
+        /// Only this status (pending, running, awaiting_approval, succeeded, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this kind (create, update, delete, reconcile, deploy, rollback, promote,
+        /// restore, drill).
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many (every page is followed until then).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one operation.
     Get {
         /// Operation id.
@@ -44,6 +61,13 @@ pub enum OpsCommand {
 /// Runs an `ops` command.
 pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
     match command {
+        OpsCommand::List {
+            environment,
+            status,
+            kind,
+            limit,
+            client: args,
+        } => list(&args, &environment, status, kind, limit).await,
         OpsCommand::Watch {
             id,
             interval,
@@ -167,4 +191,56 @@ pub async fn watch(args: &ClientArgs, id: &str, interval: Duration) -> anyhow::R
             _ => tokio::time::sleep(interval).await,
         }
     }
+}
+
+/// `envplane ops list ENV`: the environment's operations, newest first, following pages up to
+/// `limit`.
+async fn list(
+    args: &ClientArgs,
+    environment: &str,
+    status: Option<String>,
+    kind: Option<String>,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let api = client(args)?;
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    while items.len() < limit {
+        let page = api
+            .operations(
+                environment,
+                status.as_deref(),
+                kind.as_deref(),
+                cursor.as_deref(),
+            )
+            .await?;
+        items.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    items.truncate(limit);
+    if args.output == Output::Json {
+        print_json(&items);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|op| {
+            vec![
+                op.id.clone(),
+                word(&op.kind),
+                word(&op.status),
+                op.requested_by.clone(),
+                op.requested_at.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no operation of {environment} matches");
+    } else {
+        crate::output::print_table(&["OPERATION", "KIND", "STATUS", "BY", "REQUESTED"], &rows);
+    }
+    Ok(())
 }

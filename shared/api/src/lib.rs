@@ -159,6 +159,7 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::drift::get_drift))
         .routes(routes!(routes::drift::reconcile_environment))
         .routes(routes!(routes::operations::get_operation))
+        .routes(routes!(routes::operations::list_operations))
         .routes(routes!(routes::operations::cancel_operation))
         .routes(routes!(routes::approvals::decide))
         .routes(routes!(routes::approvals::list_approvals))

@@ -333,3 +333,13 @@ pub struct DrillHistory {
     /// The drills.
     pub items: Vec<DrillRecord>,
 }
+
+/// A page of an environment's operations.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OperationPage {
+    /// The operations of this page, newest first (without their in-place changes: `GET
+    /// /v1/operations/{id}` has them).
+    pub items: Vec<envplane_domain::Operation>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}

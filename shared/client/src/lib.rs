@@ -424,4 +424,26 @@ impl Client {
         .json()
         .await
     }
+
+    /// `GET /v1/environments/{name}/operations`: a page of its operations, newest first.
+    pub async fn operations(
+        &self,
+        name: &str,
+        status: Option<&str>,
+        kind: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<envplane_api::views::OperationPage, ClientError> {
+        let mut query = vec!["limit=100".to_owned()];
+        for (key, value) in [("status", status), ("kind", kind), ("cursor", cursor)] {
+            if let Some(value) = value {
+                query.push(format!("{key}={value}"));
+            }
+        }
+        self.call(
+            Method::GET,
+            format!("/v1/environments/{name}/operations?{}", query.join("&")),
+        )
+        .json()
+        .await
+    }
 }

@@ -32,8 +32,8 @@ use envplane_domain::{AuditEvent, EnvName, Environment, Operation, VpcCidr};
 
 use crate::model::{decode, encode};
 use crate::{
-    Change, CommitError, EnvironmentQuery, Expected, IdempotencyRecord, Page, StateStore,
-    StoreError, cursor_after, decode_cursor,
+    Change, CommitError, EnvironmentQuery, Expected, IdempotencyRecord, OperationQuery, Page,
+    StateStore, StoreError, cursor_after, decode_cursor,
 };
 
 /// Name of the table's one global secondary index.
@@ -462,6 +462,62 @@ impl StateStore for DynamoStore {
             .as_ref()
             .map(|item| doc("idempotency record", item))
             .transpose()
+    }
+
+    async fn operations_of_environment(
+        &self,
+        name: &EnvName,
+        query: &OperationQuery,
+    ) -> Result<Page<Operation>, StoreError> {
+        let limit = query.limit.max(1);
+        let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        // Newest first: the operation items (`OP#{ulid}`) below the cursor's, their change
+        // items (`OP#{ulid}#CHANGE#…`) skipped.
+        let upper = before
+            .as_deref()
+            .map_or_else(|| "OP#~".to_owned(), operation_sk);
+        let mut items: Vec<Operation> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(env_pk(name.as_str())))
+                .expression_attribute_values(":lo", s("OP#"))
+                .expression_attribute_values(":hi", s(&upper))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in output.items() {
+                let Some(AttributeValue::S(key)) = item.get("sk") else {
+                    continue;
+                };
+                if key.contains("#CHANGE#") || *key == upper {
+                    continue;
+                }
+                let mut op: Operation = doc("operation", item)?;
+                if query.matches(&op) {
+                    op.changes = Vec::new();
+                    items.push(op);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() && items.len() <= limit => start = Some(key),
+                _ => break,
+            }
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|o| cursor_after(&o.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     async fn cidrs_in_use(&self) -> Result<BTreeMap<VpcCidr, EnvName>, StoreError> {

@@ -15,8 +15,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::model::{decode, encode};
 use crate::{
-    Change, CommitError, EnvironmentQuery, Expected, IdempotencyRecord, Page, StateStore,
-    StoreError, cursor_after, decode_cursor,
+    Change, CommitError, EnvironmentQuery, Expected, IdempotencyRecord, OperationQuery, Page,
+    StateStore, StoreError, cursor_after, decode_cursor,
 };
 
 const ENVIRONMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("environments");
@@ -243,6 +243,54 @@ impl StateStore for EmbeddedStore {
             value
                 .map(|v| decode("idempotency record", v.value()))
                 .transpose()
+        })
+        .await
+    }
+
+    async fn operations_of_environment(
+        &self,
+        name: &EnvName,
+        query: &OperationQuery,
+    ) -> Result<Page<Operation>, StoreError> {
+        let (name, query) = (name.clone(), query.clone());
+        self.blocking(move |db| {
+            let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+            let table = db
+                .begin_read()
+                .map_err(backend)?
+                .open_table(OPERATIONS)
+                .map_err(backend)?;
+            // Operations are keyed by id (a ULID: time-ordered), newest first.
+            let range = match before.as_deref() {
+                Some(before) => table.range::<&str>((
+                    std::ops::Bound::Unbounded,
+                    std::ops::Bound::Excluded(before),
+                )),
+                None => table.range::<&str>(..),
+            }
+            .map_err(backend)?;
+            let limit = query.limit.max(1);
+            let mut items: Vec<Operation> = Vec::new();
+            let mut more = false;
+            for entry in range.rev() {
+                let (_, value) = entry.map_err(backend)?;
+                let mut op: Operation = decode("operation", value.value())?;
+                if op.environment != name || !query.matches(&op) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                op.changes = Vec::new();
+                items.push(op);
+            }
+            let next = if more {
+                items.last().map(|o| cursor_after(&o.id))
+            } else {
+                None
+            };
+            Ok(Page { items, next })
         })
         .await
     }

@@ -71,6 +71,14 @@ pub trait StateStore: Send + Sync + 'static {
     /// Every VPC block held by an environment, with its holder.
     async fn cidrs_in_use(&self) -> Result<BTreeMap<VpcCidr, EnvName>, StoreError>;
 
+    /// A page of an environment's operations, newest first, filtered; without the in-place
+    /// changes each recorded (`operation_of` reads those).
+    async fn operations_of_environment(
+        &self,
+        name: &EnvName,
+        query: &OperationQuery,
+    ) -> Result<Page<Operation>, StoreError>;
+
     /// Writes a change atomically: all of it under its conditions, or none of it. An operation
     /// in it is written only over the version before its own (absent for version 1), and keeps
     /// the changes appended to it: they are only ever appended.
@@ -143,6 +151,14 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
 
     async fn cidrs_in_use(&self) -> Result<BTreeMap<VpcCidr, EnvName>, StoreError> {
         (**self).cidrs_in_use().await
+    }
+
+    async fn operations_of_environment(
+        &self,
+        name: &EnvName,
+        query: &OperationQuery,
+    ) -> Result<Page<Operation>, StoreError> {
+        (**self).operations_of_environment(name, query).await
     }
 
     async fn commit(&self, change: Change) -> Result<(), CommitError> {

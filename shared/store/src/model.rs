@@ -164,6 +164,26 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Filter and position of an environment's operations, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationQuery {
+    /// Only this status.
+    pub status: Option<envplane_domain::OperationStatus>,
+    /// Only this kind.
+    pub kind: Option<envplane_domain::OperationKind>,
+    /// Page size, at least 1.
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+}
+
+impl OperationQuery {
+    /// Whether an operation passes the filter.
+    pub fn matches(&self, op: &envplane_domain::Operation) -> bool {
+        self.status.is_none_or(|s| op.status == s) && self.kind.is_none_or(|k| op.kind == k)
+    }
+}
+
 /// The position after an environment name, as an opaque cursor.
 pub fn cursor_after(name: &str) -> String {
     URL_SAFE_NO_PAD.encode(name.as_bytes())

@@ -484,6 +484,14 @@ impl<S: crate::StateStore> crate::StateStore for LaggingIndex<S> {
         self.inner.idempotency_record(key).await
     }
 
+    async fn operations_of_environment(
+        &self,
+        name: &envplane_domain::EnvName,
+        query: &crate::OperationQuery,
+    ) -> Result<crate::Page<envplane_domain::Operation>, crate::StoreError> {
+        self.inner.operations_of_environment(name, query).await
+    }
+
     async fn cidrs_in_use(
         &self,
     ) -> Result<

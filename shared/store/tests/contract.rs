@@ -10,7 +10,8 @@ use envplane_domain::environment::Phase;
 use envplane_domain::{Blueprint, Caller, EnvName, Role, Tier, VpcCidr};
 use envplane_store::testing::{embedded_store, moto_store};
 use envplane_store::{
-    AuditTamper, Change, CommitError, EnvironmentQuery, Expected, IdempotencyRecord, StateStore,
+    AuditTamper, Change, CommitError, EnvironmentQuery, Expected, IdempotencyRecord,
+    OperationQuery, StateStore,
 };
 use time::OffsetDateTime;
 
@@ -614,6 +615,133 @@ async fn concurrent_appends_lose_nothing<S: StateStore>(store: S) {
     ));
 }
 
+/// An environment's operations, newest first, a page at a time, filtered by kind and status,
+/// never another environment's, without the in-place changes (those are `operation_of`'s).
+async fn operations_list_newest_first_in_pages<S: StateStore>(store: S) {
+    let mut env = ready(&store, "dev", 0).await;
+    ready(&store, "other", 1).await;
+    let created = store
+        .operations_of_environment(
+            &env.name,
+            &OperationQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(created.items.len(), 1);
+    let first = created.items[0].id.clone();
+    let mut ids = vec![first.clone()];
+    for _ in 0..4 {
+        // ULIDs order by time between milliseconds.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let caller = alice();
+        let request = Request {
+            caller: &caller,
+            at: OffsetDateTime::now_utc(),
+            operation_id: ulid::Ulid::new().to_string(),
+        };
+        let m = commands::reconcile(&env, serde_json::json!({}), &request).expect("free");
+        let op = m.operation.id.clone();
+        store
+            .commit(Change::mutation(&env, m.clone()))
+            .await
+            .expect("record");
+        let mut released = m.environment.clone();
+        released.version += 1;
+        released.active_operation = None;
+        store
+            .commit(Change::of(&m.environment, released.clone()))
+            .await
+            .expect("release");
+        env = released;
+        ids.push(op);
+    }
+    // A change appended to the newest: a separate item on DynamoDB, never listed as one.
+    let newest = ids.last().cloned().expect("ops");
+    let mut holding = env.clone();
+    holding.version += 1;
+    holding.active_operation = Some(newest.clone());
+    store
+        .commit(Change::of(&env, holding.clone()))
+        .await
+        .expect("hold");
+    store
+        .append_changes(
+            &env.name,
+            &newest,
+            &[envplane_domain::operation::AppliedChange {
+                at: OffsetDateTime::now_utc(),
+                resource: "dev-eks".into(),
+                change: "version 1.30 → 1.31".into(),
+                expected_seconds: 600,
+            }],
+        )
+        .await
+        .expect("append");
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .operations_of_environment(
+                &env.name,
+                &OperationQuery {
+                    limit: 2,
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("page");
+        assert!(page.items.len() <= 2);
+        assert!(
+            page.items
+                .iter()
+                .all(|o| o.changes.is_empty() && o.environment == env.name)
+        );
+        seen.extend(page.items.iter().map(|o| o.id.clone()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every operation once, newest first");
+    let creates = store
+        .operations_of_environment(
+            &env.name,
+            &OperationQuery {
+                kind: Some(envplane_domain::OperationKind::Create),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("filtered");
+    assert_eq!(
+        creates
+            .items
+            .iter()
+            .map(|o| o.id.clone())
+            .collect::<Vec<_>>(),
+        [first]
+    );
+    let bad = store
+        .operations_of_environment(
+            &env.name,
+            &OperationQuery {
+                limit: 1,
+                cursor: Some("%%%".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(bad.is_err(), "a cursor this store did not make is refused");
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod embedded {
@@ -647,4 +775,5 @@ contract!(
     audit_tampering_is_detected,
     audit_pages_in_order,
     concurrent_appends_lose_nothing,
+    operations_list_newest_first_in_pages,
 );

@@ -174,3 +174,72 @@ pub(crate) async fn cancel_operation(
         return Ok((StatusCode::ACCEPTED, Json(done)).into_response());
     }
 }
+
+/// A query parameter naming one value of an enum the API serializes in snake case.
+fn enum_param<T: serde::de::DeserializeOwned>(
+    params: &crate::routes::Params,
+    name: &str,
+    known: &str,
+) -> Result<Option<T>, ApiError> {
+    params
+        .get(name)
+        .map(|raw| {
+            serde_json::from_value(serde_json::Value::String(raw.to_owned())).map_err(|_| {
+                ApiError::bad_request(name, format!("unknown {name} {raw:?}; one of: {known}"))
+            })
+        })
+        .transpose()
+}
+
+/// The operations of environment `name`, newest first, filtered by status and kind, a page at
+/// a time.
+#[utoipa::path(get, path = "/v1/environments/{name}/operations", tag = "operations",
+    params(
+        ("name" = String, Path, description = "Environment name"),
+        ("status" = Option<String>, Query, description = "Only this status: pending, running, awaiting_approval, succeeded, failed, cancelled"),
+        ("kind" = Option<String>, Query, description = "Only this kind: create, update, delete, reconcile, deploy, rollback, promote, restore, drill"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1–100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of its operations", body = crate::views::OperationPage),
+        (status = 400, description = "Bad name, filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such environment", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_operations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<crate::views::OperationPage>, ApiError> {
+    authorize(&caller, Action::Read)?;
+    let name = crate::routes::path_name(&raw)?;
+    record_span(name.as_str(), None);
+    let params = crate::routes::Params::parse(query, &["status", "kind", "limit", "cursor"])?;
+    let query = envplane_store::OperationQuery {
+        status: enum_param(
+            &params,
+            "status",
+            "pending, running, awaiting_approval, succeeded, failed, cancelled",
+        )?,
+        kind: enum_param(
+            &params,
+            "kind",
+            "create, update, delete, reconcile, deploy, rollback, promote, restore, drill",
+        )?,
+        limit: params.page_size()?,
+        cursor: params.get("cursor").map(str::to_owned),
+    };
+    // A destroyed environment's operations stay readable: its tombstone answers.
+    if state.store.environment(&name).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no environment named {name}")));
+    }
+    let page = state.store.operations_of_environment(&name, &query).await?;
+    Ok(Json(crate::views::OperationPage {
+        items: page.items.into_iter().map(Operation::redacted).collect(),
+        next_cursor: page.next,
+    }))
+}

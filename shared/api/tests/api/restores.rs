@@ -315,4 +315,50 @@ async fn restores_and_drills_through_the_api() {
     assert_eq!(not_a_drill.status, StatusCode::NOT_FOUND);
     let bad_id = call(&plane, Method::GET, "/v1/dr-drills/not-an-id", None).await;
     assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+
+    // The environment's operations, newest first, filtered.
+    let all = call(
+        &plane,
+        Method::GET,
+        "/v1/environments/shop/operations",
+        None,
+    )
+    .await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    let kinds: Vec<&str> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["restore", "create"], "{}", all.body);
+    let restores = call(
+        &plane,
+        Method::GET,
+        "/v1/environments/shop/operations?kind=restore&status=cancelled&limit=1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        restores.body["items"][0]["id"], waiting["id"],
+        "{}",
+        restores.body
+    );
+    let bogus = call(
+        &plane,
+        Method::GET,
+        "/v1/environments/shop/operations?status=bogus",
+        None,
+    )
+    .await;
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bogus.body["errors"][0]["field"], "status", "{}", bogus.body);
+    let nope = call(
+        &plane,
+        Method::GET,
+        "/v1/environments/nope/operations",
+        None,
+    )
+    .await;
+    assert_eq!(nope.status, StatusCode::NOT_FOUND);
 }
