@@ -228,7 +228,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(databases) = &databases {
         jobs = jobs.with_databases(databases.clone());
     }
-    let backups = Arc::new(JobsBackups(jobs.clone()));
+    let on_demand = Arc::new(JobsOnDemand(jobs.clone()));
     let resumed = workflows.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed executions interrupted by the last stop");
@@ -253,7 +253,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(databases) = databases {
         state = state.with_databases(databases);
     }
-    state = state.with_backups(backups);
+    state = state.with_on_demand(on_demand);
     let app = envplane_api::router(state);
     tracing::info!(%address, store = %store_path.display(), "envplane control plane is up");
     println!(
@@ -284,16 +284,23 @@ fn local_databases(args: &ServeArgs) -> Option<Arc<dyn envplane_cloud::Databases
     }
 }
 
-/// Backups on request, taken by the jobs' own backup (snapshot, then the base backup).
-struct JobsBackups(Jobs);
+/// The jobs' work on request, as `envplane serve` runs it.
+struct JobsOnDemand(Jobs);
 
 #[async_trait::async_trait]
-impl envplane_api::BackupTaker for JobsBackups {
+impl envplane_api::OnDemand for JobsOnDemand {
     async fn back_up(
         &self,
         name: &envplane_domain::EnvName,
     ) -> Result<envplane_domain::backup::RecordedPoint, String> {
         self.0.back_up_now(name).await.map_err(|e| e.to_string())
+    }
+
+    async fn check_drift(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<envplane_domain::drift::DriftReport, String> {
+        self.0.drift_now(name).await.map_err(|e| e.to_string())
     }
 }
 

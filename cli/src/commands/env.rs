@@ -78,6 +78,9 @@ pub enum EnvCommand {
     Drift {
         /// Environment name.
         name: String,
+        /// Check now (as a drift cycle does) instead of showing the last check.
+        #[arg(long)]
+        now: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -177,7 +180,11 @@ pub async fn run(command: EnvCommand) -> anyhow::Result<()> {
                 .await?;
             accepted_then_watch(&args, accepted, "update", wait).await
         }
-        EnvCommand::Drift { name, client: args } => drift(&args, &name).await,
+        EnvCommand::Drift {
+            name,
+            now,
+            client: args,
+        } => drift(&args, &name, now).await,
         EnvCommand::Reconcile {
             name,
             wait,
@@ -304,8 +311,13 @@ async fn plan(args: &ClientArgs, name: &str, set: &[String]) -> anyhow::Result<(
     Ok(())
 }
 
-async fn drift(args: &ClientArgs, name: &str) -> anyhow::Result<()> {
-    let report = client(args)?.drift(name).await?;
+async fn drift(args: &ClientArgs, name: &str, now: bool) -> anyhow::Result<()> {
+    let api = client(args)?;
+    let report = if now {
+        api.check_drift(name).await?
+    } else {
+        api.drift(name).await?
+    };
     if args.output == Output::Json {
         print_json(&report);
         return Ok(());

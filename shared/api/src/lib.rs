@@ -42,19 +42,26 @@ pub struct AppState {
     pub traffic: Option<Arc<dyn envplane_cloud::Traffic>>,
     /// Where the environments' databases run (their connection strings are shown).
     pub databases: Option<Arc<dyn envplane_cloud::Databases>>,
-    /// What takes a backup on request (`POST …/backups`).
-    pub backups: Option<Arc<dyn BackupTaker>>,
+    /// What runs a scheduled job's work on request (`POST …/backups`, `POST …/drift`).
+    pub on_demand: Option<Arc<dyn OnDemand>>,
 }
 
-/// Takes a backup of an environment now: a snapshot of its data volume and the database's own
-/// backup under the snapshot's id. `Err` says why not, for the caller.
+/// The scheduled jobs' work, run now for one environment on a caller's request. `Err` says why
+/// not, for the caller.
 #[async_trait::async_trait]
-pub trait BackupTaker: Send + Sync {
-    /// The new recovery point.
+pub trait OnDemand: Send + Sync {
+    /// Takes a backup now: a snapshot of the data volume and the database's own backup under
+    /// the snapshot's id; the new recovery point.
     async fn back_up(
         &self,
         name: &envplane_domain::EnvName,
     ) -> Result<envplane_domain::backup::RecordedPoint, String>;
+
+    /// Checks the environment for drift now, as a drift cycle does, and records the report.
+    async fn check_drift(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<envplane_domain::drift::DriftReport, String>;
 }
 
 impl AppState {
@@ -67,7 +74,7 @@ impl AppState {
             clock: envplane_cloud::system_clock(),
             traffic: None,
             databases: None,
-            backups: None,
+            on_demand: None,
         }
     }
 
@@ -83,9 +90,9 @@ impl AppState {
         self
     }
 
-    /// Takes backups on request with `backups`.
-    pub fn with_backups(mut self, backups: Arc<dyn BackupTaker>) -> Self {
-        self.backups = Some(backups);
+    /// Runs backups and drift checks on request with `on_demand`.
+    pub fn with_on_demand(mut self, on_demand: Arc<dyn OnDemand>) -> Self {
+        self.on_demand = Some(on_demand);
         self
     }
 
@@ -156,7 +163,10 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::environments::delete_environment
         ))
         .routes(routes!(routes::plans::plan_change))
-        .routes(routes!(routes::drift::get_drift))
+        .routes(routes!(
+            routes::drift::get_drift,
+            routes::drift::check_drift
+        ))
         .routes(routes!(routes::drift::reconcile_environment))
         .routes(routes!(routes::operations::get_operation))
         .routes(routes!(routes::operations::list_operations))

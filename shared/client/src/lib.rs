@@ -176,6 +176,13 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/environments/{name}/drift`: a drift check now, its report.
+    pub async fn check_drift(&self, name: &str) -> Result<DriftReport, ClientError> {
+        self.call(Method::POST, format!("/v1/environments/{name}/drift"))
+            .json()
+            .await
+    }
+
     /// `POST /v1/environments/{name}/reconcile`.
     pub async fn reconcile(
         &self,

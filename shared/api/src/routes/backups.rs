@@ -69,7 +69,7 @@ pub(crate) async fn create_backup(
     record_span(name.as_str(), None);
     let env = live(state.store.environment(&name).await?, &name)?;
     authorize(&caller, Action::Mutate(env.tier))?;
-    let Some(backups) = &state.backups else {
+    let Some(backups) = &state.on_demand else {
         return Err(ApiError::Unavailable(
             "this plane takes no backups on request".into(),
         ));

@@ -76,3 +76,39 @@ pub(crate) async fn reconcile_environment(
     )
     .await
 }
+
+/// Checks environment `name` for drift now, as a drift cycle does (one describe per kind of
+/// resource), records the report and answers it.
+#[utoipa::path(post, path = "/v1/environments/{name}/drift", tag = "environments",
+    params(("name" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The new report", body = envplane_domain::drift::DriftReport),
+        (status = 400, description = "Not an environment name", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such environment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The environment is being changed (or failed): its resources are in motion", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "This plane checks no drift on request", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn check_drift(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<envplane_domain::drift::DriftReport>, ApiError> {
+    let name = path_name(&raw)?;
+    record_span(name.as_str(), None);
+    let env = live(state.store.environment(&name).await?, &name)?;
+    authorize(&caller, Action::Mutate(env.tier))?;
+    let Some(on_demand) = &state.on_demand else {
+        return Err(ApiError::Unavailable(
+            "this plane checks no drift on request".into(),
+        ));
+    };
+    on_demand
+        .check_drift(&name)
+        .await
+        .map(Json)
+        .map_err(|detail| ApiError::Conflict {
+            detail,
+            operation: env.active_operation.clone(),
+        })
+}

@@ -52,6 +52,28 @@ async fn restores_and_drills_through_the_api() {
     )
     .await;
 
+    // A drift check on request: in sync after provisioning, then the simulated cloud loses a
+    // resource out of band and the next check says so.
+    let check = call(&plane, Method::POST, "/v1/environments/shop/drift", None).await;
+    assert_eq!(check.status, StatusCode::OK, "{}", check.body);
+    assert_eq!(check.body["status"], "in_sync", "{}", check.body);
+    let shop = envplane_domain::EnvName::parse("shop").unwrap();
+    let nodes = envplane_cloud::Cloud::list(plane.simulator.as_ref(), &shop)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind() == envplane_domain::resources::ResourceKind::NodeGroup)
+        .unwrap();
+    envplane_cloud::Cloud::delete(plane.simulator.as_ref(), &nodes)
+        .await
+        .unwrap();
+    let check = call(&plane, Method::POST, "/v1/environments/shop/drift", None).await;
+    assert_eq!(check.body["status"], "drifted", "{}", check.body);
+    let shown = call(&plane, Method::GET, "/v1/environments/shop/drift", None).await;
+    assert_eq!(shown.body, check.body, "the report is recorded");
+    let missing = call(&plane, Method::POST, "/v1/environments/nope/drift", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
     // No recovery point yet: no drill.
     let early = call(
         &plane,

@@ -246,16 +246,23 @@ impl LocalPlane {
     }
 }
 
-/// Backups on request through the jobs, as `envplane serve` takes them.
-struct JobsBackups(envplane_worker::jobs::Jobs);
+/// The jobs' work on request, as `envplane serve` runs it.
+struct JobsOnDemand(envplane_worker::jobs::Jobs);
 
 #[async_trait::async_trait]
-impl envplane_api::BackupTaker for JobsBackups {
+impl envplane_api::OnDemand for JobsOnDemand {
     async fn back_up(
         &self,
         name: &envplane_domain::EnvName,
     ) -> Result<envplane_domain::backup::RecordedPoint, String> {
         self.0.back_up_now(name).await.map_err(|e| e.to_string())
+    }
+
+    async fn check_drift(
+        &self,
+        name: &envplane_domain::EnvName,
+    ) -> Result<envplane_domain::drift::DriftReport, String> {
+        self.0.drift_now(name).await.map_err(|e| e.to_string())
     }
 }
 
@@ -319,7 +326,7 @@ impl LocalPlane {
             .with_databases(databases.clone());
         state = state
             .with_databases(databases)
-            .with_backups(Arc::new(JobsBackups(jobs.clone())));
+            .with_on_demand(Arc::new(JobsOnDemand(jobs.clone())));
         if let Some(traffic) = traffic {
             state = state.with_traffic(traffic.clone());
             jobs = jobs.with_traffic(traffic);

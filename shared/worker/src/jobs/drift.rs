@@ -76,31 +76,15 @@ impl Jobs {
                 run.skipped.extend(iter.by_ref().map(|e| e.name));
                 break;
             }
-            let before = (self.calls)();
-            let looked = self.cloud.list(&env.name).await;
-            let spent = (self.calls)().saturating_sub(before);
+            let (report, spent, throttled) = self.look(&env).await;
             run.api_calls += spent;
-            let now = self.clock.now();
-            let report = match looked {
-                Ok(resources) => {
-                    per_environment = per_environment.max(spent);
-                    let observed: Vec<Seen<'_>> = resources
-                        .iter()
-                        .filter(|r| r.state != ResourceState::Deleting)
-                        .map(|r| Seen {
-                            name: &r.name,
-                            observed: &r.observed,
-                        })
-                        .collect();
-                    drift::detect(&env.name, &env.spec, &observed, now, spent)
-                }
-                Err(CloudError::Throttled(message)) => {
-                    // Circuit breaker: the API is saying stop; the next cycle tries again.
-                    run.stopped = Some(format!("throttled while checking {}: {message}", env.name));
-                    DriftReport::incomplete(now, spent, format!("throttled: {message}"))
-                }
-                Err(other) => DriftReport::incomplete(now, spent, other.to_string()),
-            };
+            if report.status != DriftStatus::Incomplete {
+                per_environment = per_environment.max(spent);
+            }
+            if let Some(message) = throttled {
+                // Circuit breaker: the API is saying stop; the next cycle tries again.
+                run.stopped = Some(format!("throttled while checking {}: {message}", env.name));
+            }
             run.checked.push(DriftLine {
                 environment: env.name.clone(),
                 status: report.status,
@@ -111,6 +95,67 @@ impl Jobs {
             self.record_drift(&env, report).await?;
         }
         Ok(run)
+    }
+
+    /// Checks `name` for drift now (`POST …/drift`), as a cycle checks it, and records the
+    /// report; an environment being changed (or failed) is refused, as the cycle skips it.
+    pub async fn drift_now(&self, name: &EnvName) -> Result<DriftReport, JobError> {
+        let env = self
+            .store
+            .environment(name)
+            .await?
+            .filter(|e| e.status.phase != Phase::Deleted)
+            .ok_or_else(|| JobError::NotReady(format!("no environment named {name}")))?;
+        if env.status.phase != Phase::Ready || env.active_operation.is_some() {
+            return Err(JobError::NotReady(format!(
+                "{name} is {} with {}: its resources are in motion; check it once it is ready",
+                env.status.phase.as_str(),
+                env.active_operation
+                    .as_deref()
+                    .map_or("no operation".to_owned(), |o| format!(
+                        "operation {o} running"
+                    ))
+            )));
+        }
+        let (report, _, _) = self.look(&env).await;
+        self.record_drift(&env, report.clone()).await?;
+        Ok(report)
+    }
+
+    /// Lists `env`'s resources and compares them with its spec: the report, the calls it took,
+    /// and the throttling message when the API throttled.
+    async fn look(&self, env: &Environment) -> (DriftReport, u64, Option<String>) {
+        let before = (self.calls)();
+        let looked = self.cloud.list(&env.name).await;
+        let spent = (self.calls)().saturating_sub(before);
+        let now = self.clock.now();
+        match looked {
+            Ok(resources) => {
+                let observed: Vec<Seen<'_>> = resources
+                    .iter()
+                    .filter(|r| r.state != ResourceState::Deleting)
+                    .map(|r| Seen {
+                        name: &r.name,
+                        observed: &r.observed,
+                    })
+                    .collect();
+                (
+                    drift::detect(&env.name, &env.spec, &observed, now, spent),
+                    spent,
+                    None,
+                )
+            }
+            Err(CloudError::Throttled(message)) => (
+                DriftReport::incomplete(now, spent, format!("throttled: {message}")),
+                spent,
+                Some(message),
+            ),
+            Err(other) => (
+                DriftReport::incomplete(now, spent, other.to_string()),
+                spent,
+                None,
+            ),
+        }
     }
 
     /// Stores a drift report on the environment (without a new version: the report is observed
