@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use envplane_cloud::{Databases, RecoveryTarget, RestoreProgress};
 use envplane_domain::events::EventKind;
-use envplane_domain::resources::ResourceKind;
 use envplane_domain::restore::{self, DrillEvidence, DrillOutcome, Restore, RestorePoint};
 use envplane_domain::{EnvName, Environment, Operation};
 use serde_json::{Value, json};
@@ -248,11 +247,7 @@ impl Worker {
         if let Some(databases) = &self.databases
             && databases.present().await?.contains(env)
         {
-            left.push(format!(
-                "{} {}",
-                ResourceKind::DbInstance.as_str(),
-                "database host (PostgreSQL)"
-            ));
+            left.push("db_instance database host (PostgreSQL)".to_owned());
         }
         Ok(left)
     }

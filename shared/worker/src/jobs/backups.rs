@@ -10,6 +10,35 @@ use time::OffsetDateTime;
 use super::{JobError, Jobs};
 
 impl Jobs {
+    /// `name`'s resource of `kind` named `resource`, as the cloud lists it.
+    async fn resource_named(
+        &self,
+        name: &EnvName,
+        kind: ResourceKind,
+        resource: &str,
+    ) -> Result<Option<envplane_cloud::Resource>, envplane_cloud::CloudError> {
+        Ok(self
+            .cloud
+            .list(name)
+            .await?
+            .into_iter()
+            .find(|r| r.kind() == kind && r.name == resource))
+    }
+
+    /// `name`'s snapshot taken under `label`, once the cloud lists it.
+    async fn snapshot_labelled(
+        &self,
+        name: &EnvName,
+        label: &str,
+    ) -> Result<Option<envplane_cloud::Snapshot>, envplane_cloud::CloudError> {
+        Ok(self
+            .cloud
+            .snapshots(name)
+            .await?
+            .into_iter()
+            .find(|s| s.name.ends_with(label)))
+    }
+
     /// Starts `env`'s daily backup when it is due; its label when it did.
     pub(crate) async fn back_up_if_due(
         &self,
@@ -29,10 +58,11 @@ impl Jobs {
             return None;
         }
         let volume_name = names::data_volume(&env.name);
-        let volume = match self.cloud.list(&env.name).await {
-            Ok(resources) => resources
-                .into_iter()
-                .find(|r| r.kind() == ResourceKind::Volume && r.name == volume_name)?,
+        let volume = match self
+            .resource_named(&env.name, ResourceKind::Volume, &volume_name)
+            .await
+        {
+            Ok(volume) => volume?,
             Err(error) => {
                 tracing::warn!(%error, environment = %env.name, "no backup: the volume was not found");
                 return None;
@@ -57,8 +87,8 @@ impl Jobs {
         let Some(databases) = &self.databases else {
             return;
         };
-        let snapshot = match self.cloud.snapshots(&env.name).await {
-            Ok(taken) => taken.into_iter().find(|s| s.name.ends_with(label)),
+        let snapshot = match self.snapshot_labelled(&env.name, label).await {
+            Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::warn!(%error, environment = %env.name, "the base backup waits for the next run");
                 return;
@@ -83,11 +113,8 @@ impl Jobs {
             .ok_or_else(|| JobError::NotReady(format!("no environment named {name}")))?;
         let volume_name = names::data_volume(name);
         let volume = self
-            .cloud
-            .list(name)
+            .resource_named(name, ResourceKind::Volume, &volume_name)
             .await?
-            .into_iter()
-            .find(|r| r.kind() == ResourceKind::Volume && r.name == volume_name)
             .ok_or_else(|| {
                 JobError::NotReady(format!(
                     "{name} has no data volume {volume_name} to back up yet"
@@ -96,15 +123,9 @@ impl Jobs {
         let now = self.clock.now();
         let label = format!("backup-{}", now.unix_timestamp_nanos());
         self.cloud.snapshot(name, &label, &volume).await?;
-        let snapshot = self
-            .cloud
-            .snapshots(name)
-            .await?
-            .into_iter()
-            .find(|s| s.name.ends_with(&label))
-            .ok_or_else(|| {
-                JobError::NotReady(format!("the snapshot {label} of {name} is not listed yet"))
-            })?;
+        let snapshot = self.snapshot_labelled(name, &label).await?.ok_or_else(|| {
+            JobError::NotReady(format!("the snapshot {label} of {name} is not listed yet"))
+        })?;
         if let Some(databases) = &self.databases {
             databases.back_up(name, &snapshot.id).await?;
         }
@@ -136,10 +157,11 @@ impl Jobs {
             return None;
         }
         let host_name = names::database_host(&env.name);
-        let host = match self.cloud.list(&env.name).await {
-            Ok(resources) => resources
-                .into_iter()
-                .find(|r| r.kind() == ResourceKind::DbInstance && r.name == host_name)?,
+        let host = match self
+            .resource_named(&env.name, ResourceKind::DbInstance, &host_name)
+            .await
+        {
+            Ok(host) => host?,
             Err(error) => {
                 tracing::warn!(%error, environment = %env.name, "no image: the host was not found");
                 return None;
