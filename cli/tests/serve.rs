@@ -408,7 +408,7 @@ fn flow_run_executes_a_definition_and_reports_like_describe_execution() {
         (Some("FAILED"), Some("Boom"), Some("on purpose"))
     );
 
-    std::fs::write(&path, json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "x", "HeartbeatSeconds": 3, "End": true}}}).to_string()).unwrap();
+    std::fs::write(&path, json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "x", "HeartbeatSeconds": 3, "HeartbeatSecondsPath": "$.h", "End": true}}}).to_string()).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_envplane"))
         .args(["flow", "run"])
         .arg(&path)

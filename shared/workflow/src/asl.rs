@@ -40,7 +40,7 @@ pub enum State {
     /// Pass.
     Pass(Pass),
     /// Task.
-    Task(Task),
+    Task(Box<Task>),
     /// Choice.
     Choice(Choice),
     /// Wait.
@@ -120,6 +120,8 @@ pub struct Catcher {
     /// Where the error output goes in the input (default `$`).
     #[serde(default = "root")]
     pub result_path: Option<String>,
+    /// Variables to set from the error output (`$` is `{"Error", "Cause"}`).
+    pub assign: Option<Value>,
 }
 
 macro_rules! state_struct {
@@ -130,6 +132,8 @@ macro_rules! state_struct {
         pub struct $name {
             /// Comment.
             pub comment: Option<String>,
+            /// The state's query language: only `JSONPath` runs here.
+            pub query_language: Option<String>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
     };
@@ -138,6 +142,8 @@ macro_rules! state_struct {
 state_struct!(
     /// Pass: passes input to output, optionally injecting `Result`.
     Pass {
+        /// Variables to set when the state completes.
+        assign: Option<Value>,
         /// Input selection.
         #[serde(default = "root")] input_path: Option<String>,
         /// Output selection.
@@ -160,6 +166,8 @@ state_struct!(
     Task {
         /// The resource ARN (after substitutions).
         resource: String,
+        /// Variables to set when the state completes.
+        assign: Option<Value>,
         /// Input selection.
         #[serde(default = "root")] input_path: Option<String>,
         /// Output selection.
@@ -172,6 +180,16 @@ state_struct!(
         #[serde(default = "root")] result_path: Option<String>,
         /// Time limit of one attempt.
         timeout_seconds: Option<u64>,
+        /// Time limit of one attempt, from the input.
+        timeout_seconds_path: Option<String>,
+        /// Longest silence of a `.waitForTaskToken` task (no heartbeat can arrive here, so
+        /// it bounds the wait).
+        heartbeat_seconds: Option<u64>,
+        /// The same, from the input.
+        heartbeat_seconds_path: Option<String>,
+        /// The role a task runs as (`RoleArn` or `RoleArn.$`): checked, then ignored — local
+        /// tasks run with the plane's own credentials.
+        credentials: Option<Value>,
         /// Retriers.
         #[serde(default)] retry: Vec<Retrier>,
         /// Catchers.
@@ -186,6 +204,8 @@ state_struct!(
 state_struct!(
     /// Choice: branches on the input.
     Choice {
+        /// Variables to set when the state completes.
+        assign: Option<Value>,
         /// Input selection.
         #[serde(default = "root")] input_path: Option<String>,
         /// Output selection.
@@ -200,6 +220,8 @@ state_struct!(
 state_struct!(
     /// Wait: pauses.
     Wait {
+        /// Variables to set when the state completes.
+        assign: Option<Value>,
         /// Input selection.
         #[serde(default = "root")] input_path: Option<String>,
         /// Output selection.
@@ -238,6 +260,8 @@ state_struct!(
     RawParallel {
         /// Branches.
         branches: Vec<RawMachine>,
+        /// Variables to set when the state completes.
+        assign: Option<Value>,
         /// Input selection.
         #[serde(default = "root")] input_path: Option<String>,
         /// Output selection.
@@ -274,6 +298,18 @@ state_struct!(
         parameters: Option<Value>,
         /// Items in flight at once (0 = no limit).
         max_concurrency: Option<u32>,
+        /// The same, from the input.
+        max_concurrency_path: Option<String>,
+        /// Share of items that may fail, 0–100, before the Map fails.
+        tolerated_failure_percentage: Option<f64>,
+        /// The same, from the input.
+        tolerated_failure_percentage_path: Option<String>,
+        /// Items that may fail before the Map fails.
+        tolerated_failure_count: Option<u64>,
+        /// The same, from the input.
+        tolerated_failure_count_path: Option<String>,
+        /// Variables to set when the state completes.
+        assign: Option<Value>,
         /// Input selection.
         #[serde(default = "root")] input_path: Option<String>,
         /// Output selection.
@@ -415,7 +451,7 @@ fn compile(
         let parse_err = |e: serde_json::Error| error(&at, format!("{kind}: {e}"));
         let state = match kind.as_str() {
             "Pass" => State::Pass(serde_json::from_value(rest).map_err(parse_err)?),
-            "Task" => State::Task(serde_json::from_value(rest).map_err(parse_err)?),
+            "Task" => State::Task(Box::new(serde_json::from_value(rest).map_err(parse_err)?)),
             "Choice" => State::Choice(serde_json::from_value(rest).map_err(parse_err)?),
             "Wait" => State::Wait(serde_json::from_value(rest).map_err(parse_err)?),
             "Succeed" => State::Succeed(serde_json::from_value(rest).map_err(parse_err)?),
@@ -443,13 +479,16 @@ fn compile(
                     .as_ref()
                     .or(raw.iterator.as_ref())
                     .ok_or_else(|| error(&at, "Map needs an ItemProcessor"))?;
-                if let Some(config) = &processor.processor_config
-                    && config
-                        .get("Mode")
-                        .and_then(Value::as_str)
-                        .is_some_and(|m| m != "INLINE")
-                {
-                    return Err(error(&at, "only INLINE Map processing is supported"));
+                let distributed = processor_mode(processor.processor_config.as_ref(), &at)?;
+                let tolerates = raw.tolerated_failure_count.is_some()
+                    || raw.tolerated_failure_count_path.is_some()
+                    || raw.tolerated_failure_percentage.is_some()
+                    || raw.tolerated_failure_percentage_path.is_some();
+                if tolerates && !distributed {
+                    return Err(error(
+                        &at,
+                        "ToleratedFailureCount and ToleratedFailurePercentage apply to a DISTRIBUTED Map (ProcessorConfig.Mode)",
+                    ));
                 }
                 let processor = compile(
                     &format!("{at}.ItemProcessor"),
@@ -471,6 +510,40 @@ fn compile(
     Ok(machine)
 }
 
+/// Whether a Map's processor runs in DISTRIBUTED mode: `INLINE` (the default) or
+/// `DISTRIBUTED` with an `ExecutionType`, its items read from the state's input (no
+/// `ItemReader`, `ItemBatcher` or `ResultWriter`: the Map refuses those fields). Locally both run
+/// in this process; DISTRIBUTED adds the tolerated-failure thresholds.
+fn processor_mode(config: Option<&Value>, at: &str) -> Result<bool, DefinitionError> {
+    let Some(config) = config else {
+        return Ok(false);
+    };
+    let fields = config
+        .as_object()
+        .ok_or_else(|| error(at, "ProcessorConfig must be an object"))?;
+    for key in fields.keys() {
+        if key != "Mode" && key != "ExecutionType" {
+            return Err(error(at, format!("ProcessorConfig.{key} is not supported")));
+        }
+    }
+    match fields
+        .get("Mode")
+        .and_then(Value::as_str)
+        .unwrap_or("INLINE")
+    {
+        "INLINE" if !fields.contains_key("ExecutionType") => Ok(false),
+        "DISTRIBUTED" => match fields.get("ExecutionType").and_then(Value::as_str) {
+            Some("STANDARD" | "EXPRESS") => Ok(true),
+            _ => Err(error(
+                at,
+                "a DISTRIBUTED Map needs ExecutionType STANDARD or EXPRESS",
+            )),
+        },
+        "INLINE" => Err(error(at, "ExecutionType is for a DISTRIBUTED Map")),
+        other => Err(error(at, format!("Map mode {other:?} is not supported"))),
+    }
+}
+
 /// Every transition must name a state of this machine; error lists must be well formed.
 fn check(location: &str, machine: &StateMachine) -> Result<(), DefinitionError> {
     let names: BTreeSet<&String> = machine.states.keys().collect();
@@ -484,6 +557,7 @@ fn check(location: &str, machine: &StateMachine) -> Result<(), DefinitionError> 
     known(&machine.start_at, &format!("{location}.StartAt"))?;
     for (name, state) in &machine.states {
         let at = format!("{location}.{name}");
+        check_fields(state, &at)?;
         let (next, end, retry, catch): (Option<&String>, Option<bool>, &[Retrier], &[Catcher]) =
             match state {
                 State::Pass(s) => (s.next.as_ref(), s.end, &[], &[]),
@@ -516,6 +590,7 @@ fn check(location: &str, machine: &StateMachine) -> Result<(), DefinitionError> 
                         known(&next.to_owned(), &format!("{at}.Choices[{i}]"))?;
                         crate::choice::check_rule(rule)
                             .map_err(|d| error(format!("{at}.Choices[{i}]"), d))?;
+                        check_assign(rule.get("Assign"), &format!("{at}.Choices[{i}].Assign"))?;
                     }
                     if let Some(default) = &s.default {
                         known(default, &at)?;
@@ -540,7 +615,115 @@ fn check(location: &str, machine: &StateMachine) -> Result<(), DefinitionError> 
         }
         for (i, catcher) in catch.iter().enumerate() {
             check_errors(&catcher.error_equals, &format!("{at}.Catch[{i}]"))?;
+            check_assign(catcher.assign.as_ref(), &format!("{at}.Catch[{i}].Assign"))?;
             known(&catcher.next, &format!("{at}.Catch[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The fields beyond transitions: query language, `Assign`, and the pairs of a field and its
+/// `…Path` of which at most one may be given.
+fn check_fields(state: &State, at: &str) -> Result<(), DefinitionError> {
+    let (language, assign) = match state {
+        State::Pass(s) => (&s.query_language, s.assign.as_ref()),
+        State::Task(s) => (&s.query_language, s.assign.as_ref()),
+        State::Choice(s) => (&s.query_language, s.assign.as_ref()),
+        State::Wait(s) => (&s.query_language, s.assign.as_ref()),
+        State::Parallel(s) => (&s.raw.query_language, s.raw.assign.as_ref()),
+        State::Map(s) => (&s.raw.query_language, s.raw.assign.as_ref()),
+        State::Succeed(s) => (&s.query_language, None),
+        State::Fail(s) => (&s.query_language, None),
+    };
+    if let Some(language) = language.as_deref().filter(|l| *l != "JSONPath") {
+        return Err(error(
+            format!("{at}.QueryLanguage"),
+            format!("{language} is not supported; only JSONPath"),
+        ));
+    }
+    check_assign(assign, &format!("{at}.Assign"))?;
+    let one_of = |pairs: &[(&str, bool, bool)]| {
+        for (field, plain, path) in pairs {
+            if *plain && *path {
+                return Err(error(at, format!("give {field} or {field}Path, not both")));
+            }
+        }
+        Ok(())
+    };
+    match state {
+        State::Task(s) => {
+            one_of(&[
+                (
+                    "TimeoutSeconds",
+                    s.timeout_seconds.is_some(),
+                    s.timeout_seconds_path.is_some(),
+                ),
+                (
+                    "HeartbeatSeconds",
+                    s.heartbeat_seconds.is_some(),
+                    s.heartbeat_seconds_path.is_some(),
+                ),
+            ])?;
+            if let Some(credentials) = &s.credentials {
+                let fields = credentials.as_object().filter(|f| {
+                    f.len() == 1 && (f.contains_key("RoleArn") || f.contains_key("RoleArn.$"))
+                });
+                if fields.is_none() {
+                    return Err(error(
+                        format!("{at}.Credentials"),
+                        "needs exactly RoleArn or RoleArn.$",
+                    ));
+                }
+            }
+        }
+        State::Map(m) => {
+            let s = &m.raw;
+            one_of(&[
+                (
+                    "MaxConcurrency",
+                    s.max_concurrency.is_some(),
+                    s.max_concurrency_path.is_some(),
+                ),
+                (
+                    "ToleratedFailurePercentage",
+                    s.tolerated_failure_percentage.is_some(),
+                    s.tolerated_failure_percentage_path.is_some(),
+                ),
+                (
+                    "ToleratedFailureCount",
+                    s.tolerated_failure_count.is_some(),
+                    s.tolerated_failure_count_path.is_some(),
+                ),
+            ])?;
+            if s.tolerated_failure_percentage
+                .is_some_and(|p| !(0.0..=100.0).contains(&p))
+            {
+                return Err(error(
+                    at,
+                    "ToleratedFailurePercentage must be from 0 to 100",
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `Assign`: an object whose keys name variables (a letter or `_`, then letters, digits and
+/// `_`; `states` is reserved).
+fn check_assign(assign: Option<&Value>, at: &str) -> Result<(), DefinitionError> {
+    let Some(assign) = assign else {
+        return Ok(());
+    };
+    let fields = assign
+        .as_object()
+        .ok_or_else(|| error(at, "Assign must be an object"))?;
+    for key in fields.keys() {
+        let name = key.strip_suffix(".$").unwrap_or(key);
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || name == "states" {
+            return Err(error(at, format!("{key:?} is not a variable name")));
         }
     }
     Ok(())

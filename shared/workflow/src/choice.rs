@@ -4,7 +4,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::paths::{PathError, select};
+use crate::paths::{PathError, Scope, select};
 
 const STRING_OPS: &[&str] = &[
     "StringEquals",
@@ -38,7 +38,7 @@ const TYPE_TESTS: &[&str] = &[
 
 fn comparison(rule: &serde_json::Map<String, Value>) -> Option<(&String, &Value)> {
     rule.iter()
-        .find(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment"))
+        .find(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment" | "Assign"))
 }
 
 fn known_operator(op: &str) -> bool {
@@ -79,13 +79,13 @@ pub fn check_rule(rule: &Value) -> Result<(), String> {
 }
 
 /// Whether `rule` holds for `input`.
-pub fn matches(rule: &Value, input: &Value, context: &Value) -> Result<bool, PathError> {
+pub fn matches(rule: &Value, input: &Value, scope: &Scope) -> Result<bool, PathError> {
     let Value::Object(fields) = rule else {
         return Ok(false);
     };
     if let Some(Value::Array(rules)) = fields.get("And") {
         for r in rules {
-            if !matches(r, input, context)? {
+            if !matches(r, input, scope)? {
                 return Ok(false);
             }
         }
@@ -93,14 +93,14 @@ pub fn matches(rule: &Value, input: &Value, context: &Value) -> Result<bool, Pat
     }
     if let Some(Value::Array(rules)) = fields.get("Or") {
         for r in rules {
-            if matches(r, input, context)? {
+            if matches(r, input, scope)? {
                 return Ok(true);
             }
         }
         return Ok(false);
     }
     if let Some(inner) = fields.get("Not") {
-        return Ok(!matches(inner, input, context)?);
+        return Ok(!matches(inner, input, scope)?);
     }
     let variable = fields
         .get("Variable")
@@ -109,7 +109,7 @@ pub fn matches(rule: &Value, input: &Value, context: &Value) -> Result<bool, Pat
     let Some((op, expected)) = comparison(fields) else {
         return Ok(false);
     };
-    let actual = select(variable, input, context);
+    let actual = select(variable, input, scope);
     if op == "IsPresent" {
         return Ok(actual.is_ok() == expected.as_bool().unwrap_or(false));
     }
@@ -129,7 +129,7 @@ pub fn matches(rule: &Value, input: &Value, context: &Value) -> Result<bool, Pat
     let (base, expected) = match op.strip_suffix("Path") {
         Some(base) => (
             base,
-            select(expected.as_str().unwrap_or("$"), input, context)?,
+            select(expected.as_str().unwrap_or("$"), input, scope)?,
         ),
         None => (op.as_str(), expected.clone()),
     };
@@ -222,7 +222,7 @@ mod tests {
     use serde_json::json;
 
     fn holds(rule: Value, input: Value) -> bool {
-        matches(&rule, &input, &json!({})).expect("evaluates")
+        matches(&rule, &input, &crate::paths::tests::bare()).expect("evaluates")
     }
 
     #[test]
@@ -288,7 +288,7 @@ mod tests {
             matches(
                 &json!({"Variable": "$.nope", "StringEquals": "x"}),
                 &input,
-                &json!({})
+                &crate::paths::tests::bare()
             )
             .is_err()
         );

@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use futures::future::{BoxFuture, try_join_all};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 
 use crate::asl::{Catcher, Jitter, Retrier, State, StateMachine, Transition};
 use crate::choice;
-use crate::paths::{self, PathError};
+use crate::paths::{self, PathError, Scope};
 
 pub use crate::clock::{Clock, ScaledClock, VirtualClock};
 pub use crate::history::{EventKind, HistoryEvent, Outcome};
@@ -132,19 +132,28 @@ impl Executor {
 
     /// Runs `machine` on `input` to its end.
     pub async fn execute(&self, machine: &StateMachine, input: Value, execution: &str) -> Outcome {
-        self.execute_with(machine, input, execution, None, Arc::new(NoObserver))
-            .await
+        self.execute_with(
+            machine,
+            input,
+            execution,
+            None,
+            Map::new(),
+            Arc::new(NoObserver),
+        )
+        .await
     }
 
-    /// Runs `machine` from `resume_at` (a top-level state; its start when `None`) with `input`,
-    /// telling `observer` about every event and every top-level state entered, so that an
-    /// interrupted execution can be resumed from its last checkpoint.
+    /// Runs `machine` from `resume_at` (a top-level state; its start when `None`) with `input`
+    /// and the workflow `variables` set so far, telling `observer` about every event and every
+    /// top-level state entered, so that an interrupted execution can be resumed from its last
+    /// checkpoint.
     pub async fn execute_with(
         &self,
         machine: &StateMachine,
         input: Value,
         execution: &str,
         resume_at: Option<&str>,
+        variables: Map<String, Value>,
         observer: Arc<dyn Observer>,
     ) -> Outcome {
         let run = Arc::new(Run {
@@ -156,7 +165,14 @@ impl Executor {
             observer,
         });
         let start = resume_at.unwrap_or(&machine.start_at).to_owned();
-        let body = run_machine(run.clone(), machine.clone(), input, None, Some(start));
+        let body = run_machine(
+            run.clone(),
+            machine.clone(),
+            input,
+            None,
+            Some(start),
+            variables,
+        );
         let result = match machine.timeout_seconds {
             Some(limit) => match tokio::time::timeout(Duration::from_secs(limit), body).await {
                 Ok(result) => result,
@@ -189,8 +205,9 @@ impl Executor {
 
 /// Hears what an execution does, e.g. to persist its progress.
 pub trait Observer: Send + Sync {
-    /// A top-level state is about to run with `input`: resuming here repeats only this state.
-    fn checkpoint(&self, _state: &str, _input: &Value) {}
+    /// A top-level state is about to run with `input` and `variables`: resuming here repeats
+    /// only this state.
+    fn checkpoint(&self, _state: &str, _input: &Value, _variables: &Map<String, Value>) {}
     /// Something happened.
     fn event(&self, _event: &HistoryEvent) {}
 }
@@ -277,6 +294,13 @@ fn unit_random() -> f64 {
 
 /// Runs an attempt under a state's retriers; on a final failure a matching catcher yields
 /// the error output and the state to go to instead.
+/// A failure a catcher handled: where to go, and its `Assign` over the error output.
+struct Caught {
+    next: String,
+    error_output: Value,
+    assign: Option<Value>,
+}
+
 async fn with_retry<F>(
     run: &Run,
     state: &str,
@@ -284,7 +308,7 @@ async fn with_retry<F>(
     catch: &[Catcher],
     raw_input: &Value,
     mut attempt: F,
-) -> Result<(Value, Option<String>), Failure>
+) -> Result<(Value, Option<Caught>), Failure>
 where
     F: FnMut(u32) -> BoxFuture<'static, Result<Value, Failure>>,
 {
@@ -334,31 +358,46 @@ where
                 },
             );
             let error_output = json!({ "Error": failure.error, "Cause": failure.cause });
-            let output = paths::place(catcher.result_path.as_deref(), raw_input, error_output)?;
-            return Ok((output, Some(catcher.next.clone())));
+            let output = paths::place(
+                catcher.result_path.as_deref(),
+                raw_input,
+                error_output.clone(),
+            )?;
+            return Ok((
+                output,
+                Some(Caught {
+                    next: catcher.next.clone(),
+                    error_output,
+                    assign: catcher.assign.clone(),
+                }),
+            ));
         }
         return Err(failure);
     }
 }
 
+/// Runs a (sub-)machine. `variables` are those in scope when it starts: a branch or an
+/// iteration sees its parent's and may set its own, which end with it.
 fn run_machine(
     run: Arc<Run>,
     machine: StateMachine,
     input: Value,
     item: Option<(usize, Value)>,
     top_level_start: Option<String>,
+    variables: Map<String, Value>,
 ) -> BoxFuture<'static, Result<Value, Failure>> {
     Box::pin(async move {
         let top_level = top_level_start.is_some();
         let mut current = top_level_start.unwrap_or_else(|| machine.start_at.clone());
         let mut input = input;
+        let mut variables = variables;
         loop {
             let state = machine
                 .states
                 .get(&current)
                 .ok_or_else(|| Failure::new("States.Runtime", format!("no state {current}")))?;
             if top_level {
-                run.observer.checkpoint(&current, &input);
+                run.observer.checkpoint(&current, &input, &variables);
             }
             run.record(&current, EventKind::StateEntered);
             let (output, next) = run_state(
@@ -367,6 +406,7 @@ fn run_machine(
                 state,
                 input,
                 item.as_ref().map(|(i, v)| (*i, v)),
+                &mut variables,
             )
             .await?;
             run.record(&current, EventKind::StateExited);
@@ -381,56 +421,98 @@ fn run_machine(
     })
 }
 
+/// The variables `assign` sets, evaluated against `dollar` (what `$` means for the state) and
+/// the variables as they were before the state: all of one state's assignments see the same
+/// values, as in AWS.
+fn assignments(
+    assign: Option<&Value>,
+    dollar: &Value,
+    scope: &Scope,
+) -> Result<Map<String, Value>, Failure> {
+    match assign {
+        None => Ok(Map::new()),
+        Some(template) => match paths::template(template, dollar, scope)? {
+            Value::Object(set) => Ok(set),
+            other => Err(Failure::new(
+                "States.Runtime",
+                format!("Assign evaluated to {other}, not an object"),
+            )),
+        },
+    }
+}
+
+/// A whole number of seconds from a `…Path` field (for TimeoutSecondsPath and the like).
+fn seconds_at(path: &str, input: &Value, scope: &Scope, field: &str) -> Result<u64, Failure> {
+    paths::select(path, input, scope)?.as_u64().ok_or_else(|| {
+        Failure::new(
+            "States.Runtime",
+            format!("{field} {path} is not a non-negative integer"),
+        )
+    })
+}
+
 async fn run_state(
     run: &Arc<Run>,
     name: &str,
     state: &State,
     raw: Value,
     item: Option<(usize, &Value)>,
+    variables: &mut Map<String, Value>,
 ) -> Result<(Value, Transition), Failure> {
     let context = run.context(name, 0, None, item);
+    let before = Arc::new(variables.clone());
+    let scope = Scope {
+        context: &context,
+        variables: &before,
+    };
     let normal = state.transition().unwrap_or(Transition::End);
+    let mut assigned = Map::new();
     let finish = |output: Value,
                   output_path: Option<&str>,
-                  caught: Option<String>|
+                  caught: Option<&Caught>|
      -> Result<(Value, Transition), Failure> {
         match caught {
             // A catcher's output skips OutputPath, as in AWS.
-            Some(next) => Ok((output, Transition::Next(next))),
-            None => Ok((
-                paths::filter(output_path, &output, &context)?,
-                normal.clone(),
-            )),
+            Some(c) => Ok((output, Transition::Next(c.next.clone()))),
+            None => Ok((paths::filter(output_path, &output, &scope)?, normal.clone())),
         }
     };
-    // ResultSelector, ResultPath and OutputPath, in that order; a catcher's output skips them.
+    // Assign (over the raw result, or a catcher's over the error output), then ResultSelector,
+    // ResultPath and OutputPath, in that order; a catcher's output skips the last three.
     let complete = |result: Value,
-                    caught: Option<String>,
+                    caught: Option<Caught>,
+                    assign: Option<&Value>,
                     selector: Option<&Value>,
                     result_path: Option<&str>,
-                    output_path: Option<&str>| {
-        if caught.is_some() {
-            return finish(result, None, caught);
+                    output_path: Option<&str>|
+     -> Result<(Value, Transition, Map<String, Value>), Failure> {
+        if let Some(caught) = caught {
+            let set = assignments(caught.assign.as_ref(), &caught.error_output, &scope)?;
+            let (output, next) = finish(result, None, Some(&caught))?;
+            return Ok((output, next, set));
         }
+        let set = assignments(assign, &result, &scope)?;
         let result = match selector {
-            Some(t) => paths::template(t, &result, &context)?,
+            Some(t) => paths::template(t, &result, &scope)?,
             None => result,
         };
-        finish(paths::place(result_path, &raw, result)?, output_path, None)
+        let (output, next) = finish(paths::place(result_path, &raw, result)?, output_path, None)?;
+        Ok((output, next, set))
     };
     // InputPath, then Parameters.
     let prepare =
         |input_path: Option<&str>, parameters: Option<&Value>| -> Result<Value, Failure> {
-            let effective = paths::filter(input_path, &raw, &context)?;
+            let effective = paths::filter(input_path, &raw, &scope)?;
             match parameters {
-                Some(t) => Ok(paths::template(t, &effective, &context)?),
+                Some(t) => Ok(paths::template(t, &effective, &scope)?),
                 None => Ok(effective),
             }
         };
-    match state {
+    let outcome = match state {
         State::Pass(s) => {
             let effective = prepare(s.input_path.as_deref(), s.parameters.as_ref())?;
             let result = s.result.clone().unwrap_or(effective);
+            assigned = assignments(s.assign.as_ref(), &result, &scope)?;
             finish(
                 paths::place(s.result_path.as_deref(), &raw, result)?,
                 s.output_path.as_deref(),
@@ -438,9 +520,9 @@ async fn run_state(
             )
         }
         State::Succeed(s) => {
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
+            let effective = paths::filter(s.input_path.as_deref(), &raw, &scope)?;
             Ok((
-                paths::filter(s.output_path.as_deref(), &effective, &context)?,
+                paths::filter(s.output_path.as_deref(), &effective, &scope)?,
                 Transition::End,
             ))
         }
@@ -449,30 +531,38 @@ async fn run_state(
             s.cause.clone().unwrap_or_default(),
         )),
         State::Choice(s) => {
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
+            let effective = paths::filter(s.input_path.as_deref(), &raw, &scope)?;
             let mut next = None;
             for rule in &s.choices {
-                if choice::matches(rule, &effective, &context)? {
+                if choice::matches(rule, &effective, &scope)? {
                     next = rule.get("Next").and_then(Value::as_str).map(str::to_owned);
+                    assigned = assignments(rule.get("Assign"), &effective, &scope)?;
                     break;
                 }
             }
-            let next = next.or_else(|| s.default.clone()).ok_or_else(|| {
-                Failure::new(
-                    "States.NoChoiceMatched",
-                    format!("no rule of {name} matched and it has no Default"),
-                )
-            })?;
+            let next = match next {
+                Some(next) => next,
+                None => {
+                    // The state's own Assign applies when its Default is taken.
+                    assigned = assignments(s.assign.as_ref(), &effective, &scope)?;
+                    s.default.clone().ok_or_else(|| {
+                        Failure::new(
+                            "States.NoChoiceMatched",
+                            format!("no rule of {name} matched and it has no Default"),
+                        )
+                    })?
+                }
+            };
             Ok((
-                paths::filter(s.output_path.as_deref(), &effective, &context)?,
+                paths::filter(s.output_path.as_deref(), &effective, &scope)?,
                 Transition::Next(next),
             ))
         }
         State::Wait(s) => {
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
+            let effective = paths::filter(s.input_path.as_deref(), &raw, &scope)?;
             let seconds = match (&s.seconds, &s.seconds_path, &s.timestamp, &s.timestamp_path) {
                 (Some(n), ..) => *n as f64,
-                (_, Some(path), ..) => paths::select(path, &effective, &context)?
+                (_, Some(path), ..) => paths::select(path, &effective, &scope)?
                     .as_f64()
                     .filter(|n| *n >= 0.0)
                     .ok_or_else(|| {
@@ -484,7 +574,7 @@ async fn run_state(
                 (_, _, timestamp, timestamp_path) => {
                     let text = match (timestamp, timestamp_path) {
                         (Some(t), _) => Value::String(t.clone()),
-                        (_, Some(path)) => paths::select(path, &effective, &context)?,
+                        (_, Some(path)) => paths::select(path, &effective, &scope)?,
                         _ => Value::Null,
                     };
                     let at = text
@@ -503,25 +593,52 @@ async fn run_state(
                 .clock
                 .sleep(Duration::from_secs_f64(seconds))
                 .await;
+            assigned = assignments(s.assign.as_ref(), &effective, &scope)?;
             finish(effective, s.output_path.as_deref(), None)
         }
         State::Task(s) => {
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
+            let effective = paths::filter(s.input_path.as_deref(), &raw, &scope)?;
             let wait_for_token = s.resource.ends_with(".waitForTaskToken");
+            let timeout = match (&s.timeout_seconds, &s.timeout_seconds_path) {
+                (_, Some(path)) => {
+                    Some(seconds_at(path, &effective, &scope, "TimeoutSecondsPath")?)
+                }
+                (limit, None) => *limit,
+            };
+            // No heartbeat can reach a local task: a heartbeat limit bounds the wait for its
+            // token, and only that.
+            let heartbeat = match (&s.heartbeat_seconds, &s.heartbeat_seconds_path) {
+                (_, Some(path)) => Some(seconds_at(
+                    path,
+                    &effective,
+                    &scope,
+                    "HeartbeatSecondsPath",
+                )?),
+                (limit, None) => *limit,
+            }
+            .filter(|_| wait_for_token);
+            if let Some(role) = s.credentials.as_ref().and_then(|c| c.get("RoleArn.$")) {
+                let path = role.as_str().unwrap_or("$");
+                paths::select(path, &effective, &scope)?;
+            }
             let (result, caught) = with_retry(run, name, &s.retry, &s.catch, &raw, |retry| {
                 let run = run.clone();
-                let (name, resource, parameters, effective) = (
+                let (name, resource, parameters, effective, variables) = (
                     name.to_owned(),
                     s.resource.clone(),
                     s.parameters.clone(),
                     effective.clone(),
+                    before.clone(),
                 );
-                let timeout = s.timeout_seconds;
                 Box::pin(async move {
                     let token = wait_for_token.then(|| ulid::Ulid::new().to_string());
                     let context = run.context(&name, retry, token.as_deref(), None);
+                    let scope = Scope {
+                        context: &context,
+                        variables: &variables,
+                    };
                     let payload = match &parameters {
-                        Some(t) => paths::template(t, &effective, &context)?,
+                        Some(t) => paths::template(t, &effective, &scope)?,
                         None => effective,
                     };
                     let task_context = TaskContext {
@@ -531,12 +648,17 @@ async fn run_state(
                         token: token.clone(),
                     };
                     let attempt = invoke(&run, &resource, payload, &task_context);
-                    match timeout {
+                    let (limit, error) = match (timeout, heartbeat) {
+                        (Some(t), Some(h)) if h < t => (Some(h), "States.HeartbeatTimeout"),
+                        (None, Some(h)) => (Some(h), "States.HeartbeatTimeout"),
+                        (t, _) => (t, "States.Timeout"),
+                    };
+                    match limit {
                         Some(limit) => tokio::time::timeout(Duration::from_secs(limit), attempt)
                             .await
                             .unwrap_or_else(|_| {
                                 Err(Failure::new(
-                                    "States.Timeout",
+                                    error,
                                     format!("{name} ran longer than {limit} s"),
                                 ))
                             }),
@@ -548,10 +670,15 @@ async fn run_state(
             complete(
                 result,
                 caught,
+                s.assign.as_ref(),
                 s.result_selector.as_ref(),
                 s.result_path.as_deref(),
                 s.output_path.as_deref(),
             )
+            .map(|(output, next, set)| {
+                assigned = set;
+                (output, next)
+            })
         }
         State::Parallel(p) => {
             let s = &p.raw;
@@ -560,7 +687,16 @@ async fn run_state(
                 let branches: Vec<_> = p
                     .branches
                     .iter()
-                    .map(|b| run_machine(run.clone(), b.clone(), effective.clone(), None, None))
+                    .map(|b| {
+                        run_machine(
+                            run.clone(),
+                            b.clone(),
+                            effective.clone(),
+                            None,
+                            None,
+                            (*before).clone(),
+                        )
+                    })
                     .collect();
                 Box::pin(async move { try_join_all(branches).await.map(Value::Array) })
             })
@@ -568,15 +704,20 @@ async fn run_state(
             complete(
                 result,
                 caught,
+                s.assign.as_ref(),
                 s.result_selector.as_ref(),
                 s.result_path.as_deref(),
                 s.output_path.as_deref(),
             )
+            .map(|(output, next, set)| {
+                assigned = set;
+                (output, next)
+            })
         }
         State::Map(m) => {
             let s = &m.raw;
-            let effective = paths::filter(s.input_path.as_deref(), &raw, &context)?;
-            let items = match paths::filter(s.items_path.as_deref(), &effective, &context)? {
+            let effective = paths::filter(s.input_path.as_deref(), &raw, &scope)?;
+            let items = match paths::filter(s.items_path.as_deref(), &effective, &scope)? {
                 Value::Array(items) => items,
                 other => {
                     return Err(Failure::new(
@@ -586,18 +727,24 @@ async fn run_state(
                 }
             };
             let selector = s.item_selector.clone().or_else(|| s.parameters.clone());
-            let limit = match s.max_concurrency {
-                Some(0) | None => items.len().max(1),
-                Some(n) => n as usize,
+            let concurrency = match &s.max_concurrency_path {
+                Some(path) => Some(seconds_at(path, &effective, &scope, "MaxConcurrencyPath")?),
+                None => s.max_concurrency.map(u64::from),
             };
+            let limit = match concurrency {
+                Some(0) | None => items.len().max(1),
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            };
+            let tolerance = map_tolerance(s, &effective, &scope, items.len())?;
             let (result, caught) = with_retry(run, name, &s.retry, &s.catch, &raw, |_| {
                 let run = run.clone();
-                let (items, selector, effective, processor, name) = (
+                let (items, selector, effective, processor, name, variables) = (
                     items.clone(),
                     selector.clone(),
                     effective.clone(),
                     m.processor.clone(),
                     name.to_owned(),
+                    before.clone(),
                 );
                 Box::pin(async move {
                     let inputs = items
@@ -605,11 +752,14 @@ async fn run_state(
                         .enumerate()
                         .map(|(index, item)| {
                             let input = match &selector {
-                                Some(t) => paths::template(
-                                    t,
-                                    &effective,
-                                    &run.context(&name, 0, None, Some((index, &item))),
-                                )?,
+                                Some(t) => {
+                                    let context = run.context(&name, 0, None, Some((index, &item)));
+                                    let scope = Scope {
+                                        context: &context,
+                                        variables: &variables,
+                                    };
+                                    paths::template(t, &effective, &scope)?
+                                }
                                 None => item.clone(),
                             };
                             Ok::<_, Failure>(run_machine(
@@ -618,26 +768,97 @@ async fn run_state(
                                 input,
                                 Some((index, item)),
                                 None,
+                                (*variables).clone(),
                             ))
                         })
                         .collect::<Result<Vec<_>, _>>()?;
-                    futures::stream::iter(inputs)
-                        .buffered(limit)
-                        .try_collect::<Vec<_>>()
-                        .await
-                        .map(Value::Array)
+                    let iterations = futures::stream::iter(inputs).buffered(limit);
+                    match tolerance {
+                        // Without a tolerance the first failed item fails the Map at once.
+                        None => iterations.try_collect::<Vec<_>>().await.map(Value::Array),
+                        Some(tolerated) => tolerate(iterations.collect().await, tolerated),
+                    }
                 })
             })
             .await?;
             complete(
                 result,
                 caught,
+                s.assign.as_ref(),
                 s.result_selector.as_ref(),
                 s.result_path.as_deref(),
                 s.output_path.as_deref(),
             )
+            .map(|(output, next, set)| {
+                assigned = set;
+                (output, next)
+            })
         }
+    }?;
+    variables.extend(assigned);
+    Ok(outcome)
+}
+
+/// How many of a Map's `items` may fail, when the Map says (the smaller of its count and its
+/// percentage); `None` when it tolerates nothing.
+fn map_tolerance(
+    s: &crate::asl::RawMap,
+    input: &Value,
+    scope: &Scope,
+    items: usize,
+) -> Result<Option<usize>, Failure> {
+    let count = match &s.tolerated_failure_count_path {
+        Some(path) => Some(seconds_at(path, input, scope, "ToleratedFailureCountPath")?),
+        None => s.tolerated_failure_count,
+    };
+    let percentage = match &s.tolerated_failure_percentage_path {
+        Some(path) => Some(
+            paths::select(path, input, scope)?
+                .as_f64()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| {
+                    Failure::new(
+                        "States.Runtime",
+                        format!(
+                            "ToleratedFailurePercentagePath {path} is not a number from 0 to 100"
+                        ),
+                    )
+                })?,
+        ),
+        None => s.tolerated_failure_percentage,
+    };
+    let by_count = count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let by_share = percentage.map(|p| ((p / 100.0) * items as f64).floor() as usize);
+    Ok(match (by_count, by_share) {
+        (Some(c), Some(p)) => Some(c.min(p)),
+        (one, other) => one.or(other),
+    })
+}
+
+/// A Map's items once all have run: a failed one stands as `null`, and more failures than
+/// `tolerated` fail the Map with `States.ExceedToleratedFailureThreshold`.
+fn tolerate(results: Vec<Result<Value, Failure>>, tolerated: usize) -> Result<Value, Failure> {
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if failed > tolerated {
+        return Err(Failure::new(
+            "States.ExceedToleratedFailureThreshold",
+            format!(
+                "{failed} of {} items failed; {tolerated} tolerated",
+                results.len()
+            ),
+        ));
     }
+    Ok(Value::Array(
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Value::Null))
+            .collect(),
+    ))
 }
 
 /// Invokes a task; a `.waitForTaskToken` task then waits for its token to be completed.

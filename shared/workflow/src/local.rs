@@ -24,6 +24,9 @@ struct ExecutionRecord {
     operation: String,
     status: String,
     checkpoint: Option<(String, Value)>,
+    /// The workflow variables at the checkpoint.
+    #[serde(default)]
+    variables: serde_json::Map<String, Value>,
     steps: Vec<OperationStep>,
     error: Option<String>,
     cause: Option<String>,
@@ -81,9 +84,10 @@ fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Observer for Recorder {
-    fn checkpoint(&self, state: &str, input: &Value) {
+    fn checkpoint(&self, state: &str, input: &Value, variables: &serde_json::Map<String, Value>) {
         if let Ok(mut record) = self.record.lock() {
             record.checkpoint = Some((state.to_owned(), input.clone()));
+            record.variables = variables.clone();
         }
         self.save();
     }
@@ -140,6 +144,7 @@ impl LocalWorkflows {
             }
             running.insert(record.operation.clone(), None);
         }
+        let variables = record.variables.clone();
         let (input, resume_at) = match &record.checkpoint {
             Some((state, input)) => (input.clone(), Some(state.clone())),
             None => match EnvName::parse(&record.environment) {
@@ -163,6 +168,7 @@ impl LocalWorkflows {
                     input,
                     &operation,
                     resume_at.as_deref(),
+                    variables,
                     recorder.clone(),
                 )
                 .await;
@@ -235,6 +241,7 @@ impl Workflows for LocalWorkflows {
             operation: operation.to_owned(),
             status: "RUNNING".into(),
             checkpoint: None,
+            variables: serde_json::Map::new(),
             steps: Vec::new(),
             error: None,
             cause: None,

@@ -21,11 +21,40 @@ fn runtime(cause: impl Into<String>) -> PathError {
     }
 }
 
-/// Selects one value with a path: `$…` from `input`, `$$…` from the context object.
-pub fn select(path: &str, input: &Value, context: &Value) -> Result<Value, PathError> {
-    let (document, path) = match path.strip_prefix("$$") {
-        Some(rest) => (context, format!("${rest}")),
-        None => (input, path.to_owned()),
+/// What paths can read besides a state's input: the context object (`$$…`) and the
+/// variables in scope (`$name…`).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The context object.
+    pub context: &'a Value,
+    /// The workflow variables visible to the state.
+    pub variables: &'a Map<String, Value>,
+}
+
+/// The variable a path starts with (`$order.items[0]` → `order`, `.items[0]`), if it names one:
+/// `$` followed by a letter or `_`.
+fn variable_reference(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('$')?;
+    if !rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
+    }
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    Some((&rest[..end], &rest[end..]))
+}
+
+/// Selects one value with a path: `$…` from `input`, `$$…` from the context object, `$name…`
+/// from the variable `name`.
+pub fn select(path: &str, input: &Value, scope: &Scope) -> Result<Value, PathError> {
+    let (document, path) = match (path.strip_prefix("$$"), variable_reference(path)) {
+        (Some(rest), _) => (scope.context, format!("${rest}")),
+        (None, Some((name, rest))) => {
+            let value = scope
+                .variables
+                .get(name)
+                .ok_or_else(|| runtime(format!("the variable ${name} is not defined here")))?;
+            (value, format!("${rest}"))
+        }
+        (None, None) => (input, path.to_owned()),
     };
     let parsed =
         JsonPath::parse(&path).map_err(|e| runtime(format!("invalid path {path:?}: {e}")))?;
@@ -64,11 +93,11 @@ fn abbreviate(value: &Value) -> String {
 }
 
 /// Applies InputPath/OutputPath semantics: `None` (JSON null) gives `{}`.
-pub fn filter(path: Option<&str>, value: &Value, context: &Value) -> Result<Value, PathError> {
+pub fn filter(path: Option<&str>, value: &Value, scope: &Scope) -> Result<Value, PathError> {
     match path {
         None => Ok(json!({})),
         Some("$") => Ok(value.clone()),
-        Some(path) => select(path, value, context),
+        Some(path) => select(path, value, scope),
     }
 }
 
@@ -151,7 +180,7 @@ fn reference_path(path: &str) -> Result<Vec<String>, String> {
 
 /// Builds a payload from a template: keys ending in `.$` take the value of a path or an
 /// intrinsic function; other values are copied (objects recursively).
-pub fn template(template: &Value, input: &Value, context: &Value) -> Result<Value, PathError> {
+pub fn template(template: &Value, input: &Value, scope: &Scope) -> Result<Value, PathError> {
     match template {
         Value::Object(fields) => {
             let mut out = Map::new();
@@ -161,25 +190,25 @@ pub fn template(template: &Value, input: &Value, context: &Value) -> Result<Valu
                         let expression = value.as_str().ok_or_else(|| {
                             runtime(format!("the value of {key:?} must be a path string"))
                         })?;
-                        out.insert(name.to_owned(), evaluate(expression, input, context)?);
+                        out.insert(name.to_owned(), evaluate(expression, input, scope)?);
                     }
                     None => {
-                        out.insert(key.clone(), template_value(value, input, context)?);
+                        out.insert(key.clone(), template_value(value, input, scope)?);
                     }
                 }
             }
             Ok(Value::Object(out))
         }
-        other => template_value(other, input, context),
+        other => template_value(other, input, scope),
     }
 }
 
-fn template_value(value: &Value, input: &Value, context: &Value) -> Result<Value, PathError> {
+fn template_value(value: &Value, input: &Value, scope: &Scope) -> Result<Value, PathError> {
     match value {
-        Value::Object(_) => template(value, input, context),
+        Value::Object(_) => template(value, input, scope),
         Value::Array(items) => items
             .iter()
-            .map(|v| template_value(v, input, context))
+            .map(|v| template_value(v, input, scope))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -187,21 +216,21 @@ fn template_value(value: &Value, input: &Value, context: &Value) -> Result<Value
 }
 
 /// A path or an intrinsic function call.
-fn evaluate(expression: &str, input: &Value, context: &Value) -> Result<Value, PathError> {
+fn evaluate(expression: &str, input: &Value, scope: &Scope) -> Result<Value, PathError> {
     let expression = expression.trim();
     if expression.starts_with("States.") {
         let mut parser = Parser {
             text: expression,
             pos: 0,
         };
-        let value = parser.call(input, context)?;
+        let value = parser.call(input, scope)?;
         parser.skip_ws();
         if parser.pos != expression.len() {
             return Err(runtime(format!("unexpected text after {expression:?}")));
         }
         return Ok(value);
     }
-    select(expression, input, context)
+    select(expression, input, scope)
 }
 
 /// Every intrinsic function of the Amazon States Language (all 18).
@@ -238,7 +267,7 @@ impl Parser<'_> {
         self.pos += rest.len() - rest.trim_start().len();
     }
 
-    fn call(&mut self, input: &Value, context: &Value) -> Result<Value, PathError> {
+    fn call(&mut self, input: &Value, scope: &Scope) -> Result<Value, PathError> {
         let name_end = self.text[self.pos..]
             .find('(')
             .map(|i| self.pos + i)
@@ -252,7 +281,7 @@ impl Parser<'_> {
                 self.pos += 1;
                 break;
             }
-            args.push(self.argument(input, context)?);
+            args.push(self.argument(input, scope)?);
             self.skip_ws();
             if self.text[self.pos..].starts_with(',') {
                 self.pos += 1;
@@ -263,7 +292,7 @@ impl Parser<'_> {
         apply(&name, args)
     }
 
-    fn argument(&mut self, input: &Value, context: &Value) -> Result<Value, PathError> {
+    fn argument(&mut self, input: &Value, scope: &Scope) -> Result<Value, PathError> {
         let rest = &self.text[self.pos..];
         if let Some(quoted) = rest.strip_prefix('\'') {
             let mut out = String::new();
@@ -285,13 +314,13 @@ impl Parser<'_> {
             return Err(runtime("unterminated string in an intrinsic function"));
         }
         if rest.starts_with("States.") {
-            return self.call(input, context);
+            return self.call(input, scope);
         }
         let end = rest.find([',', ')']).unwrap_or(rest.len());
         let token = rest[..end].trim();
         self.pos += end;
         if token.starts_with('$') {
-            return select(token, input, context);
+            return select(token, input, scope);
         }
         serde_json::from_str(token)
             .map_err(|_| runtime(format!("{token:?} is not a literal, path or function")))
@@ -371,15 +400,25 @@ fn apply(name: &str, args: Vec<Value>) -> Result<Value, PathError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// No context and no variables.
+    pub(crate) fn bare() -> Scope<'static> {
+        static EMPTY: std::sync::LazyLock<(Value, Map<String, Value>)> =
+            std::sync::LazyLock::new(|| (json!({}), Map::new()));
+        Scope {
+            context: &EMPTY.0,
+            variables: &EMPTY.1,
+        }
+    }
 
     #[test]
     fn unicode_whitespace_between_intrinsic_arguments_is_skipped_whole() {
         // Found by the property test (tests/fuzz.rs): a no-break space is two bytes.
         let template = json!({ "sum.$": "States.MathAdd(\u{a0}1,\u{3000}2\u{a0})" });
         assert_eq!(
-            super::template(&template, &json!({}), &json!({})),
+            super::template(&template, &json!({}), &bare()),
             Ok(json!({ "sum": 3 }))
         );
     }
@@ -392,16 +431,30 @@ mod tests {
             assert!(short.len() <= 200 + "…".len(), "{}", short.len());
             assert!(short.ends_with('…'));
         }
-        let missing = select("$.nowhere", &json!({ "é": "€".repeat(300) }), &json!({}));
+        let missing = select("$.nowhere", &json!({ "é": "€".repeat(300) }), &bare());
         assert!(missing.is_err());
     }
 
     #[test]
     fn selection_and_placement_follow_the_asl_rules() {
         let input = json!({"a": {"b": [1, 2, 3]}, "c": "x"});
-        let ctx = json!({"Execution": {"Id": "e1"}});
+        let context = json!({"Execution": {"Id": "e1"}});
+        let variables = Map::from_iter([("order".to_owned(), json!({"items": ["a", "b"]}))]);
+        let ctx = Scope {
+            context: &context,
+            variables: &variables,
+        };
         assert_eq!(select("$.a.b[1]", &input, &ctx), Ok(json!(2)));
         assert_eq!(select("$$.Execution.Id", &input, &ctx), Ok(json!("e1")));
+        assert_eq!(select("$order.items[1]", &input, &ctx), Ok(json!("b")));
+        assert_eq!(
+            select("$order", &input, &ctx),
+            Ok(json!({"items": ["a", "b"]}))
+        );
+        assert_eq!(
+            select("$nothing.x", &input, &ctx).map_err(|e| e.error),
+            Err("States.Runtime")
+        );
         assert_eq!(select("$.a.b[*]", &input, &ctx), Ok(json!([1, 2, 3])));
         assert_eq!(
             select("$.nope", &input, &ctx).map_err(|e| e.error),
@@ -436,7 +489,7 @@ mod tests {
             "parsed.$": "States.StringToJson($.doc)",
             "arr.$": "States.Array($.env, 'it\\'s', 3)",
         });
-        let out = template(&t, &input, &json!({})).expect("valid");
+        let out = template(&t, &input, &bare()).expect("valid");
         assert_eq!(out["name"], "dev");
         assert_eq!(
             out["fixed"],
@@ -451,11 +504,11 @@ mod tests {
             template(
                 &json!({"x.$": "States.Hash($.env, 'SHA-1')"}),
                 &input,
-                &json!({})
+                &bare()
             )
             .map(|v| v["x"].as_str().map(str::len)),
             Ok(Some(40))
         );
-        assert!(template(&json!({"x.$": "States.Nope($.env)"}), &input, &json!({})).is_err());
+        assert!(template(&json!({"x.$": "States.Nope($.env)"}), &input, &bare()).is_err());
     }
 }

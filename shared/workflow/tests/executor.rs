@@ -371,8 +371,36 @@ fn definitions_with_unsupported_or_broken_parts_are_refused_at_load() {
     };
     let cases = [
         (
-            json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "w", "HeartbeatSeconds": 5, "End": true}}}),
-            "HeartbeatSeconds",
+            json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "w", "HeartbeatSeconds": 5, "HeartbeatSecondsPath": "$.h", "End": true}}}),
+            "HeartbeatSeconds or HeartbeatSecondsPath",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "w", "Credentials": {"Role": "r"}, "End": true}}}),
+            "RoleArn",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Assign": {"9lives": 1}, "End": true}}}),
+            "not a variable name",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Assign": {"states": 1}, "End": true}}}),
+            "not a variable name",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}}),
+            "JSONata",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Map", "ToleratedFailurePercentage": 150, "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "B", "States": {"B": {"Type": "Succeed"}}}, "End": true}}}),
+            "from 0 to 100",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Map", "ToleratedFailureCount": 1, "ItemProcessor": {"StartAt": "B", "States": {"B": {"Type": "Succeed"}}}, "End": true}}}),
+            "apply to a DISTRIBUTED Map",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Map", "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD", "ItemReader": {}}, "StartAt": "B", "States": {"B": {"Type": "Succeed"}}}, "End": true}}}),
+            "ItemReader",
         ),
         (
             json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}),

@@ -166,20 +166,28 @@ fn context() -> Value {
     json!({"Execution": {"Id": "arn:aws:states:local:execution:m:é"}, "State": {"Name": "P"}})
 }
 
+fn variables() -> serde_json::Map<String, Value> {
+    serde_json::Map::from_iter([("order".to_owned(), json!({"items": [1, "é"]}))])
+}
+
 proptest! {
     #![proptest_config(Config { cases: cases(), ..Config::default() })]
 
     #[test]
     fn paths_never_panic(path in text(), input in document(), result in document()) {
-        let _ = paths::select(&path, &input, &context());
-        let _ = paths::filter(Some(&path), &input, &context());
+        let (context, variables) = (context(), variables());
+        let scope = paths::Scope { context: &context, variables: &variables };
+        let _ = paths::select(&path, &input, &scope);
+        let _ = paths::filter(Some(&path), &input, &scope);
         let _ = paths::place(Some(&path), &input, result);
     }
 
     #[test]
     fn intrinsic_calls_never_panic(call in intrinsic(), input in document()) {
         let template = json!({"value.$": call, "path.$": "$", "plain": "x"});
-        if let Err(e) = paths::template(&template, &input, &context()) {
+        let (context, variables) = (context(), variables());
+        let scope = paths::Scope { context: &context, variables: &variables };
+        if let Err(e) = paths::template(&template, &input, &scope) {
             prop_assert!(e.error.starts_with("States."), "{e:?}");
         }
     }
@@ -196,7 +204,9 @@ proptest! {
     ) {
         let rule = json!({"Variable": variable, operator: expected, "Next": "D"});
         if choice::check_rule(&rule).is_ok() {
-            let _ = choice::matches(&rule, &input, &context());
+            let (context, variables) = (context(), variables());
+            let scope = paths::Scope { context: &context, variables: &variables };
+            let _ = choice::matches(&rule, &input, &scope);
         }
     }
 }
