@@ -11,6 +11,10 @@ SAM_VERSION=1.170.0
 # cfn-lint from 1.54 on no longer runs the SAM transform; 1.53 still does.
 CFN_LINT_VERSION=1.53.3
 ASL_VALIDATOR_VERSION=4.0.0
+# cargo-lambda drives the Lambda package builds (sam build's rust-cargolambda method), zig cross-links arm64.
+CARGO_LAMBDA_VERSION=1.9.2
+ZIGLANG_VERSION=0.15.1
+SCHEMATHESIS_VERSION=4.32.5
 
 venv() { # name, pip specs...
   local name=$1; shift
@@ -27,6 +31,8 @@ mkdir -p "$tools"
 venv moto "moto[server]==$MOTO_VERSION"
 venv sam "aws-sam-cli==$SAM_VERSION"
 venv cfn-lint "cfn-lint==$CFN_LINT_VERSION"
+venv lambda "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION"
+venv schemathesis "schemathesis==$SCHEMATHESIS_VERSION"
 
 # asl-validator from npm, pinned, into .tools/node (no global install).
 node_dir="$tools/node"

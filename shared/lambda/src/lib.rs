@@ -8,6 +8,8 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// JSON log lines carrying the current span (environment and operation ids), filtered by
 /// `RUST_LOG` (default `info`), without timestamps: CloudWatch stamps every line.
@@ -40,9 +42,48 @@ pub enum Role {
     Notifier,
 }
 
+/// The trust store of the functions' HTTPS client: Mozilla's root certificates compiled into
+/// the binary (`webpki-root-certs`), so that a cold start reads no certificate file — the
+/// system store is one file per certificate on some images, each opened and parsed at init
+/// (measured by `coldstart-bench`).
+fn compiled_in_roots() -> TrustStore {
+    use base64::Engine;
+    let mut store = TrustStore::empty().with_native_roots(false);
+    let mut pem = String::new();
+    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        pem.push_str(&base64::engine::general_purpose::STANDARD.encode(der.as_ref()));
+        pem.push_str("\n-----END CERTIFICATE-----\n");
+    }
+    store.add_pem_certificate(pem.into_bytes());
+    store
+}
+
+/// The HTTPS client every SDK client of a function shares: rustls with aws-lc, trusting the
+/// compiled-in roots.
+fn https_client() -> Result<SharedHttpClient, aws_smithy_http_client::HttpClientError> {
+    let tls = TlsContext::builder()
+        .with_trust_store(compiled_in_roots())
+        .build()?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(tls)
+        .build_https())
+}
+
 /// The SDK configuration for a function of `role`, from the Lambda environment.
 pub async fn sdk_config(role: Role) -> aws_config::SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest());
+    let loader = match https_client() {
+        Ok(client) => loader.http_client(client),
+        // The SDK's default client (the system's roots) is still a working client.
+        Err(e) => {
+            tracing::warn!(error = %e, "compiled-in roots unavailable; using the system's");
+            loader
+        }
+    };
     let bounded = |connect, attempt, total| {
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(connect))
