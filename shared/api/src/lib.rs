@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 mod conditional;
+pub mod contract;
 mod idempotency;
 mod mutation;
 pub mod problem;
@@ -195,17 +196,24 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document of the API.
+/// The OpenAPI document of the API, as derived from the routes' annotations (see
+/// [`openapi_json`] for the document served and committed, made exact by [`contract`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = split();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     api
 }
 
-/// The OpenAPI document as committed in `openapi/openapi.json`.
+/// The OpenAPI document as served and committed in `openapi/openapi.json`: the derived one
+/// with every shared rule and problem stated ([`contract::tighten`]).
 pub fn openapi_json() -> String {
-    openapi()
-        .to_pretty_json()
+    let Ok(mut document) = serde_json::to_value(openapi()) else {
+        return String::new();
+    };
+    contract::tighten(&mut document);
+    // Keys sorted whatever `serde_json`'s features in this build (some dependencies turn on
+    // `preserve_order`): the committed document is the same from every build.
+    serde_json::to_string_pretty(&contract::sorted(document))
         .map(|json| json + "\n")
         .unwrap_or_default()
 }
@@ -230,17 +238,22 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
         .layer(axum::middleware::map_response(problem::as_problem))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    principal = tracing::field::Empty,
-                    display_name = tracing::field::Empty,
-                    environment = tracing::field::Empty,
-                    operation = tracing::field::Empty,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        principal = tracing::field::Empty,
+                        display_name = tracing::field::Empty,
+                        environment = tracing::field::Empty,
+                        operation = tracing::field::Empty,
+                    )
+                })
+                // One line per answered request (status and latency, in the request's span).
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
         )
         .with_state(state)
 }

@@ -189,12 +189,23 @@ pub fn cursor_after(name: &str) -> String {
     URL_SAFE_NO_PAD.encode(name.as_bytes())
 }
 
-/// The name a cursor points after.
+/// Reads cursors as their documented pattern admits them: any unpadded base64url text, its
+/// unused trailing bits ignored.
+const CURSOR_DECODING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The name a cursor points after. Text that is not base64url is refused; any that is points
+/// somewhere (a cursor is only a position: one this API did not issue pages from wherever it
+/// falls, never past what the caller may read).
 pub fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    let bytes = URL_SAFE_NO_PAD
+    let bytes = CURSOR_DECODING
         .decode(cursor)
         .map_err(|_| StoreError::InvalidCursor)?;
-    String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(

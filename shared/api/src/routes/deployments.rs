@@ -219,8 +219,10 @@ pub(crate) async fn rollback_deployment(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (op, _) = deploy_operation(&state, &id).await?;
+    let (op, env) = deploy_operation(&state, &id).await?;
     record_span(op.environment.as_str(), None);
+    // The role first: a caller who may not roll back learns nothing more from the refusal.
+    authorize(&caller, Action::Mutate(env.tier))?;
     let done = match (&op.deployment, op.status) {
         (Some(d), OperationStatus::Succeeded) => d.clone(),
         _ => {

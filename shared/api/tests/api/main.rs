@@ -7,6 +7,7 @@ mod common;
 
 mod approvals;
 mod audit;
+mod authorization;
 mod backups;
 mod bad_input;
 mod blueprints;
