@@ -73,6 +73,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        // Colours only on a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     // Single-user mode makes everyone an admin: only on this machine's own addresses.
     if args.dev_auth && !args.listen.ip().is_loopback() {

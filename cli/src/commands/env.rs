@@ -291,6 +291,15 @@ async fn plan(args: &ClientArgs, name: &str, set: &[String]) -> anyhow::Result<(
         })
         .collect();
     print_table(&["ACTION", "KIND", "NAME", "CHANGES"], &rows);
+    if plan
+        .resources
+        .iter()
+        .any(|r| r.action == envplane_domain::plan::ResourceAction::Replace)
+    {
+        println!(
+            "a replacement is refused unless allowed: update with --allow-replacement to apply this"
+        );
+    }
     let approvals = if plan.approvals.is_empty() {
         "none".to_owned()
     } else {

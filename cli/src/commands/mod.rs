@@ -33,12 +33,21 @@ fn overrides(pairs: &[String]) -> anyhow::Result<Value> {
         let (path, raw) = pair
             .split_once('=')
             .with_context(|| format!("--set {pair:?}: expected PATH=VALUE"))?;
-        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        let value = set_value(path, raw);
         let keys: Vec<&str> = path.split('.').collect();
         insert(&mut root, &keys, value)
             .with_context(|| format!("--set {pair:?}: {path} crosses a value"))?;
     }
     Ok(root)
+}
+
+/// A `--set` value: JSON when it parses, a string otherwise — and always a string for a version
+/// (`cluster.version=1.30` is the version "1.30", not the number 1.3).
+fn set_value(path: &str, raw: &str) -> Value {
+    if path.ends_with("version") && !raw.starts_with('"') {
+        return Value::String(raw.to_owned());
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
 }
 
 fn insert(node: &mut Value, keys: &[&str], value: Value) -> Option<()> {
@@ -109,5 +118,14 @@ mod tests {
             json!({"cluster": {"frontend": {"desired": 3}}, "network": {"vpc_cidr": "10.9.0.0/16"}, "ttl_hours": null})
         );
         assert!(overrides(&["novalue".into()]).is_err());
+        let versions = overrides(&[
+            "cluster.version=1.30".into(),
+            "database.engine_version=\"16\"".into(),
+        ])
+        .expect("valid");
+        assert_eq!(
+            versions,
+            json!({"cluster": {"version": "1.30"}, "database": {"engine_version": "16"}})
+        );
     }
 }

@@ -52,7 +52,55 @@ fn hint(url: &str) -> &'static str {
 fn describe(status: &u16, problem: &Problem) -> String {
     let mut text = format!("{} ({status}): {}", problem.title, problem.detail);
     for error in &problem.errors {
+        // A problem with one field at fault usually says it in its detail already.
+        if problem.detail.contains(&error.detail) {
+            continue;
+        }
         text.push_str(&format!("\n  {}: {}", error.field, error.detail));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envplane_domain::FieldError;
+
+    fn problem(detail: &str, errors: &[(&str, &str)]) -> Problem {
+        Problem {
+            kind: "urn:envplane:problem:validation".into(),
+            title: "Validation failed".into(),
+            status: 422,
+            detail: detail.into(),
+            field: errors.first().map(|(f, _)| (*f).to_owned()),
+            errors: errors
+                .iter()
+                .map(|(field, detail)| FieldError {
+                    field: (*field).to_owned(),
+                    detail: (*detail).to_owned(),
+                })
+                .collect(),
+            operation: None,
+        }
+    }
+
+    #[test]
+    fn a_problem_says_each_fault_once() {
+        let one = problem(
+            "cluster.frontend.min: must not exceed max",
+            &[("cluster.frontend.min", "must not exceed max")],
+        );
+        assert_eq!(
+            describe(&422, &one),
+            "Validation failed (422): cluster.frontend.min: must not exceed max"
+        );
+        let two = problem(
+            "2 fields are invalid",
+            &[("name", "too long"), ("tier", "unknown tier")],
+        );
+        assert_eq!(
+            describe(&422, &two),
+            "Validation failed (422): 2 fields are invalid\n  name: too long\n  tier: unknown tier"
+        );
+    }
 }

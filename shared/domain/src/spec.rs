@@ -321,7 +321,7 @@ pub fn apply_patch(
             errors.push(
                 format!("cluster.{role}.instance_type"),
                 format!(
-                    "changing {} to {} replaces the node group (its nodes are drained and recreated); send allow_replacement=true to do it",
+                    "changing {} to {} replaces the node group (its nodes are drained and recreated); allow the replacement to do it (the API's ?allow_replacement=true, the CLI's --allow-replacement)",
                     from.instance_type, to.instance_type
                 ),
             );
