@@ -28,26 +28,40 @@ pub(crate) struct EntityTag {
     opaque: String,
 }
 
-/// Parses `"3"`, `W/"3"` or `"a", "b"`; `None` when it is not entity-tag syntax.
+/// Parses `"3"`, `W/"3"` or `"a", "b"` (RFC 9110 §8.8.3: a comma may stand inside the
+/// quotes); `None` when it is not entity-tag syntax.
 fn entity_tags(text: &str) -> Option<Vec<EntityTag>> {
-    text.split(',')
-        .map(str::trim)
-        .map(|tag| {
-            let (weak, quoted) = match tag.strip_prefix("W/") {
-                Some(rest) => (true, rest),
-                None => (false, tag),
-            };
-            let opaque = quoted.strip_prefix('"')?.strip_suffix('"')?;
-            // etagc: visible ASCII but the double quote.
-            opaque
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
-                .then(|| EntityTag {
-                    weak,
-                    opaque: opaque.to_owned(),
-                })
-        })
-        .collect()
+    let mut tags = Vec::new();
+    let mut rest = text.trim_matches([' ', '\t']);
+    // An empty list: no current representation matches it (RFC 9110 §13.1.1), so 412.
+    if rest.is_empty() {
+        return Some(tags);
+    }
+    loop {
+        let (weak, quoted) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let inner = quoted.strip_prefix('"')?;
+        let end = inner.find('"')?;
+        let opaque = &inner[..end];
+        // etagc: visible ASCII but the double quote, or obs-text.
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        {
+            return None;
+        }
+        tags.push(EntityTag {
+            weak,
+            opaque: opaque.to_owned(),
+        });
+        rest = inner[end + 1..].trim_start_matches([' ', '\t']);
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        rest = rest.strip_prefix(',')?.trim_start_matches([' ', '\t']);
+    }
 }
 
 /// The `If-Match` header, parsed. `Ok(None)` without it; a value that is not entity-tag
@@ -56,7 +70,10 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiE
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or("").trim();
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("If-Match", "must be visible ASCII: entity-tags, or *"))?
+        .trim();
     if text == "*" {
         return Ok(Some(Precondition::Any));
     }
@@ -143,7 +160,21 @@ mod tests {
             !check_at("\"abc\"", 3),
             "a tag this API never issued: 412, not 400"
         );
-        for malformed in ["v2", "3", "\"unterminated", "W/3", "\"a\"b\""] {
+        assert!(
+            check_at("\",x\" , \"3\"", 3),
+            "a comma inside the quotes is the tag's"
+        );
+        assert!(check_at("\"3\",W/\"\"", 3));
+        assert!(!check_at("", 3), "an empty list matches nothing: 412");
+        for malformed in [
+            "v2",
+            "3",
+            "\"unterminated",
+            "W/3",
+            "\"a\"b\"",
+            "\"a\",",
+            ",\"a\"",
+        ] {
             assert!(if_match(&header(malformed)).is_err(), "{malformed}");
         }
     }

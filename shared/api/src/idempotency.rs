@@ -50,6 +50,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// Refuses a malformed `Idempotency-Key` on a request that will not use it (a dry run): the
+/// header is checked wherever the route takes one.
+pub(crate) fn check_syntax(headers: &HeaderMap) -> Result<(), ApiError> {
+    idempotency_key(headers).map(drop)
+}
+
 impl Idempotency {
     /// The request's key, if it sent one, bound to `caller` and to this request.
     pub(crate) fn from_headers(

@@ -68,6 +68,8 @@ pub fn plan_digest(kind: OperationKind, input: &Value, spec: &EnvironmentSpec) -
 /// What an approver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+// Named apart from the canary analysis' `Verdict` in the OpenAPI document.
+#[schema(as = ApprovalVerdict)]
 pub enum Verdict {
     /// Go ahead.
     Approve,

@@ -83,6 +83,8 @@ impl FromStr for Tier {
 /// How releases reach an environment of a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+// Named apart from `spec::DeployPolicy` (an environment's own policy) in the OpenAPI document.
+#[schema(as = TierDeployMode)]
 pub enum DeployPolicy {
     /// Deployed as soon as built.
     Automatic,

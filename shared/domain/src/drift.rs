@@ -54,6 +54,8 @@ pub enum DriftStatus {
     Drifted,
     /// The check stopped before it saw everything (throttling, call budget); nothing is concluded.
     Incomplete,
+    /// Not checked since the environment last changed: nothing is known yet.
+    Unchecked,
 }
 
 /// The outcome of one drift check of an environment.
@@ -79,6 +81,21 @@ pub struct DriftReport {
 }
 
 impl DriftReport {
+    /// What is known of an environment not checked since it last changed, at `since`.
+    pub fn unchecked(since: OffsetDateTime, tier: crate::Tier) -> Self {
+        Self {
+            checked_at: since,
+            status: DriftStatus::Unchecked,
+            missing: Vec::new(),
+            unexpected: Vec::new(),
+            changed: Vec::new(),
+            api_calls: 0,
+            note: Some(format!(
+                "not checked since its last change (checked_at is that change); the scheduler checks {tier} environments on its schedule, POST …/drift checks now"
+            )),
+        }
+    }
+
     /// A check that could not finish: it concludes nothing about the resources.
     pub fn incomplete(checked_at: OffsetDateTime, api_calls: u64, note: String) -> Self {
         Self {
@@ -96,6 +113,7 @@ impl DriftReport {
     pub fn summary(&self) -> String {
         match self.status {
             DriftStatus::InSync => "in sync with the spec".into(),
+            DriftStatus::Unchecked => "not checked since its last change".into(),
             DriftStatus::Incomplete => format!(
                 "check incomplete: {}",
                 self.note.as_deref().unwrap_or("unknown")

@@ -197,7 +197,11 @@ pub fn resolve_create(
     };
     let mut overrides = serde_json::Map::new();
     for (key, value) in fields {
-        if !CREATE_IDENTITY_FIELDS.contains(&key.as_str()) {
+        // A section given as null overrides nothing (in a merge patch it would delete the
+        // blueprint's whole section).
+        let no_section =
+            value.is_null() && ["network", "cluster", "database"].contains(&key.as_str());
+        if !CREATE_IDENTITY_FIELDS.contains(&key.as_str()) && !no_section {
             overrides.insert(key.clone(), value.clone());
         }
     }

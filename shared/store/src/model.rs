@@ -202,6 +202,10 @@ const CURSOR_DECODING: base64::engine::GeneralPurpose = base64::engine::GeneralP
 /// somewhere (a cursor is only a position: one this API did not issue pages from wherever it
 /// falls, never past what the caller may read).
 pub fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    // The shortest cursor encodes one byte in two characters.
+    if cursor.len() < 2 {
+        return Err(StoreError::InvalidCursor);
+    }
     let bytes = CURSOR_DECODING
         .decode(cursor)
         .map_err(|_| StoreError::InvalidCursor)?;

@@ -51,6 +51,7 @@ pub(crate) async fn create_deployment(
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
     if Params::parse(query, &["dry_run"])?.flag("dry_run")? {
+        crate::idempotency::check_syntax(&headers)?;
         let env = live(state.store.environment(&name).await?, &name)?;
         authorize(&caller, Action::Read)?;
         let mut planned = deployment::parse(&body, &env)?;

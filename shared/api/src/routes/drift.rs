@@ -19,8 +19,8 @@ use crate::views::MutationResponse;
 #[utoipa::path(get, path = "/v1/environments/{name}/drift", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
     responses(
-        (status = 200, description = "The last report", body = envplane_domain::drift::DriftReport),
-        (status = 404, description = "No such environment, or no check since its last change", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The last report; `unchecked` when none since the environment last changed", body = envplane_domain::drift::DriftReport),
+        (status = 404, description = "No such environment", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_drift(
     State(state): State<AppState>,
@@ -31,12 +31,9 @@ pub(crate) async fn get_drift(
     let name = path_name(&raw)?;
     record_span(name.as_str(), None);
     let env = live(state.store.environment(&name).await?, &name)?;
-    env.drift.map(Json).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no drift check of {name} since its last change; the scheduler checks {} environments on its schedule",
-            env.tier
-        ))
-    })
+    Ok(Json(env.drift.unwrap_or_else(|| {
+        envplane_domain::drift::DriftReport::unchecked(env.updated_at, env.tier)
+    })))
 }
 
 /// Reconcile: runs the update flow to bring the cloud back to the unchanged spec.

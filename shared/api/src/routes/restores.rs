@@ -60,6 +60,7 @@ pub(crate) async fn create_restore(
     let path = format!("/v1/environments/{name}/restores");
     let source = live(state.store.environment(&name).await?, &name)?;
     if dry_run {
+        crate::idempotency::check_syntax(&headers)?;
         authorize(&caller, Action::Read)?;
         let (point, into) = restore::parse(&body, &source, state.clock.now())?;
         return Ok(Json(restore_plan::plan(&source, point, into)).into_response());
@@ -125,6 +126,7 @@ pub(crate) async fn create_drill(
     let path = format!("/v1/environments/{name}/dr-drills");
     let source = live(state.store.environment(&name).await?, &name)?;
     if dry_run {
+        crate::idempotency::check_syntax(&headers)?;
         authorize(&caller, Action::Read)?;
         let drill = restore::drill_name(&name, &ulid::Ulid::new().to_string())
             .map_err(|e| ApiError::invalid("name", e))?;

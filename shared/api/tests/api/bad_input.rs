@@ -454,9 +454,9 @@ async fn bad_input_gets_a_problem_naming_the_field_and_writes_nothing() {
             None,
         ),
         case(
-            "drift of an environment never checked",
+            "drift of an environment that does not exist",
             Method::GET,
-            "/v1/environments/dev/drift",
+            "/v1/environments/nope/drift",
             None,
             404,
             None,

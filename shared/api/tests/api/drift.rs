@@ -10,6 +10,11 @@ use crate::common::*;
 async fn drift_is_shown_and_reconcile_starts_an_audited_operation() {
     let h = Harness::embedded();
     h.ready("dev", "dev").await;
+    // Before any check: what is known is that nothing is, as of the last change.
+    let unchecked = h.get("/v1/environments/dev/drift").await;
+    assert_eq!(unchecked.status, StatusCode::OK, "{}", unchecked.body);
+    assert_eq!(unchecked.body["status"], "unchecked");
+    assert_eq!(unchecked.body["api_calls"], 0);
     let name = EnvName::parse("dev").unwrap();
     // A drift check's report, as the scheduler stores it.
     let env = h.store.environment(&name).await.unwrap().unwrap();
