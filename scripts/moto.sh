@@ -14,7 +14,8 @@ _moto_launch() {
   out=$(mktemp)
   log=$(mktemp)
   _moto_files+=("$out" "$log")
-  "$root/.tools/moto/bin/python" "$root/scripts/moto_server.py" 127.0.0.1 "$@" >"$out" 2>"$log" &
+  # AWS-managed IAM policies (the EKS ones) exist only when moto loads them.
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true "$root/.tools/moto/bin/python" "$root/scripts/moto_server.py" 127.0.0.1 "$@" >"$out" 2>"$log" &
   pid=$!
   _moto_pids+=("$pid")
   for _ in $(seq 1 100); do

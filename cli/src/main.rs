@@ -1,6 +1,7 @@
 //! `envplane`: the local control plane and a client for the envplane API.
 #![forbid(unsafe_code)]
 
+mod aws_setup;
 mod commands;
 
 mod output;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use envplane_api::{AppState, Authenticator};
-use envplane_aws::{AwsCloud, AwsSettings, CallCounter, Clients};
+use envplane_aws::{AwsCloud, CallCounter, Clients};
 use envplane_cloud::{Cloud, Faults, LOCAL_STACK, LatencyProfile, Simulator};
 use envplane_domain::{Caller, Role, Tier};
 use envplane_notify::{Publisher, Silent, SlackWebhook};
@@ -41,9 +41,11 @@ pub struct ServeArgs {
     #[arg(long, value_parser = Faults::parse, conflicts_with = "aws")]
     faults: Option<Faults>,
     /// Use AWS (the standard AWS configuration; AWS_ENDPOINT_URL is honoured, e.g. moto's
-    /// server) instead of the simulated cloud; flows still run here. Needs
-    /// ENVPLANE_CLUSTER_ROLE_ARN, ENVPLANE_NODE_ROLE_ARN and ENVPLANE_DB_IMAGE_ID; resources
-    /// carry envplane:stack=$ENVPLANE_STACK (default envplane-local).
+    /// server) instead of the simulated cloud; flows still run here. The EKS roles are
+    /// ENVPLANE_CLUSTER_ROLE_ARN and ENVPLANE_NODE_ROLE_ARN, or else found or made as
+    /// envplane-eks-cluster and envplane-eks-nodes; the database image is ENVPLANE_DB_IMAGE_ID or
+    /// else Amazon Linux 2023's latest; resources carry envplane:stack=$ENVPLANE_STACK (default
+    /// envplane-local).
     #[arg(long, conflicts_with = "latency")]
     aws: bool,
     /// With --aws: keep state in this DynamoDB table (created when missing), not in DATA_DIR.
@@ -136,17 +138,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Arc::new(ScaledClock::from(scale, origin));
     let reader = clock.clone();
     let now: envplane_cloud::SharedClock = Arc::new(move || reader.now());
-    let (cloud, calls): (Arc<dyn Cloud>, CallMeter) = match &sdk {
-        Some(config) => {
-            let settings = AwsSettings::from_env(Some(LOCAL_STACK))
-                .map_err(|e| anyhow::anyhow!("--aws: {e}"))?;
+    // Roles and image from the variables, or found (made) in the account.
+    let aws_settings = match &sdk {
+        Some(config) => Some(crate::aws_setup::settings(config, LOCAL_STACK).await?),
+        None => None,
+    };
+    let (cloud, calls): (Arc<dyn Cloud>, CallMeter) = match (&sdk, &aws_settings) {
+        (Some(config), Some(settings)) => {
+            let settings = settings.clone();
             let counter = CallCounter::default();
             (
                 Arc::new(AwsCloud::new(Clients::counted(config, &counter), settings)),
                 Arc::new(move || counter.get()),
             )
         }
-        None => {
+        _ => {
             let simulator = Arc::new(
                 Simulator::persistent(
                     args.latency,
@@ -173,23 +179,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Deployed versions run here, behind a weighted proxy per service; with --aws on the
     // environments' EKS clusters behind their load balancers.
-    let traffic: Option<Arc<dyn envplane_cloud::Traffic>> = match &sdk {
-        None => Some(Arc::new(envplane_traffic::LocalTraffic::new())),
-        Some(config) => {
-            let stack = AwsSettings::from_env(Some(LOCAL_STACK))
-                .map_err(|e| anyhow::anyhow!("--aws: {e}"))?
-                .stack;
+    let traffic: Option<Arc<dyn envplane_cloud::Traffic>> = match (&sdk, &aws_settings) {
+        (Some(config), Some(settings)) => {
+            let stack = settings.stack.clone();
             Some(Arc::new(
                 envplane_kube::aws_traffic(config, stack)
                     .map_err(|e| anyhow::anyhow!("--aws: {e}"))?,
             ))
         }
+        _ => Some(Arc::new(envplane_traffic::LocalTraffic::new())),
     };
-    let databases = match &sdk {
-        Some(config) => {
-            let stack = AwsSettings::from_env(Some(LOCAL_STACK))
-                .map_err(|e| anyhow::anyhow!("--aws: {e}"))?
-                .stack;
+    let databases = match (&sdk, &aws_settings) {
+        (Some(config), Some(settings)) => {
+            let stack = settings.stack.clone();
             let region = config
                 .region()
                 .map(ToString::to_string)
@@ -199,12 +201,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     envplane_aws::DatabaseClients::new(config),
                     stack,
                     region,
-                    std::env::var("DB_INSTANCE_PROFILE").ok(),
-                    std::env::var("ENVPLANE_BACKUP_BUCKET").ok(),
+                    settings.db_instance_profile.clone(),
+                    settings.backup_bucket.clone(),
                 ));
             Some(databases)
         }
-        None => local_databases(&args),
+        _ => local_databases(&args),
     };
     let mut worker = Worker::new(store.clone(), cloud.clone())
         .with_clock(now.clone())

@@ -1200,3 +1200,140 @@ fn envplane_postgres_missing() -> bool {
     }
     !found
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_aws_starts_with_no_role_or_image_variables() {
+    let Some(endpoint) = envplane_store::testing::moto_endpoint() else {
+        return;
+    };
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let vars = [
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ];
+    // Twice on the same account: the first start makes the roles, the second finds them.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Plane::start_env(dir.path(), &["--aws"], &vars));
+    let again = tempfile::tempdir().unwrap();
+    let plane = Plane::start_env(again.path(), &["--aws"], &vars);
+
+    let iam = aws_sdk_iam::Client::new(&config);
+    let mut arns = Vec::new();
+    for (role, service, policies) in [
+        (
+            "envplane-eks-cluster",
+            "eks.amazonaws.com",
+            vec!["AmazonEKSClusterPolicy"],
+        ),
+        (
+            "envplane-eks-nodes",
+            "ec2.amazonaws.com",
+            vec![
+                "AmazonEC2ContainerRegistryReadOnly",
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEKS_CNI_Policy",
+            ],
+        ),
+    ] {
+        let found = iam.get_role().role_name(role).send().await.unwrap();
+        let found = found.role().unwrap();
+        let trust = urlencoding_free(found.assume_role_policy_document().unwrap());
+        assert!(trust.contains(service), "{role} trusts {service}: {trust}");
+        let mut attached: Vec<String> = iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap()
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_name().map(str::to_owned))
+            .collect();
+        attached.sort();
+        assert_eq!(attached, policies, "{role}");
+        arns.push(found.arn().to_owned());
+    }
+    let image = aws_sdk_ssm::Client::new(&config)
+        .get_parameter()
+        .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+        .send()
+        .await
+        .unwrap()
+        .parameter()
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+
+    // What it found is what it provisions with.
+    let http = http();
+    let name = format!("r{}", &ulid::Ulid::new().to_string().to_lowercase()[20..]);
+    let op = create(
+        &http,
+        &plane.endpoint,
+        json!({"name": name, "tier": "qa", "network": {"vpc_cidr": "10.78.0.0/16"}}),
+    )
+    .await;
+    let done = wait_for_operation(&http, &plane.endpoint, &op, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let eks = aws_sdk_eks::Client::new(&config);
+    let cluster = eks
+        .describe_cluster()
+        .name(format!("{name}-eks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.cluster().unwrap().role_arn(),
+        Some(arns[0].as_str())
+    );
+    let nodes = eks
+        .describe_nodegroup()
+        .cluster_name(format!("{name}-eks"))
+        .nodegroup_name(format!("{name}-backend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes.nodegroup().unwrap().node_role(),
+        Some(arns[1].as_str())
+    );
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:envplane:environment")
+        .values(&name)
+        .build();
+    let hosts = aws_sdk_ec2::Client::new(&config)
+        .describe_instances()
+        .filters(filter)
+        .send()
+        .await
+        .unwrap();
+    let images: Vec<_> = hosts
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.image_id())
+        .collect();
+    assert_eq!(
+        images,
+        vec![image.as_str()],
+        "the database host runs Amazon Linux 2023"
+    );
+}
+
+/// IAM answers policy documents URL-encoded.
+fn urlencoding_free(text: &str) -> String {
+    text.replace("%22", "\"")
+        .replace("%3A", ":")
+        .replace("%2F", "/")
+}
