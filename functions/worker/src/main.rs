@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use envplane_aws::{AwsCloud, AwsDatabases, AwsSettings, Clients, DatabaseClients, SnsPublisher};
+use envplane_aws::{
+    AwsCloud, AwsDatabases, AwsSettings, CallCounter, Clients, DatabaseClients, SnsPublisher,
+};
 use envplane_lambda::{Role, required};
 use envplane_store::DynamoStore;
 use envplane_worker::Worker;
@@ -35,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         settings.db_instance_profile.clone(),
         settings.backup_bucket.clone(),
     );
-    let cloud = AwsCloud::new(Clients::new(&config), settings);
+    // Counted: every request is an `AwsCalls` metric by service.
+    let cloud = AwsCloud::new(Clients::counted(&config, &CallCounter::default()), settings);
     let worker = Worker::new(Arc::new(store), Arc::new(cloud))
         .with_events(Arc::new(events))
         .with_traffic(Arc::new(traffic))

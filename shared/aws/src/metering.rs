@@ -1,4 +1,5 @@
-//! Counting the AWS requests a client sends: what drift checks report and budget by.
+//! Counting the AWS requests a client sends: what drift checks report and budget by, and an
+//! `AwsCalls` metric event per request by service.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -29,9 +31,18 @@ impl Intercept for CallCounter {
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.fetch_add(1, Ordering::Relaxed);
+        if let Some(call) = cfg.load::<Metadata>() {
+            tracing::info!(
+                target: envplane_cloud::METRICS,
+                metric = "AwsCalls",
+                value = 1u64,
+                unit = "Count",
+                service = call.service(),
+            );
+        }
         Ok(())
     }
 }

@@ -18,6 +18,11 @@ use envplane_domain::resources::{Observed, Planned, ResourceKind};
 use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, SharedClock, system_clock};
+
+/// The `tracing` target of metric events: fields `metric`, `value` and `unit`, the others its
+/// dimensions. The Lambdas turn them into CloudWatch embedded-metric-format lines; locally they
+/// are log lines like any other.
+pub const METRICS: &str = "envplane::metrics";
 pub use databases::{Databases, Health, RecoveryTarget, RestoreProgress};
 pub use modification::Modification;
 pub use simulator::{

@@ -32,6 +32,21 @@ pub enum OperationKind {
 }
 
 impl OperationKind {
+    /// The kind's name as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Create => "create",
+            OperationKind::Update => "update",
+            OperationKind::Delete => "delete",
+            OperationKind::Reconcile => "reconcile",
+            OperationKind::Deploy => "deploy",
+            OperationKind::Rollback => "rollback",
+            OperationKind::Promote => "promote",
+            OperationKind::Restore => "restore",
+            OperationKind::Drill => "drill",
+        }
+    }
+
     /// The audit action recorded for requesting this kind of operation.
     pub fn audit_action(self) -> &'static str {
         match self {

@@ -11,17 +11,29 @@ use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
+pub mod emf;
+
 /// JSON log lines carrying the current span (environment and operation ids), filtered by
-/// `RUST_LOG` (default `info`), without timestamps: CloudWatch stamps every line.
+/// `RUST_LOG` (default `info`), without timestamps: CloudWatch stamps every line. Metric
+/// events become embedded-metric-format lines instead ([`emf`]).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
         .with_current_span(true)
         .with_target(false)
         .without_time()
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target() != envplane_cloud::METRICS
+        }));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with(logs)
+        .with(emf::EmfLayer)
         .init();
 }
 

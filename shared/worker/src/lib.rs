@@ -80,8 +80,28 @@ impl Worker {
         self
     }
 
-    /// Runs one action, given as the Task state's payload.
+    /// Runs one action, given as the Task state's payload, and reports how long it took
+    /// (`StepDuration` by action, a [`METRICS`] event).
     pub async fn handle(&self, payload: Value) -> Result<Value, WorkerError> {
+        let started = std::time::Instant::now();
+        let action = payload
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        let outcome = self.run_action(payload).await;
+        tracing::info!(
+            target: METRICS,
+            metric = "StepDuration",
+            value = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            unit = "Milliseconds",
+            action = action.as_str(),
+            outcome = if outcome.is_ok() { "ok" } else { "failed" },
+        );
+        outcome
+    }
+
+    async fn run_action(&self, payload: Value) -> Result<Value, WorkerError> {
         let task: Task = serde_json::from_value(payload)
             .map_err(|e| WorkerError::Invalid(format!("bad task payload: {e}")))?;
         let env = EnvName::parse(&task.environment)
@@ -165,6 +185,22 @@ impl Worker {
         summary: String,
         cause: Option<String>,
     ) {
+        let metric = match kind {
+            EventKind::OperationStarted => Some("OperationsStarted"),
+            EventKind::OperationSucceeded => Some("OperationsSucceeded"),
+            EventKind::OperationFailed => Some("OperationsFailed"),
+            _ => None,
+        };
+        if let Some(metric) = metric {
+            tracing::info!(
+                target: METRICS,
+                metric,
+                value = 1u64,
+                unit = "Count",
+                kind = op.kind.as_str(),
+                tier = record.tier.as_str(),
+            );
+        }
         let event = Event::new(
             kind,
             record.name.clone(),
@@ -177,6 +213,8 @@ impl Worker {
         publish_or_log(&self.events, event).await;
     }
 }
+
+pub use envplane_cloud::METRICS;
 
 /// The Lambda service integration's resource.
 const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
