@@ -32,10 +32,10 @@ pub enum OpsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List an environment's operations, newest first.
+    /// List operations, newest first: an environment's, or every environment's.
     List {
-        /// Environment.
-        environment: String,
+        /// Environment (every environment's when left out).
+        environment: Option<String>,
         /// Only this status (pending, running, awaiting_approval, succeeded, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
@@ -67,7 +67,7 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
             kind,
             limit,
             client: args,
-        } => list(&args, &environment, status, kind, limit).await,
+        } => list(&args, environment.as_deref(), status, kind, limit).await,
         OpsCommand::Watch {
             id,
             interval,
@@ -197,7 +197,7 @@ pub async fn watch(args: &ClientArgs, id: &str, interval: Duration) -> anyhow::R
 /// `limit`.
 async fn list(
     args: &ClientArgs,
-    environment: &str,
+    environment: Option<&str>,
     status: Option<String>,
     kind: Option<String>,
     limit: usize,
@@ -230,6 +230,7 @@ async fn list(
         .map(|op| {
             vec![
                 op.id.clone(),
+                op.environment.to_string(),
                 word(&op.kind),
                 word(&op.status),
                 op.requested_by.clone(),
@@ -238,9 +239,22 @@ async fn list(
         })
         .collect();
     if rows.is_empty() {
-        println!("no operation of {environment} matches");
+        match environment {
+            Some(environment) => println!("no operation of {environment} matches"),
+            None => println!("no operation matches"),
+        }
     } else {
-        crate::output::print_table(&["OPERATION", "KIND", "STATUS", "BY", "REQUESTED"], &rows);
+        crate::output::print_table(
+            &[
+                "OPERATION",
+                "ENVIRONMENT",
+                "KIND",
+                "STATUS",
+                "BY",
+                "REQUESTED",
+            ],
+            &rows,
+        );
     }
     Ok(())
 }

@@ -170,6 +170,7 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(routes::drift::reconcile_environment))
         .routes(routes!(routes::operations::get_operation))
+        .routes(routes!(routes::operations::list_all_operations))
         .routes(routes!(routes::operations::list_operations))
         .routes(routes!(routes::operations::cancel_operation))
         .routes(routes!(routes::approvals::decide))

@@ -435,7 +435,7 @@ impl Client {
     /// `GET /v1/environments/{name}/operations`: a page of its operations, newest first.
     pub async fn operations(
         &self,
-        name: &str,
+        name: Option<&str>,
         status: Option<&str>,
         kind: Option<&str>,
         cursor: Option<&str>,
@@ -446,11 +446,14 @@ impl Client {
                 query.push(format!("{key}={value}"));
             }
         }
-        self.call(
-            Method::GET,
-            format!("/v1/environments/{name}/operations?{}", query.join("&")),
-        )
-        .json()
-        .await
+        // One environment's through its own resource (404 when it never existed); every
+        // environment's otherwise.
+        let path = match name {
+            Some(name) => format!("/v1/environments/{name}/operations"),
+            None => "/v1/operations".to_owned(),
+        };
+        self.call(Method::GET, format!("{path}?{}", query.join("&")))
+            .json()
+            .await
     }
 }

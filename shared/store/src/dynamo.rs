@@ -3,7 +3,7 @@
 //! | pk | sk | holds |
 //! |---|---|---|
 //! | `ENV#{name}` | `META` | the environment (GSI `gsi1`: `ENV` / name, for listing) |
-//! | `ENV#{name}` | `OP#{id}` | an operation (GSI `gsi1`: `OP#{id}` / `OP`, for lookup by id), its `version` beside it |
+//! | `ENV#{name}` | `OP#{id}` | an operation (GSI `gsi1`: `OP#{id}` / `OP`, for lookup by id; GSI `gsi2`: `OPS` / id, every operation newest first), its `version` beside it |
 //! | `ENV#{name}` | `OP#{id}#CHANGE#{ulid}` | in-place changes appended to the operation, in order |
 //! | `ENV#{name}` | `AUDIT#{seq:020}` | an audit event |
 //! | `IDEMP#{key}` | `IDEMP` | a stored response, expiring through the TTL attribute `expires_at` |
@@ -36,8 +36,12 @@ use crate::{
     StateStore, StoreError, cursor_after, decode_cursor,
 };
 
-/// Name of the table's one global secondary index.
+/// Name of the table's global secondary index for listing environments and finding an
+/// operation's environment.
 pub const GSI: &str = "gsi1";
+/// Name of the index of every operation by id (time order): one partition, `OPS`, which a
+/// control plane's rate of operations stays far below the limits of.
+pub const OPERATIONS_GSI: &str = "gsi2";
 
 /// State store on one DynamoDB table.
 #[derive(Clone, Debug)]
@@ -150,11 +154,26 @@ impl DynamoStore {
             )
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let operations = GlobalSecondaryIndex::builder()
+            .index_name(OPERATIONS_GSI)
+            .key_schema(
+                key("gsi2pk", KeyType::Hash).map_err(|e| StoreError::Backend(e.to_string()))?,
+            )
+            .key_schema(
+                key("gsi2sk", KeyType::Range).map_err(|e| StoreError::Backend(e.to_string()))?,
+            )
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut request = client
             .create_table()
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest);
-        for name in ["pk", "sk", "gsi1pk", "gsi1sk"] {
+        for name in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
             request = request
                 .attribute_definitions(attr(name).map_err(|e| StoreError::Backend(e.to_string()))?);
         }
@@ -162,6 +181,7 @@ impl DynamoStore {
             .key_schema(key("pk", KeyType::Hash).map_err(|e| StoreError::Backend(e.to_string()))?)
             .key_schema(key("sk", KeyType::Range).map_err(|e| StoreError::Backend(e.to_string()))?)
             .global_secondary_indexes(gsi)
+            .global_secondary_indexes(operations)
             .send()
             .await
             .map_err(sdk_error)?;
@@ -520,6 +540,48 @@ impl StateStore for DynamoStore {
         Ok(Page { items, next })
     }
 
+    async fn operations(&self, query: &OperationQuery) -> Result<Page<Operation>, StoreError> {
+        let limit = query.limit.max(1);
+        let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let mut items: Vec<Operation> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPERATIONS_GSI)
+                .expression_attribute_values(":pk", s("OPS"))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            let request = match &before {
+                Some(before) => request
+                    .key_condition_expression("gsi2pk = :pk AND gsi2sk < :before")
+                    .expression_attribute_values(":before", s(before)),
+                None => request.key_condition_expression("gsi2pk = :pk"),
+            };
+            let output = request.send().await.map_err(sdk_error)?;
+            for item in output.items() {
+                let mut op: Operation = doc("operation", item)?;
+                if query.matches(&op) {
+                    op.changes = Vec::new();
+                    items.push(op);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() && items.len() <= limit => start = Some(key),
+                _ => break,
+            }
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|o| cursor_after(&o.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
     async fn cidrs_in_use(&self) -> Result<BTreeMap<VpcCidr, EnvName>, StoreError> {
         let mut out = BTreeMap::new();
         let mut after: Option<String> = None;
@@ -609,6 +671,8 @@ impl StateStore for DynamoStore {
                 ("sk".into(), s(operation_sk(&op.id))),
                 ("gsi1pk".into(), s(format!("OP#{}", op.id))),
                 ("gsi1sk".into(), s("OP")),
+                ("gsi2pk".into(), s("OPS")),
+                ("gsi2sk".into(), s(&op.id)),
                 ("version".into(), n(op.version)),
                 ("doc".into(), s(encode(&record)?)),
             ]);

@@ -252,47 +252,11 @@ impl StateStore for EmbeddedStore {
         name: &EnvName,
         query: &OperationQuery,
     ) -> Result<Page<Operation>, StoreError> {
-        let (name, query) = (name.clone(), query.clone());
-        self.blocking(move |db| {
-            let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-            let table = db
-                .begin_read()
-                .map_err(backend)?
-                .open_table(OPERATIONS)
-                .map_err(backend)?;
-            // Operations are keyed by id (a ULID: time-ordered), newest first.
-            let range = match before.as_deref() {
-                Some(before) => table.range::<&str>((
-                    std::ops::Bound::Unbounded,
-                    std::ops::Bound::Excluded(before),
-                )),
-                None => table.range::<&str>(..),
-            }
-            .map_err(backend)?;
-            let limit = query.limit.max(1);
-            let mut items: Vec<Operation> = Vec::new();
-            let mut more = false;
-            for entry in range.rev() {
-                let (_, value) = entry.map_err(backend)?;
-                let mut op: Operation = decode("operation", value.value())?;
-                if op.environment != name || !query.matches(&op) {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                op.changes = Vec::new();
-                items.push(op);
-            }
-            let next = if more {
-                items.last().map(|o| cursor_after(&o.id))
-            } else {
-                None
-            };
-            Ok(Page { items, next })
-        })
-        .await
+        self.operations_where(Some(name.clone()), query).await
+    }
+
+    async fn operations(&self, query: &OperationQuery) -> Result<Page<Operation>, StoreError> {
+        self.operations_where(None, query).await
     }
 
     async fn cidrs_in_use(&self) -> Result<BTreeMap<VpcCidr, EnvName>, StoreError> {
@@ -449,6 +413,57 @@ impl crate::AuditTamper for EmbeddedStore {
                 .remove((name.as_str(), seq))
                 .map_err(backend)?;
             txn.commit().map_err(backend)
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    /// Operations newest first, of one environment or of all.
+    async fn operations_where(
+        &self,
+        name: Option<EnvName>,
+        query: &OperationQuery,
+    ) -> Result<Page<Operation>, StoreError> {
+        let query = query.clone();
+        self.blocking(move |db| {
+            let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+            let table = db
+                .begin_read()
+                .map_err(backend)?
+                .open_table(OPERATIONS)
+                .map_err(backend)?;
+            // Operations are keyed by id (a ULID: time-ordered), newest first.
+            let range = match before.as_deref() {
+                Some(before) => table.range::<&str>((
+                    std::ops::Bound::Unbounded,
+                    std::ops::Bound::Excluded(before),
+                )),
+                None => table.range::<&str>(..),
+            }
+            .map_err(backend)?;
+            let limit = query.limit.max(1);
+            let mut items: Vec<Operation> = Vec::new();
+            let mut more = false;
+            for entry in range.rev() {
+                let (_, value) = entry.map_err(backend)?;
+                let mut op: Operation = decode("operation", value.value())?;
+                if name.as_ref().is_some_and(|n| op.environment != *n) || !query.matches(&op) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                op.changes = Vec::new();
+                items.push(op);
+            }
+            let next = if more {
+                items.last().map(|o| cursor_after(&o.id))
+            } else {
+                None
+            };
+            Ok(Page { items, next })
         })
         .await
     }

@@ -79,6 +79,10 @@ pub trait StateStore: Send + Sync + 'static {
         query: &OperationQuery,
     ) -> Result<Page<Operation>, StoreError>;
 
+    /// A page of every environment's operations (destroyed ones' too), newest first, filtered;
+    /// without their in-place changes.
+    async fn operations(&self, query: &OperationQuery) -> Result<Page<Operation>, StoreError>;
+
     /// Writes a change atomically: all of it under its conditions, or none of it. An operation
     /// in it is written only over the version before its own (absent for version 1), and keeps
     /// the changes appended to it: they are only ever appended.
@@ -159,6 +163,10 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
         query: &OperationQuery,
     ) -> Result<Page<Operation>, StoreError> {
         (**self).operations_of_environment(name, query).await
+    }
+
+    async fn operations(&self, query: &OperationQuery) -> Result<Page<Operation>, StoreError> {
+        (**self).operations(query).await
     }
 
     async fn commit(&self, change: Change) -> Result<(), CommitError> {

@@ -492,6 +492,13 @@ impl<S: crate::StateStore> crate::StateStore for LaggingIndex<S> {
         self.inner.operations_of_environment(name, query).await
     }
 
+    async fn operations(
+        &self,
+        query: &crate::OperationQuery,
+    ) -> Result<crate::Page<envplane_domain::Operation>, crate::StoreError> {
+        self.inner.operations(query).await
+    }
+
     async fn cidrs_in_use(
         &self,
     ) -> Result<

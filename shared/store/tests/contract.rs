@@ -727,7 +727,7 @@ async fn operations_list_newest_first_in_pages<S: StateStore>(store: S) {
             .iter()
             .map(|o| o.id.clone())
             .collect::<Vec<_>>(),
-        [first]
+        std::slice::from_ref(&first)
     );
     let bad = store
         .operations_of_environment(
@@ -740,6 +740,59 @@ async fn operations_list_newest_first_in_pages<S: StateStore>(store: S) {
         )
         .await;
     assert!(bad.is_err(), "a cursor this store did not make is refused");
+
+    // Every environment's operations: the other's create among dev's, newest first, in pages.
+    let other_create = store
+        .operations_of_environment(
+            &EnvName::parse("other").expect("name"),
+            &OperationQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("other's")
+        .items[0]
+        .id
+        .clone();
+    let mut expected: Vec<String> = ids.iter().cloned().chain([other_create.clone()]).collect();
+    expected.sort();
+    expected.reverse();
+    let mut everything = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .operations(&OperationQuery {
+                limit: 3,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page of all");
+        assert!(page.items.len() <= 3 && page.items.iter().all(|o| o.changes.is_empty()));
+        everything.extend(page.items.iter().map(|o| o.id.clone()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        everything, expected,
+        "every environment's operations once, newest first"
+    );
+    let all_creates = store
+        .operations(&OperationQuery {
+            kind: Some(envplane_domain::OperationKind::Create),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("filtered");
+    let mut creates: Vec<String> = all_creates.items.into_iter().map(|o| o.id).collect();
+    creates.sort();
+    let mut want = vec![first, other_create];
+    want.sort();
+    assert_eq!(creates, want);
 }
 
 macro_rules! contract {

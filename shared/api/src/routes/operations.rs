@@ -191,6 +191,66 @@ fn enum_param<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
+/// Every environment's operations (destroyed ones' too), newest first, filtered by environment,
+/// status and kind, a page at a time.
+#[utoipa::path(get, path = "/v1/operations", tag = "operations",
+    params(
+        ("environment" = Option<String>, Query, description = "Only this environment's"),
+        ("status" = Option<String>, Query, description = "Only this status: pending, running, awaiting_approval, succeeded, failed, cancelled"),
+        ("kind" = Option<String>, Query, description = "Only this kind: create, update, delete, reconcile, deploy, rollback, promote, restore, drill"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1–100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of operations", body = crate::views::OperationPage),
+        (status = 400, description = "Bad environment name, filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_all_operations(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<crate::views::OperationPage>, ApiError> {
+    authorize(&caller, Action::Read)?;
+    let params =
+        crate::routes::Params::parse(query, &["environment", "status", "kind", "limit", "cursor"])?;
+    let query = operation_query(&params)?;
+    let page = match params.get("environment") {
+        Some(raw) => {
+            let name = envplane_domain::EnvName::parse_field(raw, "environment")
+                .map_err(|e| ApiError::bad_request(e.field, e.detail))?;
+            state.store.operations_of_environment(&name, &query).await?
+        }
+        None => state.store.operations(&query).await?,
+    };
+    Ok(Json(crate::views::OperationPage {
+        items: page.items.into_iter().map(Operation::redacted).collect(),
+        next_cursor: page.next,
+    }))
+}
+
+/// The status, kind, limit and cursor parameters of an operations listing.
+fn operation_query(
+    params: &crate::routes::Params,
+) -> Result<envplane_store::OperationQuery, ApiError> {
+    Ok(envplane_store::OperationQuery {
+        status: enum_param(
+            params,
+            "status",
+            "pending, running, awaiting_approval, succeeded, failed, cancelled",
+        )?,
+        kind: enum_param(
+            params,
+            "kind",
+            "create, update, delete, reconcile, deploy, rollback, promote, restore, drill",
+        )?,
+        limit: params.page_size()?,
+        cursor: params.get("cursor").map(str::to_owned),
+    })
+}
+
 /// The operations of environment `name`, newest first, filtered by status and kind, a page at
 /// a time.
 #[utoipa::path(get, path = "/v1/environments/{name}/operations", tag = "operations",
@@ -219,20 +279,7 @@ pub(crate) async fn list_operations(
     let name = crate::routes::path_name(&raw)?;
     record_span(name.as_str(), None);
     let params = crate::routes::Params::parse(query, &["status", "kind", "limit", "cursor"])?;
-    let query = envplane_store::OperationQuery {
-        status: enum_param(
-            &params,
-            "status",
-            "pending, running, awaiting_approval, succeeded, failed, cancelled",
-        )?,
-        kind: enum_param(
-            &params,
-            "kind",
-            "create, update, delete, reconcile, deploy, rollback, promote, restore, drill",
-        )?,
-        limit: params.page_size()?,
-        cursor: params.get("cursor").map(str::to_owned),
-    };
+    let query = operation_query(&params)?;
     // A destroyed environment's operations stay readable: its tombstone answers.
     if state.store.environment(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("no environment named {name}")));

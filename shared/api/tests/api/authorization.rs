@@ -60,6 +60,7 @@ const POLICY: &[(&str, &str, Need)] = &[
     ("POST", "/v1/deployments/{id}/abort", Need::Mutate),
     ("POST", "/v1/deployments/{id}/rollback", Need::Mutate),
     ("GET", "/v1/dr-drills/{id}", Need::Read),
+    ("GET", "/v1/operations", Need::Read),
     ("GET", "/v1/operations/{id}", Need::Read),
     ("POST", "/v1/operations/{id}/approvals", Need::Approve),
     ("POST", "/v1/operations/{id}/cancel", Need::Mutate),

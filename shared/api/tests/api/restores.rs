@@ -383,4 +383,65 @@ async fn restores_and_drills_through_the_api() {
     )
     .await;
     assert_eq!(nope.status, StatusCode::NOT_FOUND);
+
+    // Every environment's: the drill's own environment (destroyed) is listed too.
+    let everything = call(&plane, Method::GET, "/v1/operations?limit=100", None).await;
+    assert_eq!(everything.status, StatusCode::OK, "{}", everything.body);
+    let listed: Vec<(String, String)> = everything.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["environment"].as_str().unwrap_or("").to_owned(),
+                o["kind"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.contains(&("shop".into(), "create".into())),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|(e, k)| e != "shop" && k == "drill"),
+        "{listed:?}"
+    );
+    let ids: Vec<&str> = everything.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    let mut newest_first = ids.clone();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, newest_first);
+    let shops = call(
+        &plane,
+        Method::GET,
+        "/v1/operations?environment=shop&kind=restore",
+        None,
+    )
+    .await;
+    assert!(
+        shops.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["environment"] == "shop" && o["kind"] == "restore"),
+        "{}",
+        shops.body
+    );
+    let bad = call(
+        &plane,
+        Method::GET,
+        "/v1/operations?environment=Not_A_Name",
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.body["errors"][0]["field"], "environment",
+        "{}",
+        bad.body
+    );
 }
