@@ -218,6 +218,7 @@ fn tighten_parameter(path: &str, parameter: &mut Value) {
             "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": NAME_PATTERN
         })),
         ("path", "id") => Some(json!({"type": "string", "pattern": ID_PATTERN})),
+        ("query", "environment") => Some(name_schema()),
         ("query", "limit") => {
             Some(json!({"type": "integer", "minimum": 1, "maximum": crate::routes::MAX_PAGE_SIZE}))
         }

@@ -161,11 +161,15 @@ pub fn of_release(
 fn text(body: &Value, field: &str, errors: &mut ValidationErrors) -> Option<String> {
     match body.get(field) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => Some(s.clone()),
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Some(s.clone())
+        }
         Some(_) => {
             errors.push(
                 field,
-                "must be a non-empty string of at most 128 characters",
+                "must be 1–128 visible ASCII characters (no spaces), e.g. 1.4.2",
             );
             None
         }

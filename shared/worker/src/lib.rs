@@ -23,6 +23,7 @@ use envplane_notify::{Publisher, publish_or_log};
 use envplane_store::{Change, StateStore};
 use envplane_workflow::{Failure, TaskContext, TaskRunner};
 use serde_json::Value;
+use tracing::Instrument;
 
 pub use action::{Action, Poll, Task};
 pub use envplane_domain::lifecycle::SYSTEM_PRINCIPAL;
@@ -107,32 +108,38 @@ impl Worker {
         let env = EnvName::parse(&task.environment)
             .map_err(|e| WorkerError::Invalid(format!("environment: {e}")))?;
         let span = tracing::info_span!("step", action = task.action.name(), environment = %env, operation = %task.operation);
-        let _entered = span.enter();
+        // The span follows the step's future across its awaits: a guard held over an await
+        // would be left entered on whichever thread the future moved from (and a span closed
+        // under another task's feet panics the subscriber).
+        self.act(&env, task).instrument(span).await
+    }
+
+    async fn act(&self, env: &EnvName, task: Task) -> Result<Value, WorkerError> {
         let op = task.operation.as_str();
         match task.action {
-            Action::Start => self.start(&env, op).await,
-            Action::AwaitApproval { token } => self.await_approval(&env, op, &token).await,
-            Action::DeployLaunch => self.deploy_launch(&env, op).await,
-            Action::DeployAnalyse => self.deploy_analyse(&env, op).await,
-            Action::DeployWait { token } => self.deploy_wait(&env, op, &token).await,
-            Action::DeployAdvance => self.deploy_advance(&env, op).await,
-            Action::DeployRollback => self.deploy_rollback(&env, op).await,
-            Action::DeployComplete => self.deploy_complete(&env, op).await,
-            Action::RestoreReplay { poll } => self.restore_replay(&env, op, poll).await,
-            Action::RestoreVerify => self.restore_verify(&env, op).await,
-            Action::RestoreSwitch => self.restore_switch(&env, op).await,
-            Action::RestoreDiscard => self.restore_discard(&env, op).await,
-            Action::Ensure { group, poll } => self.ensure(&env, op, group, poll).await,
-            Action::Converge { group, poll } => self.converge(&env, op, group, poll).await,
-            Action::Teardown { kinds, poll } => self.teardown(&env, op, &kinds, poll).await,
-            Action::Failing => self.failing(&env, op).await,
-            Action::Succeed => self.succeed(&env, op).await,
+            Action::Start => self.start(env, op).await,
+            Action::AwaitApproval { token } => self.await_approval(env, op, &token).await,
+            Action::DeployLaunch => self.deploy_launch(env, op).await,
+            Action::DeployAnalyse => self.deploy_analyse(env, op).await,
+            Action::DeployWait { token } => self.deploy_wait(env, op, &token).await,
+            Action::DeployAdvance => self.deploy_advance(env, op).await,
+            Action::DeployRollback => self.deploy_rollback(env, op).await,
+            Action::DeployComplete => self.deploy_complete(env, op).await,
+            Action::RestoreReplay { poll } => self.restore_replay(env, op, poll).await,
+            Action::RestoreVerify => self.restore_verify(env, op).await,
+            Action::RestoreSwitch => self.restore_switch(env, op).await,
+            Action::RestoreDiscard => self.restore_discard(env, op).await,
+            Action::Ensure { group, poll } => self.ensure(env, op, group, poll).await,
+            Action::Converge { group, poll } => self.converge(env, op, group, poll).await,
+            Action::Teardown { kinds, poll } => self.teardown(env, op, &kinds, poll).await,
+            Action::Failing => self.failing(env, op).await,
+            Action::Succeed => self.succeed(env, op).await,
             Action::Fail {
                 error,
                 rolled_back,
                 rollback_error,
             } => {
-                self.fail(&env, op, error, rolled_back, rollback_error)
+                self.fail(env, op, error, rolled_back, rollback_error)
                     .await
             }
         }

@@ -35,9 +35,13 @@ pub(crate) async fn list_audit(
     let after = params
         .get("after")
         .map(|a| {
-            a.parse::<u64>().map_err(|_| {
-                ApiError::bad_request("after", format!("must be a sequence number, got {a:?}"))
-            })
+            // Sequence numbers are int64 in the document: 0 up to i64::MAX.
+            a.parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("after", format!("must be a sequence number, got {a:?}"))
+                })
         })
         .transpose()?
         .unwrap_or(0);
