@@ -132,25 +132,49 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
 /// it is made, until the operation ends; fails when the operation fails.
 pub async fn watch(args: &ClientArgs, id: &str, interval: Duration) -> anyhow::Result<()> {
     let api = client(args)?;
-    let mut seen: Vec<(String, OperationStatus)> = Vec::new();
+    // What was last shown of each step: its name, status and retries.
+    let mut seen: Vec<(String, OperationStatus, u32)> = Vec::new();
     let mut changes_seen = 0;
     let started = Instant::now();
+    let mut last_news = Instant::now();
+    let mut first_seen: std::collections::HashMap<usize, Instant> =
+        std::collections::HashMap::new();
     loop {
         let op = api.operation(id).await?;
+        let at = started.elapsed().as_secs_f64();
         for (i, step) in op.steps.iter().enumerate() {
-            let entry = (step.name.clone(), step.status);
+            let entry = (step.name.clone(), step.status, step.retries);
             if seen.get(i) == Some(&entry) {
                 continue;
             }
+            first_seen.entry(i).or_insert_with(Instant::now);
+            last_news = Instant::now();
             if args.output == Output::Json {
                 println!("{}", json_line(step));
             } else {
-                println!(
-                    "[{:>6.1}s] {:<20} {}",
-                    started.elapsed().as_secs_f64(),
-                    entry.0,
-                    word(&entry.1)
-                );
+                let retried = seen.get(i).is_some_and(|(name, _, retries)| {
+                    *name == step.name && *retries < step.retries
+                });
+                if retried {
+                    println!(
+                        "[{at:>6.1}s]   ↻ {}: retry {} after {}",
+                        step.name,
+                        step.retries,
+                        step.last_error.as_deref().unwrap_or("an error")
+                    );
+                }
+                let took = step
+                    .ended_at
+                    .map(|end| format!(" ({:.1} s)", (end - step.started_at).as_seconds_f64()))
+                    .unwrap_or_default();
+                let shown_status = seen.get(i).map(|(n, s, _)| (n.clone(), *s));
+                if shown_status != Some((step.name.clone(), step.status)) {
+                    println!(
+                        "[{at:>6.1}s] {:<20} {}{took}",
+                        step.name,
+                        word(&step.status)
+                    );
+                }
             }
             if i < seen.len() {
                 seen[i] = entry;
@@ -159,18 +183,34 @@ pub async fn watch(args: &ClientArgs, id: &str, interval: Duration) -> anyhow::R
             }
         }
         for change in op.changes.iter().skip(changes_seen) {
+            last_news = Instant::now();
             if args.output == Output::Json {
                 println!("{}", json_line(change));
             } else {
-                println!(
-                    "[{:>6.1}s]   ↳ {}: {}",
-                    started.elapsed().as_secs_f64(),
-                    change.resource,
-                    change.change
-                );
+                println!("[{at:>6.1}s]   ↳ {}: {}", change.resource, change.change);
             }
         }
         changes_seen = op.changes.len();
+        // Nothing new for a while: say what is still being waited for, and for how long.
+        if args.output != Output::Json && last_news.elapsed() >= Duration::from_secs(30) {
+            // Timed on this machine's clock: a time-scaled plane's timestamps run faster.
+            let running: Vec<String> = op
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.status == OperationStatus::Running)
+                .map(|(i, s)| {
+                    let since = first_seen
+                        .get(&i)
+                        .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                    format!("{} (for {since:.0} s)", s.name)
+                })
+                .collect();
+            if !running.is_empty() {
+                println!("[{at:>6.1}s] still running: {}", running.join(", "));
+            }
+            last_news = Instant::now();
+        }
         match op.status {
             OperationStatus::Succeeded => {
                 println!(

@@ -156,6 +156,16 @@ pub struct OperationStep {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<OffsetDateTime>,
+    /// Attempts that failed and were retried (throttling, transient errors).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// The error of the last failed attempt, while it is retried or once it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why an operation failed.

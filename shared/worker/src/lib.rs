@@ -138,10 +138,7 @@ impl Worker {
                 error,
                 rolled_back,
                 rollback_error,
-            } => {
-                self.fail(env, op, error, rolled_back, rollback_error)
-                    .await
-            }
+            } => self.fail(env, op, error, rolled_back, rollback_error).await,
         }
     }
 

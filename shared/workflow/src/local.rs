@@ -40,6 +40,9 @@ pub struct LocalWorkflows {
     dir: PathBuf,
     /// Executions running in this process, with the handle that stops each.
     running: Arc<Mutex<HashMap<String, Option<tokio::task::JoinHandle<()>>>>>,
+    /// The records of the executions running here, as they are now: steps are saved to disk
+    /// only at checkpoints, but shown as they happen.
+    live: Arc<Mutex<HashMap<String, Arc<Recorder>>>>,
 }
 
 fn io(error: impl std::fmt::Display) -> WorkflowError {
@@ -122,6 +125,7 @@ impl LocalWorkflows {
             definitions,
             dir: dir.to_owned(),
             running: Arc::new(Mutex::new(HashMap::new())),
+            live: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -157,7 +161,14 @@ impl LocalWorkflows {
             record: Mutex::new(record.clone()),
         });
         recorder.save();
-        let (executor, running) = (self.executor.clone(), self.running.clone());
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(record.operation.clone(), recorder.clone());
+        }
+        let (executor, running, live) = (
+            self.executor.clone(),
+            self.running.clone(),
+            self.live.clone(),
+        );
         let operation = record.operation.clone();
         let task = tokio::spawn(async move {
             let operation = record.operation.clone();
@@ -191,6 +202,9 @@ impl LocalWorkflows {
             tracing::info!(%operation, status = outcome.status, error = ?outcome.error, "execution ended");
             if let Ok(mut running) = running.lock() {
                 running.remove(&operation);
+            }
+            if let Ok(mut live) = live.lock() {
+                live.remove(&operation);
             }
         });
         if let Ok(mut running) = self.running.lock()
@@ -272,6 +286,16 @@ impl Workflows for LocalWorkflows {
         _flow: Flow,
         operation: &str,
     ) -> Result<Option<Vec<OperationStep>>, WorkflowError> {
+        let live = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|live| live.get(operation).cloned());
+        if let Some(recorder) = live
+            && let Ok(record) = recorder.record.lock()
+        {
+            return Ok(Some(record.steps.clone()));
+        }
         Ok(self.read(operation).map(|r| r.steps))
     }
 
@@ -286,6 +310,9 @@ impl Workflows for LocalWorkflows {
             handle.abort();
             // Wait until it has stopped: nothing of it may write after the record below.
             let _ = handle.await;
+        }
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(operation);
         }
         // Recorded as stopped, so that a restart does not resume it.
         match self.read(operation) {

@@ -43,8 +43,25 @@ impl Steps {
             }
             EventKind::StateExited => self.left_named(&event.state, false, event.at),
             EventKind::Caught { .. } => self.left_named(&event.state, true, event.at),
-            EventKind::TaskFailed { .. } | EventKind::Retrying { .. } => {}
+            EventKind::TaskFailed { error, .. } => {
+                if let Some(step) = self.running_named(&event.state) {
+                    step.last_error = Some(error.clone());
+                }
+            }
+            EventKind::Retrying { .. } => {
+                if let Some(step) = self.running_named(&event.state) {
+                    step.retries += 1;
+                }
+            }
         }
+    }
+
+    /// The latest running step named `name`.
+    fn running_named(&mut self, name: &str) -> Option<&mut OperationStep> {
+        self.steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.name == name && s.status == OperationStatus::Running)
     }
 
     /// A state was entered; returns the step's position.
@@ -54,6 +71,8 @@ impl Steps {
             status: OperationStatus::Running,
             started_at: at,
             ended_at: None,
+            retries: 0,
+            last_error: None,
         });
         self.steps.len() - 1
     }
