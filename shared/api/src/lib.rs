@@ -223,14 +223,16 @@ pub fn openapi_json() -> String {
 /// tracing span per request that handlers enrich with the environment and operation.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = split();
-    let spec = openapi_json();
+    // Rendered on first request, not at start: a cold Lambda would otherwise build, tighten
+    // and print the whole document before serving anything (measured by coldstart-bench).
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     routes
         .route(
             "/v1/openapi.json",
-            axum::routing::get(move || async move {
+            axum::routing::get(|| async {
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    spec,
+                    SPEC.get_or_init(openapi_json).clone(),
                 )
             }),
         )
