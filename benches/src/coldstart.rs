@@ -180,21 +180,21 @@ fn python_with_boto3(given: Option<PathBuf>) -> Option<PathBuf> {
 
 fn functions(python: Option<PathBuf>) -> anyhow::Result<Vec<Function>> {
     let bin = release_dir();
-    let machines = ["PROVISION", "DESTROY", "UPDATE", "DEPLOY", "RESTORE"].map(|flow| {
+    let machines: Vec<(&'static str, String)> = [
+        ("PROVISION_STATE_MACHINE_ARN", "provision"),
+        ("DESTROY_STATE_MACHINE_ARN", "destroy"),
+        ("UPDATE_STATE_MACHINE_ARN", "update"),
+        ("DEPLOY_STATE_MACHINE_ARN", "deploy"),
+        ("RESTORE_STATE_MACHINE_ARN", "restore"),
+    ]
+    .into_iter()
+    .map(|(variable, flow)| {
         (
-            match flow {
-                "PROVISION" => "PROVISION_STATE_MACHINE_ARN",
-                "DESTROY" => "DESTROY_STATE_MACHINE_ARN",
-                "UPDATE" => "UPDATE_STATE_MACHINE_ARN",
-                "DEPLOY" => "DEPLOY_STATE_MACHINE_ARN",
-                _ => "RESTORE_STATE_MACHINE_ARN",
-            },
-            format!(
-                "arn:aws:states:us-east-1:123456789012:stateMachine:envplane-{}",
-                flow.to_lowercase()
-            ),
+            variable,
+            format!("arn:aws:states:us-east-1:123456789012:stateMachine:envplane-{flow}"),
         )
-    });
+    })
+    .collect();
     let api_event = fixture("get-dev-viewer.json")?;
     let mut list = vec![
         Function {
@@ -208,7 +208,7 @@ fn functions(python: Option<PathBuf>) -> anyhow::Result<Vec<Function>> {
             name: "api",
             program: bin.join("api"),
             args: vec![],
-            env: machines.to_vec(),
+            env: machines,
             event: api_event.clone(),
         },
         Function {

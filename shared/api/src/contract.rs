@@ -157,7 +157,6 @@ fn tighten_operation(path: &str, method: &str, operation: &mut Map<String, Value
     }
     let public = path == "/health";
     let has_body = operation.contains_key("requestBody");
-    let mut has_parameters = false;
     let mut has_path_parameter = false;
     let mut takes_idempotency_key = false;
     if let Some(parameters) = operation
@@ -165,7 +164,6 @@ fn tighten_operation(path: &str, method: &str, operation: &mut Map<String, Value
         .and_then(Value::as_array_mut)
     {
         for parameter in parameters.iter_mut() {
-            has_parameters = true;
             has_path_parameter |= parameter["in"] == "path";
             takes_idempotency_key |= parameter["name"] == "Idempotency-Key";
             tighten_parameter(path, parameter);
@@ -187,9 +185,6 @@ fn tighten_operation(path: &str, method: &str, operation: &mut Map<String, Value
         // Unknown query parameters and malformed headers are refused on every route.
         declare("400", "A malformed parameter, header or body");
         declare("401", "No token, or not a valid one");
-    }
-    if has_parameters || has_body {
-        declare("400", "A malformed parameter, header or body");
     }
     if !public && method != "get" {
         declare("403", "The caller's role is too low for this");

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use serde_json::Value;
+
+#[path = "support/sfn.rs"]
+mod support;
+use support::{NoTasks, client};
 
 /// Definitions moto cannot run as AWS does: (definition, what moto's answer says, why). The
 /// test checks that moto still answers that way (a fixed moto shows up here) and compares
@@ -39,35 +42,6 @@ const MOTO_DEPARTURES: &[(&str, &str, &str)] = &[
         "moto's DISTRIBUTED Map never fails for failed items (a failed item is null) whatever ToleratedFailureCount says; AWS fails it with States.ExceedToleratedFailureThreshold",
     ),
 ];
-
-async fn client(endpoint: &str) -> aws_sdk_sfn::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    aws_sdk_sfn::Client::new(&config)
-}
-
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl envplane_workflow::TaskRunner for NoTasks {
-    async fn run(
-        &self,
-        resource: &str,
-        _payload: Value,
-        _context: &envplane_workflow::TaskContext,
-    ) -> Result<Value, envplane_workflow::Failure> {
-        Err(envplane_workflow::Failure::new(
-            "Envplane.Invalid",
-            format!("no task {resource}"),
-        ))
-    }
-}
 
 /// What an execution ended with, as compared.
 #[derive(Debug, PartialEq)]

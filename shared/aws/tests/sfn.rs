@@ -4,23 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::BehaviorVersion;
 use envplane_aws::StepFunctions;
 use envplane_domain::EnvName;
 use envplane_workflow::{Flow, Workflows};
 
-/// A Step Functions client for a moto server.
-async fn client(endpoint: &str) -> aws_sdk_sfn::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    aws_sdk_sfn::Client::new(&config)
-}
+#[path = "support/sfn.rs"]
+mod support;
+use support::{NoTasks, client};
 
 #[tokio::test]
 async fn an_operation_starts_one_execution_which_can_be_stopped() {
@@ -138,23 +128,6 @@ const WATCHED: &str = r#"{
     "Done": {"Type": "Succeed"}
   }
 }"#;
-
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl envplane_workflow::TaskRunner for NoTasks {
-    async fn run(
-        &self,
-        resource: &str,
-        _payload: serde_json::Value,
-        _context: &envplane_workflow::TaskContext,
-    ) -> Result<serde_json::Value, envplane_workflow::Failure> {
-        Err(envplane_workflow::Failure::new(
-            "Envplane.Invalid",
-            format!("no task {resource}"),
-        ))
-    }
-}
 
 fn shown(steps: &[envplane_domain::operation::OperationStep]) -> Vec<String> {
     assert!(

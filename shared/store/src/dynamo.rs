@@ -68,6 +68,45 @@ fn operation_sk(id: &str) -> String {
     format!("OP#{id}")
 }
 
+/// A page of the operations `request` finds, newest first, filtered by `query`: DynamoDB's
+/// pages are followed until one more than the page size is found (so that the cursor is only
+/// given when there is more); `listed` says which items are operations.
+async fn operation_page(
+    request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    query: &OperationQuery,
+    listed: impl Fn(&Item) -> bool,
+) -> Result<Page<Operation>, StoreError> {
+    let limit = query.limit.max(1);
+    let mut items: Vec<Operation> = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let output = request
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        for item in output.items().iter().filter(|item| listed(item)) {
+            let mut op: Operation = doc("operation", item)?;
+            if query.matches(&op) {
+                op.changes = Vec::new();
+                items.push(op);
+            }
+        }
+        match output.last_evaluated_key {
+            Some(key) if !key.is_empty() && items.len() <= limit => start = Some(key),
+            _ => break,
+        }
+    }
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|o| cursor_after(&o.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
 /// The key of the next batch of changes: monotonic within this process, so the batches of one
 /// branch keep their order even within a millisecond; across processes, time orders them.
 fn changes_sk(id: &str) -> String {
@@ -489,97 +528,44 @@ impl StateStore for DynamoStore {
         name: &EnvName,
         query: &OperationQuery,
     ) -> Result<Page<Operation>, StoreError> {
-        let limit = query.limit.max(1);
         let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
         // Newest first: the operation items (`OP#{ulid}`) below the cursor's, their change
         // items (`OP#{ulid}#CHANGE#…`) skipped.
         let upper = before
             .as_deref()
             .map_or_else(|| "OP#~".to_owned(), operation_sk);
-        let mut items: Vec<Operation> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(env_pk(name.as_str())))
-                .expression_attribute_values(":lo", s("OP#"))
-                .expression_attribute_values(":hi", s(&upper))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in output.items() {
-                let Some(AttributeValue::S(key)) = item.get("sk") else {
-                    continue;
-                };
-                if key.contains("#CHANGE#") || *key == upper {
-                    continue;
-                }
-                let mut op: Operation = doc("operation", item)?;
-                if query.matches(&op) {
-                    op.changes = Vec::new();
-                    items.push(op);
-                }
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() && items.len() <= limit => start = Some(key),
-                _ => break,
-            }
-        }
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|o| cursor_after(&o.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(env_pk(name.as_str())))
+            .expression_attribute_values(":lo", s("OP#"))
+            .expression_attribute_values(":hi", s(&upper))
+            .scan_index_forward(false)
+            .consistent_read(true);
+        operation_page(request, query, |item| {
+            matches!(item.get("sk"), Some(AttributeValue::S(key)) if !key.contains("#CHANGE#") && *key != upper)
+        })
+        .await
     }
 
     async fn operations(&self, query: &OperationQuery) -> Result<Page<Operation>, StoreError> {
-        let limit = query.limit.max(1);
         let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-        let mut items: Vec<Operation> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPERATIONS_GSI)
-                .expression_attribute_values(":pk", s("OPS"))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take());
-            let request = match &before {
-                Some(before) => request
-                    .key_condition_expression("gsi2pk = :pk AND gsi2sk < :before")
-                    .expression_attribute_values(":before", s(before)),
-                None => request.key_condition_expression("gsi2pk = :pk"),
-            };
-            let output = request.send().await.map_err(sdk_error)?;
-            for item in output.items() {
-                let mut op: Operation = doc("operation", item)?;
-                if query.matches(&op) {
-                    op.changes = Vec::new();
-                    items.push(op);
-                }
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() && items.len() <= limit => start = Some(key),
-                _ => break,
-            }
-        }
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|o| cursor_after(&o.id))
-        } else {
-            None
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OPERATIONS_GSI)
+            .expression_attribute_values(":pk", s("OPS"))
+            .scan_index_forward(false);
+        let request = match &before {
+            Some(before) => request
+                .key_condition_expression("gsi2pk = :pk AND gsi2sk < :before")
+                .expression_attribute_values(":before", s(before)),
+            None => request.key_condition_expression("gsi2pk = :pk"),
         };
-        Ok(Page { items, next })
+        operation_page(request, query, |_| true).await
     }
 
     async fn cidrs_in_use(&self) -> Result<BTreeMap<VpcCidr, EnvName>, StoreError> {

@@ -9,20 +9,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envplane_workflow::{Executor, Failure, StateMachine, TaskContext, TaskRunner, VirtualClock};
+use envplane_workflow::{Executor, StateMachine, VirtualClock};
 use serde_json::{Value, json};
 
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl TaskRunner for NoTasks {
-    async fn run(&self, resource: &str, _: Value, _: &TaskContext) -> Result<Value, Failure> {
-        Err(Failure::new(
-            "Envplane.Invalid",
-            format!("no task {resource}"),
-        ))
-    }
-}
+mod support;
+use support::NoTasks;
 
 #[tokio::test]
 async fn every_definition_ends_as_its_expected_file_says() {

@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use envplane_workflow::executor::Failure;
-use envplane_workflow::{
-    Executor, StateMachine, TaskContext, TaskRunner, VirtualClock, choice, paths,
-};
+use envplane_workflow::{Executor, StateMachine, VirtualClock, choice, paths};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
+
+mod support;
+use support::NoTasks;
 
 fn cases() -> u32 {
     std::env::var("ENVPLANE_FUZZ_CASES")
@@ -208,18 +208,6 @@ proptest! {
             let scope = paths::Scope { context: &context, variables: &variables };
             let _ = choice::matches(&rule, &input, &scope);
         }
-    }
-}
-
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl TaskRunner for NoTasks {
-    async fn run(&self, resource: &str, _: Value, _: &TaskContext) -> Result<Value, Failure> {
-        Err(Failure::new(
-            "Envplane.Invalid",
-            format!("no task {resource}"),
-        ))
     }
 }
 
