@@ -415,7 +415,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unicode_whitespace_between_intrinsic_arguments_is_skipped_whole() {
-        // Found by the property test (tests/fuzz.rs): a no-break space is two bytes.
+        // Found by the property test (tests/workflow/fuzz.rs): a no-break space is two bytes.
         let template = json!({ "sum.$": "States.MathAdd(\u{a0}1,\u{3000}2\u{a0})" });
         assert_eq!(
             super::template(&template, &json!({}), &bare()),

@@ -16,6 +16,7 @@ mod deployments;
 mod drift;
 mod environments;
 mod idempotency;
+mod openapi_drift;
 mod operations;
 mod plans;
 mod releases;

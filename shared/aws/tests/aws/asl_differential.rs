@@ -12,14 +12,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-#[path = "support/sfn.rs"]
-mod support;
-use support::{NoTasks, client};
+use crate::support::{NoTasks, client};
 
 /// Definitions moto cannot run as AWS does: (definition, what moto's answer says, why). The
 /// test checks that moto still answers that way (a fixed moto shows up here) and compares
 /// nothing else; the local executor's answer for these is pinned by
-/// `envplane-workflow`'s `tests/definitions.rs` against `tests/asl/*.expected.json`.
+/// `envplane-workflow`'s `tests/workflow/definitions.rs` against `tests/asl/*.expected.json`.
 const MOTO_DEPARTURES: &[(&str, &str, &str)] = &[
     (
         "variables",

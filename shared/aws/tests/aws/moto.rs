@@ -1353,7 +1353,7 @@ async fn daily_backups_are_tagged_snapshots_and_the_sweep_spares_the_newest_and_
 /// The weekly images on moto: listed when they carry this stack's and the environment's tags,
 /// deregistered by the adapter, and a foreign image of the same host refused. (moto's
 /// CreateImage raises NotImplementedError on the snapshot tags AWS takes, so the create
-/// request itself is checked in `tests/images.rs`.)
+/// request itself is checked in `tests/aws/images.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_are_listed_and_deregistered_only_when_they_are_this_stacks() {
     let Some(plane) = MotoPlane::new().await else {

@@ -8,9 +8,7 @@ use envplane_aws::StepFunctions;
 use envplane_domain::EnvName;
 use envplane_workflow::{Flow, Workflows};
 
-#[path = "support/sfn.rs"]
-mod support;
-use support::{NoTasks, client};
+use crate::support::{NoTasks, client};
 
 #[tokio::test]
 async fn an_operation_starts_one_execution_which_can_be_stopped() {

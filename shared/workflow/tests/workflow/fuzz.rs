@@ -18,8 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
 
-mod support;
-use support::NoTasks;
+use crate::support::NoTasks;
 
 fn cases() -> u32 {
     std::env::var("ENVPLANE_FUZZ_CASES")

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use envplane_workflow::{Executor, StateMachine, VirtualClock};
 use serde_json::{Value, json};
 
-mod support;
-use support::NoTasks;
+use crate::support::NoTasks;
 
 #[tokio::test]
 async fn every_definition_ends_as_its_expected_file_says() {
