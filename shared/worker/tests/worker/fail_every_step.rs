@@ -20,23 +20,11 @@ use envplane_store::testing::mutations;
 use envplane_traffic::LocalTraffic;
 use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
-use envplane_workflow::{
-    Executor, Failure, Outcome, StateMachine, TaskContext, TaskRunner, VirtualClock,
-};
+use envplane_workflow::{Executor, Failure, Outcome, TaskContext, TaskRunner, VirtualClock};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-fn definition(name: &str) -> StateMachine {
-    let path = format!(
-        "{}/../../statemachines/{name}.asl.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    StateMachine::load(
-        &std::fs::read_to_string(&path).unwrap(),
-        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
-    )
-    .unwrap()
-}
+use crate::support::definition;
 
 /// The Task states of a flow that do its work (not its compensation), by name.
 fn task_states(flow: &str) -> Vec<String> {

@@ -14,21 +14,10 @@ use envplane_store::StateStore;
 use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
-use envplane_workflow::{Executor, Outcome, StateMachine, VirtualClock};
+use envplane_workflow::{Executor, Outcome, VirtualClock};
 use time::OffsetDateTime;
 
-fn definition(name: &str) -> StateMachine {
-    let path = format!(
-        "{}/../../statemachines/{name}.asl.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let json = std::fs::read_to_string(&path).unwrap();
-    StateMachine::load(
-        &json,
-        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
-    )
-    .unwrap()
-}
+use crate::support::definition;
 
 struct Plane {
     store: Arc<dyn StateStore>,

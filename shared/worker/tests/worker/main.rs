@@ -9,3 +9,4 @@ mod jobs;
 mod leases;
 mod restores;
 mod stale_reads;
+mod support;

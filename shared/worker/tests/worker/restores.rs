@@ -6,7 +6,6 @@
 //! drilled environment's audit chain and leaves nothing behind.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -25,22 +24,10 @@ use envplane_store::testing::mutations;
 use envplane_worker::testing::Approving;
 use envplane_worker::{Worker, execution_input};
 use envplane_workflow::executor::Clock;
-use envplane_workflow::{
-    Executor, Failure, Outcome, StateMachine, TaskContext, TaskRunner, VirtualClock,
-};
+use envplane_workflow::{Executor, Failure, Outcome, TaskContext, TaskRunner, VirtualClock};
 use time::OffsetDateTime;
 
-fn definition(name: &str) -> StateMachine {
-    let path = format!(
-        "{}/../../statemachines/{name}.asl.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    StateMachine::load(
-        &std::fs::read_to_string(path).unwrap(),
-        &BTreeMap::from([("WorkerFunctionArn".to_owned(), "local:worker".to_owned())]),
-    )
-    .unwrap()
-}
+use crate::support::definition;
 
 fn binaries() -> Option<Binaries> {
     match Binaries::find() {
