@@ -8,6 +8,7 @@ pub mod env;
 pub mod flow;
 pub mod ops;
 pub mod recovery;
+pub mod watch;
 
 use anyhow::Context;
 use envplane_client::{Accepted, Client};

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use envplane_domain::OperationStatus;
+use envplane_domain::operation::OperationStep;
 
 use super::client;
 use crate::output::{json_line, print_json, time, word};
@@ -128,88 +129,46 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Polls an operation, printing each step as it starts and ends and each in-place change as
-/// it is made, until the operation ends; fails when the operation fails.
+/// Polls an operation, printing each step as it starts and ends, each retry, each in-place
+/// change and each wait loop's news ([`super::watch::Progress`]), until the operation ends;
+/// fails when the operation fails. After 30 s without news it says what is still running.
 pub async fn watch(args: &ClientArgs, id: &str, interval: Duration) -> anyhow::Result<()> {
     let api = client(args)?;
-    // What was last shown of each step: its name, status and retries.
-    let mut seen: Vec<(String, OperationStatus, u32)> = Vec::new();
-    let mut changes_seen = 0;
+    let mut progress = super::watch::Progress::default();
+    let mut shown: Vec<OperationStep> = Vec::new();
+    let mut changes_shown = 0;
     let started = Instant::now();
     let mut last_news = Instant::now();
-    let mut first_seen: std::collections::HashMap<usize, Instant> =
-        std::collections::HashMap::new();
     loop {
         let op = api.operation(id).await?;
         let at = started.elapsed().as_secs_f64();
-        for (i, step) in op.steps.iter().enumerate() {
-            let entry = (step.name.clone(), step.status, step.retries);
-            if seen.get(i) == Some(&entry) {
-                continue;
-            }
-            first_seen.entry(i).or_insert_with(Instant::now);
-            last_news = Instant::now();
-            if args.output == Output::Json {
-                println!("{}", json_line(step));
-            } else {
-                let retried = seen.get(i).is_some_and(|(name, _, retries)| {
-                    *name == step.name && *retries < step.retries
-                });
-                if retried {
-                    println!(
-                        "[{at:>6.1}s]   ↻ {}: retry {} after {}",
-                        step.name,
-                        step.retries,
-                        step.last_error.as_deref().unwrap_or("an error")
-                    );
-                }
-                let took = step
-                    .ended_at
-                    .map(|end| format!(" ({:.1} s)", (end - step.started_at).as_seconds_f64()))
-                    .unwrap_or_default();
-                let shown_status = seen.get(i).map(|(n, s, _)| (n.clone(), *s));
-                if shown_status != Some((step.name.clone(), step.status)) {
-                    println!(
-                        "[{at:>6.1}s] {:<20} {}{took}",
-                        step.name,
-                        word(&step.status)
-                    );
+        if args.output == Output::Json {
+            // Every changed step and every change as a JSON line, for scripts.
+            for (i, step) in op.steps.iter().enumerate() {
+                if shown.get(i) != Some(step) {
+                    println!("{}", json_line(step));
+                    last_news = Instant::now();
                 }
             }
-            if i < seen.len() {
-                seen[i] = entry;
-            } else {
-                seen.push(entry);
-            }
-        }
-        for change in op.changes.iter().skip(changes_seen) {
-            last_news = Instant::now();
-            if args.output == Output::Json {
+            shown.clone_from(&op.steps);
+            for change in op.changes.iter().skip(changes_shown) {
                 println!("{}", json_line(change));
-            } else {
-                println!("[{at:>6.1}s]   ↳ {}: {}", change.resource, change.change);
             }
-        }
-        changes_seen = op.changes.len();
-        // Nothing new for a while: say what is still being waited for, and for how long.
-        if args.output != Output::Json && last_news.elapsed() >= Duration::from_secs(30) {
-            // Timed on this machine's clock: a time-scaled plane's timestamps run faster.
-            let running: Vec<String> = op
-                .steps
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.status == OperationStatus::Running)
-                .map(|(i, s)| {
-                    let since = first_seen
-                        .get(&i)
-                        .map_or(0.0, |t| t.elapsed().as_secs_f64());
-                    format!("{} (for {since:.0} s)", s.name)
-                })
-                .collect();
-            if !running.is_empty() {
-                println!("[{at:>6.1}s] still running: {}", running.join(", "));
+            changes_shown = op.changes.len();
+        } else {
+            let lines = progress.lines(&op, at);
+            if !lines.is_empty() {
+                last_news = Instant::now();
             }
-            last_news = Instant::now();
+            for line in lines {
+                println!("{line}");
+            }
+            if last_news.elapsed() >= Duration::from_secs(30) {
+                if let Some(line) = progress.quiet(&op, at) {
+                    println!("{line}");
+                }
+                last_news = Instant::now();
+            }
         }
         match op.status {
             OperationStatus::Succeeded => {

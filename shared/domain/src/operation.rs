@@ -162,6 +162,13 @@ pub struct OperationStep {
     /// The error of the last failed attempt, while it is retried or once it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What a wait loop's look found still pending (resource names), when the step is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// When the slowest of `waiting_for` is typically done, in seconds from that look (0 when
+    /// it is overdue); absent when none of them exists yet to be timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_in_seconds: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {

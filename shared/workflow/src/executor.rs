@@ -667,6 +667,14 @@ async fn run_state(
                 })
             })
             .await?;
+            if caught.is_none() {
+                run.record(
+                    name,
+                    EventKind::TaskSucceeded {
+                        result: result.clone(),
+                    },
+                );
+            }
             complete(
                 result,
                 caught,

@@ -25,6 +25,12 @@ pub enum EventKind {
     StateEntered,
     /// A state completed.
     StateExited,
+    /// A task answered (its result, before `ResultSelector` and `ResultPath`), as Step
+    /// Functions' `TaskSucceeded` carries it.
+    TaskSucceeded {
+        /// What the task returned.
+        result: Value,
+    },
     /// A task attempt failed.
     TaskFailed {
         /// Error name.

@@ -3,6 +3,7 @@
 //! flow looks the same on both.
 
 use envplane_domain::operation::{OperationStatus, OperationStep};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::Outcome;
@@ -43,6 +44,7 @@ impl Steps {
             }
             EventKind::StateExited => self.left_named(&event.state, false, event.at),
             EventKind::Caught { .. } => self.left_named(&event.state, true, event.at),
+            EventKind::TaskSucceeded { result } => self.answered(&event.state, result),
             EventKind::TaskFailed { error, .. } => {
                 if let Some(step) = self.running_named(&event.state) {
                     step.last_error = Some(error.clone());
@@ -53,6 +55,17 @@ impl Steps {
                     step.retries += 1;
                 }
             }
+        }
+    }
+
+    /// The task of the latest running step named `name` answered `result`: when it is a wait
+    /// loop's look (`{"ready": false, "pending": [...], "expected_in": n}`, as envplane's
+    /// worker answers polls), the step records what is still pending and when it is due.
+    pub fn answered(&mut self, name: &str, result: &Value) {
+        if let Some(step) = self.running_named(name) {
+            let (waiting_for, expected_in) = look(result);
+            step.waiting_for = waiting_for;
+            step.expected_in_seconds = expected_in;
         }
     }
 
@@ -73,6 +86,8 @@ impl Steps {
             ended_at: None,
             retries: 0,
             last_error: None,
+            waiting_for: Vec::new(),
+            expected_in_seconds: None,
         });
         self.steps.len() - 1
     }
@@ -118,6 +133,26 @@ impl Steps {
     }
 }
 
+/// What a wait loop's look found: the names still pending (none when the result is not a
+/// look, or everything is ready) and when the slowest of them is typically done.
+fn look(result: &Value) -> (Vec<String>, Option<u64>) {
+    if result.get("ready").and_then(Value::as_bool) != Some(false) {
+        return (Vec::new(), None);
+    }
+    let pending = result
+        .get("pending")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    (pending, result.get("expected_in").and_then(Value::as_u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +182,28 @@ mod tests {
                 ("Done".into(), OperationStatus::Succeeded),
             ]
         );
+    }
+
+    #[test]
+    fn a_wait_loops_look_records_what_is_pending_and_when_it_is_due() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let mut steps = Steps::default();
+        steps.entered("Network", at);
+        steps.answered(
+            "Network",
+            &serde_json::json!({"ready": false, "pending": ["dev-nat-a", "dev-nat-b"], "wait": 30, "expected_in": 95}),
+        );
+        steps.entered("Cluster", at);
+        steps.answered(
+            "Cluster",
+            &serde_json::json!({"ready": true, "pending": []}),
+        );
+        steps.entered("Record", at);
+        steps.answered("Record", &serde_json::json!({"pending": ["not a look"]}));
+        let steps = steps.into_vec();
+        assert_eq!(steps[0].waiting_for, ["dev-nat-a", "dev-nat-b"]);
+        assert_eq!(steps[0].expected_in_seconds, Some(95));
+        assert!(steps[1].waiting_for.is_empty());
+        assert!(steps[2].waiting_for.is_empty() && steps[2].expected_in_seconds.is_none());
     }
 }

@@ -52,7 +52,7 @@ impl Worker {
             // than failing the step: only a loop that never gets through gives up.
             Err(WorkerError::Throttled(why) | WorkerError::Transient(why)) => {
                 let pending = format!("(not looked at yet: {why})");
-                return answer(&[pending.as_str()], backoff(poll.wait), poll.polls);
+                return answer(&[pending.as_str()], backoff(poll.wait), poll.polls, None);
             }
             Err(other) => return Err(other),
         };
@@ -106,7 +106,8 @@ impl Worker {
             .chain(snapshots.iter().map(String::as_str))
             .collect();
         // Deletions report no start time: the first look comes when the slowest kind's
-        // deletion may first be done, later ones every twentieth of its typical time.
+        // deletion may first be done, later ones every twentieth of its typical time. Nor can
+        // the look say when they are due, for the same reason.
         let slowest = left
             .iter()
             .map(|r| {
@@ -115,7 +116,7 @@ impl Worker {
                 Estimate::of(typical, elapsed)
             })
             .fold(None, Estimate::slower);
-        answer(&names, next_wait(slowest), poll.polls)
+        answer(&names, next_wait(slowest), poll.polls, None)
     }
 
     /// Deletes the environment's snapshots; answers those still there (a throttled delete is

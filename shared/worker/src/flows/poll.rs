@@ -67,8 +67,15 @@ pub(crate) fn backoff(previous: Option<u64>) -> u64 {
     previous.map_or(MIN_WAIT, |w| (w * 2).clamp(MIN_WAIT, MAX_OVERDUE_WAIT))
 }
 
-/// The answer of one poll: whether the group is ready, what is pending, the next wait.
-pub(crate) fn answer(pending: &[&str], wait: u64, polls: u64) -> Result<Value, WorkerError> {
+/// The answer of one poll: whether the group is ready, what is pending, the next wait and,
+/// when the slowest pending resource can be timed, when it is typically done
+/// (`expected_in`, seconds, 0 once overdue) for `envplane ops watch`.
+pub(crate) fn answer(
+    pending: &[&str],
+    wait: u64,
+    polls: u64,
+    slowest: Option<Estimate>,
+) -> Result<Value, WorkerError> {
     let polls = polls + 1;
     if !pending.is_empty() && polls > MAX_POLLS {
         return Err(WorkerError::Conflict(format!(
@@ -76,7 +83,12 @@ pub(crate) fn answer(pending: &[&str], wait: u64, polls: u64) -> Result<Value, W
             pending.join(", ")
         )));
     }
-    Ok(json!({ "ready": pending.is_empty(), "pending": pending, "wait": wait, "polls": polls }))
+    let mut look =
+        json!({ "ready": pending.is_empty(), "pending": pending, "wait": wait, "polls": polls });
+    if let Some(e) = slowest.filter(|_| !pending.is_empty()) {
+        look["expected_in"] = json!(e.remaining.max(0));
+    }
+    Ok(look)
 }
 
 /// Seconds as a signed count, for remaining-time arithmetic.
@@ -105,7 +117,20 @@ mod tests {
         assert_eq!(backoff(Some(10)), 20);
         assert_eq!(backoff(Some(50)), MAX_OVERDUE_WAIT);
         assert_eq!(backoff(None), MIN_WAIT);
-        assert!(answer(&["dev-eks"], 2, MAX_POLLS).is_err());
-        assert_eq!(answer(&[], 2, MAX_POLLS).expect("ready")["ready"], true);
+        assert!(answer(&["dev-eks"], 2, MAX_POLLS, None).is_err());
+        assert_eq!(
+            answer(&[], 2, MAX_POLLS, None).expect("ready")["ready"],
+            true
+        );
+        let look = answer(&["dev-eks"], 421, 0, Some(Estimate::of(600, 100))).expect("look");
+        assert_eq!(look["expected_in"], 500);
+        let overdue = answer(&["dev-eks"], 30, 3, Some(Estimate::of(600, 700))).expect("look");
+        assert_eq!(overdue["expected_in"], 0);
+        assert!(
+            answer(&[], 0, 3, Some(Estimate::of(600, 0)))
+                .expect("ready")
+                .get("expected_in")
+                .is_none()
+        );
     }
 }

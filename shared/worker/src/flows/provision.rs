@@ -60,6 +60,6 @@ impl Worker {
                 Estimate::of(r.kind().typical_create_seconds(), age)
             })
             .fold(None, Estimate::slower);
-        answer(&pending, next_wait(slowest), poll.polls)
+        answer(&pending, next_wait(slowest), poll.polls, slowest)
     }
 }

@@ -68,13 +68,18 @@ impl Worker {
             .await?;
         if let RestoreProgress::Pending { wait_seconds } = progress {
             let pending = format!("database of {env} (restore {})", restore_id(operation));
-            return answer(&[pending.as_str()], wait_seconds.max(MIN_WAIT), poll.polls);
+            return answer(
+                &[pending.as_str()],
+                wait_seconds.max(MIN_WAIT),
+                poll.polls,
+                None,
+            );
         }
         if restore.mark("restored", self.clock.now()) {
             let t = restore::progressed(&record, &op, restore, self.clock.now());
             self.write(&record, t).await?;
         }
-        answer(&[], 0, poll.polls)
+        answer(&[], 0, poll.polls, None)
     }
 
     /// Checks the restored database and records when it passed and what it recovered.

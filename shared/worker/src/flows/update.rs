@@ -313,7 +313,7 @@ impl Worker {
             self.record_changes(env, operation, applied).await?;
         }
         let pending: Vec<&str> = pending.iter().map(String::as_str).collect();
-        answer(&pending, next_wait(slowest), poll.polls)
+        answer(&pending, next_wait(slowest), poll.polls, slowest)
     }
 
     /// The next stage of resizing the database host: snapshot its volume, stop it, change its
