@@ -3,13 +3,19 @@
 //! the environment variables the template sets.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 pub mod emf;
 
@@ -72,30 +78,54 @@ fn compiled_in_roots() -> TrustStore {
 }
 
 /// The HTTPS client every SDK client of a function shares: rustls with aws-lc, trusting the
-/// compiled-in roots.
-fn https_client() -> Result<SharedHttpClient, aws_smithy_http_client::HttpClientError> {
-    let tls = TlsContext::builder()
+/// compiled-in roots (the system's when those cannot be read).
+fn https_client() -> SharedHttpClient {
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::AwsLc,
+    ));
+    match TlsContext::builder()
         .with_trust_store(compiled_in_roots())
-        .build()?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .tls_context(tls)
-        .build_https())
+        .build()
+    {
+        Ok(tls) => builder.tls_context(tls).build_https(),
+        // The SDK's default context (the system's roots) still makes a working client.
+        Err(e) => {
+            tracing::warn!(error = %e, "compiled-in roots unavailable; using the system's");
+            builder.build_https()
+        }
+    }
+}
+
+/// An HTTP client made when a request first needs one. Its trust store and TLS configuration
+/// cost a cold start ~150 root certificates encoded and parsed, and the SDK also makes (and
+/// throws away) a connector each time an SDK client is built, "so that native certs load at
+/// client initialization": ten times over for the worker's clients, all before the function
+/// could take its first event (measured with `perf` under `coldstart-bench`). Here nothing of
+/// it happens until the first call to AWS.
+#[derive(Debug, Default)]
+struct OnFirstUse(OnceLock<SharedHttpClient>);
+
+impl HttpClient for OnFirstUse {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0
+            .get_or_init(https_client)
+            .http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        // What the inner client says, without making it: hyper 1.x, as its builder reports.
+        Some(ConnectorMetadata::new("hyper", Some(Cow::Borrowed("1.x"))))
+    }
 }
 
 /// The SDK configuration for a function of `role`, from the Lambda environment.
 pub async fn sdk_config(role: Role) -> aws_config::SdkConfig {
-    let loader = aws_config::defaults(BehaviorVersion::latest());
-    let loader = match https_client() {
-        Ok(client) => loader.http_client(client),
-        // The SDK's default client (the system's roots) is still a working client.
-        Err(e) => {
-            tracing::warn!(error = %e, "compiled-in roots unavailable; using the system's");
-            loader
-        }
-    };
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(SharedHttpClient::new(OnFirstUse::default()));
     let bounded = |connect, attempt, total| {
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(connect))

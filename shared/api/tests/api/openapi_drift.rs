@@ -34,3 +34,48 @@ fn every_error_response_is_problem_json() {
     }
     assert!(checked > 10);
 }
+
+/// The router serves the document's routes from the same list of handlers but without their
+/// operations (a cold start's saving): every (method, path) of the document reaches a handler,
+/// never the fallback's "no such route" nor a 405.
+#[tokio::test]
+async fn every_route_of_the_document_is_served() {
+    use axum::http::Method;
+    let plane = crate::common::Harness::embedded();
+    let spec: serde_json::Value = serde_json::from_str(&envplane_api::openapi_json()).unwrap();
+    let mut served = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        // Placeholders of the right shapes: a name, a ULID-like id.
+        let concrete = path
+            .replace("{name}", "dev")
+            .replace("{id}", "01JB0000000000000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let reply = plane
+                .request(
+                    method.clone(),
+                    &concrete,
+                    Some(crate::common::ADMIN),
+                    &[],
+                    None,
+                )
+                .await;
+            let detail = reply.body["detail"].as_str().unwrap_or("");
+            assert!(
+                reply.status.as_u16() != 405 && !detail.starts_with("no such route"),
+                "{method} {path}: {} {detail}",
+                reply.status
+            );
+            served += 1;
+        }
+    }
+    assert!(served >= 32, "{served} routes");
+    let unknown = plane.get("/v1/nothing-here").await;
+    assert_eq!(unknown.status.as_u16(), 404);
+    assert!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("no such route")
+    );
+}
