@@ -7,7 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-cargo build --locked -q -p envplane
+# The binary the test build made: `cargo test --no-run --workspace` resolves features as
+# `cargo nextest run --workspace` did, so after the tests this builds nothing (a plain
+# `cargo build -p envplane` unifies features differently and rebuilt half the graph in CI).
+cargo test --no-run --workspace --locked -q
 envplane="$root/target/debug/envplane"
 work=$(mktemp -d)
 serve_pid=""
