@@ -24,44 +24,7 @@ use envplane_workflow::{Executor, Failure, Outcome, TaskContext, TaskRunner, Vir
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::support::definition;
-
-/// The Task states of a flow that do its work (not its compensation), by name.
-fn task_states(flow: &str) -> Vec<String> {
-    let path = format!(
-        "{}/../../statemachines/{flow}.asl.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    fn walk(states: &Value, out: &mut Vec<String>) {
-        for (name, state) in states.as_object().unwrap() {
-            let compensation = [
-                "Failing",
-                "Rollback",
-                "Compensate",
-                "RollbackFailed",
-                "Fail",
-                "RollBack",
-            ];
-            if compensation.contains(&name.as_str()) {
-                continue;
-            }
-            if state["Type"] == "Task" {
-                out.push(name.clone());
-            }
-            for branch in state["Branches"].as_array().into_iter().flatten() {
-                walk(&branch["States"], out);
-            }
-            if let Some(inner) = state.get("ItemProcessor") {
-                walk(&inner["States"], out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&json["States"], &mut out);
-    out.sort();
-    out
-}
+use crate::support::{definition, task_states};
 
 /// The worker, failing every attempt of the Task states named in `fail_at` with an error no
 /// Retry takes.

@@ -27,7 +27,7 @@ use envplane_workflow::executor::Clock;
 use envplane_workflow::{Executor, Failure, Outcome, TaskContext, TaskRunner, VirtualClock};
 use time::OffsetDateTime;
 
-use crate::support::definition;
+use crate::support::{definition, task_states};
 
 fn binaries() -> Option<Binaries> {
     match Binaries::find() {
@@ -356,43 +356,6 @@ async fn a_production_drill_records_its_rto_and_rpo_in_the_audit_and_leaves_noth
     assert_eq!(attested.change["evidence"]["rpo_seconds"], rpo);
 }
 
-/// The restore flow's Task states that do its work (not its compensation), by name.
-fn work_states() -> Vec<String> {
-    let path = format!(
-        "{}/../../statemachines/restore.asl.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    fn walk(states: &Value, out: &mut Vec<String>) {
-        for (name, state) in states.as_object().unwrap() {
-            if [
-                "Discard",
-                "Failing",
-                "Rollback",
-                "Compensate",
-                "RollbackFailed",
-            ]
-            .contains(&name.as_str())
-            {
-                continue;
-            }
-            if state["Type"] == "Task" {
-                out.push(name.clone());
-            }
-            for branch in state["Branches"].as_array().into_iter().flatten() {
-                walk(&branch["States"], out);
-            }
-            if let Some(inner) = state.get("ItemProcessor") {
-                walk(&inner["States"], out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&json["States"], &mut out);
-    out.sort();
-    out
-}
-
 /// Fail every step of a drill in turn: each run fails with its cause, its evidence says
 /// `failed`, and its environment is gone — no simulated resource, no PostgreSQL, no data —
 /// whatever step failed. Then every step of a restore in place: the environment keeps its
@@ -404,7 +367,7 @@ async fn a_restore_or_a_drill_failing_at_any_step_leaves_nothing_of_it() {
     };
     let plane = Plane::new(bins);
     let target = written(&plane).await;
-    let states = work_states();
+    let states = task_states("restore");
     assert!(states.len() >= 12, "{states:?}");
     let mut drilled = 0;
     for (i, state) in states.iter().enumerate() {
