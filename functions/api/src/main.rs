@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
-use envplane_aws::StepFunctions;
+use envplane_aws::{OnFirstUse, StepFunctions};
 use envplane_lambda::{Role, optional, required};
 use envplane_store::DynamoStore;
 
-#[tokio::main]
+// One thread: Lambda hands an instance one event at a time and its work waits on the network;
+// the multi-threaded runtime's workers took about 1 ms of a 6 ms init (`coldstart-bench`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     envplane_lambda::init_logging();
     let config = envplane_lambda::sdk_config(Role::Api).await;
@@ -19,7 +21,13 @@ async fn main() -> anyhow::Result<()> {
         required("TABLE_NAME")?,
     );
     let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
-    let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
+    // Made when a mutation first starts a flow (see `OnFirstUse`); every request reads the
+    // store, so its client is made now.
+    let sfn = config.clone();
+    let workflows = StepFunctions::new(
+        OnFirstUse::new(move || aws_sdk_sfn::Client::new(&sfn)),
+        machines,
+    );
     let app = envplane_fn_api::app(
         Arc::new(store),
         iam_roles,

@@ -4,14 +4,18 @@
 
 use std::sync::Arc;
 
-use envplane_aws::{AwsCloud, AwsSettings, CallCounter, Clients, SnsPublisher, StepFunctions};
+use envplane_aws::{
+    AwsCloud, AwsSettings, CallCounter, Clients, OnFirstUse, SnsPublisher, StepFunctions,
+};
 use envplane_lambda::{Role, required};
 use envplane_store::DynamoStore;
 use envplane_worker::jobs::Jobs;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
+// One thread: Lambda hands an instance one event at a time and its work waits on the network;
+// the multi-threaded runtime's workers took about 1 ms of a 6 ms init (`coldstart-bench`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     envplane_lambda::init_logging();
     let config = envplane_lambda::sdk_config(Role::Scheduler).await;
@@ -26,9 +30,15 @@ async fn main() -> anyhow::Result<()> {
     );
     // Destroys expired previews, rolls back lost provisionings, starts unstarted ones.
     let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
-    let workflows = StepFunctions::new(aws_sdk_sfn::Client::new(&config), machines);
+    let sfn = config.clone();
+    let workflows = StepFunctions::new(
+        OnFirstUse::new(move || aws_sdk_sfn::Client::new(&sfn)),
+        machines,
+    );
+    // Made when an event is first published (see `OnFirstUse`).
+    let sns = config.clone();
     let events = SnsPublisher::new(
-        aws_sdk_sns::Client::new(&config),
+        OnFirstUse::new(move || aws_sdk_sns::Client::new(&sns)),
         required("EVENTS_TOPIC_ARN")?,
     );
     let jobs = Jobs::new(

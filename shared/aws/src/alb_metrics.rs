@@ -9,12 +9,13 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use envplane_cloud::CloudError;
 use envplane_domain::canary::Metrics;
 
+use crate::OnFirstUse;
 use crate::errors::cloud_error;
 
 /// Reads target groups' figures.
 #[derive(Debug, Clone)]
 pub struct AlbMetrics {
-    cloudwatch: Client,
+    cloudwatch: OnFirstUse<Client>,
 }
 
 /// Which target group, by the dimension values CloudWatch uses (`app/{name}/{id}` and
@@ -79,8 +80,10 @@ fn query(
 
 impl AlbMetrics {
     /// A reader over a CloudWatch client.
-    pub fn new(cloudwatch: Client) -> Self {
-        Self { cloudwatch }
+    pub fn new(cloudwatch: impl Into<OnFirstUse<Client>>) -> Self {
+        Self {
+            cloudwatch: cloudwatch.into(),
+        }
     }
 
     async fn values(

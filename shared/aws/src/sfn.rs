@@ -7,6 +7,8 @@ use envplane_domain::EnvName;
 use envplane_domain::operation::OperationStep;
 use envplane_workflow::{Flow, WorkflowError, Workflows, execution_input};
 
+use crate::OnFirstUse;
+
 mod history;
 
 /// A token Step Functions no longer knows is not a service failure.
@@ -26,7 +28,7 @@ where
 /// Starts envplane's flows on Step Functions; the execution name is the operation id, so a
 /// retried start cannot run an operation twice.
 pub struct StepFunctions {
-    client: aws_sdk_sfn::Client,
+    client: OnFirstUse<aws_sdk_sfn::Client>,
     state_machines: BTreeMap<Flow, String>,
 }
 
@@ -53,9 +55,12 @@ pub fn state_machines_from_env() -> Result<BTreeMap<Flow, String>, String> {
 
 impl StepFunctions {
     /// The adapter over a client and the ARNs of the deployed state machines.
-    pub fn new(client: aws_sdk_sfn::Client, state_machines: BTreeMap<Flow, String>) -> Self {
+    pub fn new(
+        client: impl Into<OnFirstUse<aws_sdk_sfn::Client>>,
+        state_machines: BTreeMap<Flow, String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             state_machines,
         }
     }

@@ -6,20 +6,24 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use envplane_domain::events::Event;
 use envplane_notify::{NotifyError, Publisher};
 
+use crate::OnFirstUse;
 use crate::errors::cloud_error;
 
 /// Publishes events to one topic.
 #[derive(Debug, Clone)]
 pub struct SnsPublisher {
-    client: aws_sdk_sns::Client,
+    client: OnFirstUse<aws_sdk_sns::Client>,
     topic_arn: String,
 }
 
 impl SnsPublisher {
     /// A publisher to `topic_arn`.
-    pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<OnFirstUse<aws_sdk_sns::Client>>,
+        topic_arn: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             topic_arn: topic_arn.into(),
         }
     }

@@ -22,7 +22,7 @@ use envplane_domain::names::{self, Service, Track};
 use envplane_domain::resources::{desired, tags};
 
 use crate::errors::cloud_error;
-use crate::{AlbMetrics, ListenerWeights, TargetGroupDimensions};
+use crate::{AlbMetrics, ListenerWeights, OnFirstUse, TargetGroupDimensions};
 
 /// Pods per track of a new version (the node groups' autoscaling adds nodes for them).
 const REPLICAS: u32 = 2;
@@ -38,7 +38,7 @@ struct Balancer {
 
 /// The traffic port over ELBv2, CloudWatch and the cluster's workloads.
 pub struct AwsTraffic {
-    elb: Client,
+    elb: OnFirstUse<Client>,
     weights: ListenerWeights,
     metrics: AlbMetrics,
     workloads: Arc<dyn Workloads>,
@@ -68,12 +68,13 @@ fn release_tag(release: &Release) -> String {
 impl AwsTraffic {
     /// Traffic on this stack's load balancers, its versions run by `workloads`.
     pub fn new(
-        elb: Client,
+        elb: impl Into<OnFirstUse<Client>>,
         metrics: AlbMetrics,
         workloads: Arc<dyn Workloads>,
         stack: impl Into<String>,
     ) -> Self {
         let stack = stack.into();
+        let elb = elb.into();
         Self {
             weights: ListenerWeights::new(elb.clone(), stack.clone()),
             elb,

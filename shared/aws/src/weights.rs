@@ -10,12 +10,13 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use envplane_cloud::{CloudError, check_owned};
 
+use crate::OnFirstUse;
 use crate::errors::cloud_error;
 
 /// The weights of one listener, changed and read.
 #[derive(Debug, Clone)]
 pub struct ListenerWeights {
-    elb: Client,
+    elb: OnFirstUse<Client>,
     stack: String,
 }
 
@@ -42,9 +43,9 @@ fn forward(stable: &str, canary: &str, canary_percent: u8) -> Action {
 
 impl ListenerWeights {
     /// Weights on listeners owned by `stack`.
-    pub fn new(elb: Client, stack: impl Into<String>) -> Self {
+    pub fn new(elb: impl Into<OnFirstUse<Client>>, stack: impl Into<String>) -> Self {
         Self {
-            elb,
+            elb: elb.into(),
             stack: stack.into(),
         }
     }

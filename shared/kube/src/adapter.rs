@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use envplane_aws::OnFirstUse;
 use envplane_cloud::{CloudError, Track, Workload, Workloads};
 use envplane_domain::EnvName;
 use envplane_domain::names::{self, Service};
@@ -41,7 +42,7 @@ pub trait Clusters: Send + Sync {
 
 /// EKS clusters: endpoint and CA from `DescribeCluster`, a presigned STS token per call.
 pub struct EksClusters {
-    eks: aws_sdk_eks::Client,
+    eks: OnFirstUse<aws_sdk_eks::Client>,
     credentials: SharedCredentialsProvider,
     region: String,
 }
@@ -49,12 +50,12 @@ pub struct EksClusters {
 impl EksClusters {
     /// Clusters of `eks`'s account and region, signing tokens with `credentials`.
     pub fn new(
-        eks: aws_sdk_eks::Client,
+        eks: impl Into<OnFirstUse<aws_sdk_eks::Client>>,
         credentials: SharedCredentialsProvider,
         region: impl Into<String>,
     ) -> Self {
         Self {
-            eks,
+            eks: eks.into(),
             credentials,
             region: region.into(),
         }

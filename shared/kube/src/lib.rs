@@ -10,6 +10,7 @@ pub mod objects;
 pub mod token;
 
 pub use adapter::{Cluster, Clusters, EksClusters, KubeWorkloads, NAMESPACE};
+use envplane_aws::OnFirstUse;
 
 /// The traffic port on AWS for `stack`, from one SDK configuration: ELBv2 weights, CloudWatch
 /// figures and the environments' EKS clusters (reached as the configuration's identity, which
@@ -25,10 +26,18 @@ pub fn aws_traffic(
         .region()
         .ok_or_else(|| envplane_cloud::CloudError::Invalid("no AWS region".into()))?
         .to_string();
-    let clusters = EksClusters::new(aws_sdk_eks::Client::new(config), credentials, region);
+    // Each client is made when a step first needs it (see `OnFirstUse`).
+    let (eks, elb, cloudwatch) = (config.clone(), config.clone(), config.clone());
+    let clusters = EksClusters::new(
+        OnFirstUse::new(move || aws_sdk_eks::Client::new(&eks)),
+        credentials,
+        region,
+    );
     Ok(envplane_aws::AwsTraffic::new(
-        aws_sdk_elasticloadbalancingv2::Client::new(config),
-        envplane_aws::AlbMetrics::new(aws_sdk_cloudwatch::Client::new(config)),
+        OnFirstUse::new(move || aws_sdk_elasticloadbalancingv2::Client::new(&elb)),
+        envplane_aws::AlbMetrics::new(OnFirstUse::new(move || {
+            aws_sdk_cloudwatch::Client::new(&cloudwatch)
+        })),
         std::sync::Arc::new(KubeWorkloads::new(std::sync::Arc::new(clusters))),
         stack,
     ))

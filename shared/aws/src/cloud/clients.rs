@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::lazy::OnFirstUse;
 use crate::metering::CallCounter;
 
 /// An account and region envplane acts in.
@@ -15,45 +16,57 @@ pub struct Target {
     pub region: String,
 }
 
-/// The EC2, EKS and ELBv2 clients of one account and region.
+/// The EC2, EKS and ELBv2 clients of one account and region, each made when first used.
 #[derive(Debug, Clone)]
 pub struct Clients {
     /// EC2.
-    pub ec2: aws_sdk_ec2::Client,
+    pub ec2: OnFirstUse<aws_sdk_ec2::Client>,
     /// EKS.
-    pub eks: aws_sdk_eks::Client,
+    pub eks: OnFirstUse<aws_sdk_eks::Client>,
     /// ELBv2.
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub elb: OnFirstUse<aws_sdk_elasticloadbalancingv2::Client>,
 }
 
 impl Clients {
     /// Clients on one configuration.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let (ec2, eks, elb) = (config.clone(), config.clone(), config.clone());
         Self {
-            ec2: aws_sdk_ec2::Client::new(config),
-            eks: aws_sdk_eks::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            ec2: OnFirstUse::new(move || aws_sdk_ec2::Client::new(&ec2)),
+            eks: OnFirstUse::new(move || aws_sdk_eks::Client::new(&eks)),
+            elb: OnFirstUse::new(move || aws_sdk_elasticloadbalancingv2::Client::new(&elb)),
         }
     }
 
     /// Clients on one configuration whose every request attempt `counter` counts.
     pub fn counted(config: &aws_config::SdkConfig, counter: &CallCounter) -> Self {
+        // Each closure owns what it needs: the configuration is a handful of `Arc`s.
+        let counted = |config: &aws_config::SdkConfig| (config.clone(), counter.clone());
+        let (ec2, ec2_counter) = counted(config);
+        let (eks, eks_counter) = counted(config);
+        let (elb, elb_counter) = counted(config);
         Self {
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(config)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            eks: aws_sdk_eks::Client::from_conf(
-                aws_sdk_eks::config::Builder::from(config)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(
-                aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
+            ec2: OnFirstUse::new(move || {
+                aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(&ec2)
+                        .interceptor(ec2_counter)
+                        .build(),
+                )
+            }),
+            eks: OnFirstUse::new(move || {
+                aws_sdk_eks::Client::from_conf(
+                    aws_sdk_eks::config::Builder::from(&eks)
+                        .interceptor(eks_counter)
+                        .build(),
+                )
+            }),
+            elb: OnFirstUse::new(move || {
+                aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                    aws_sdk_elasticloadbalancingv2::config::Builder::from(&elb)
+                        .interceptor(elb_counter)
+                        .build(),
+                )
+            }),
         }
     }
 }

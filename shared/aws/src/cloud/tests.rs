@@ -98,9 +98,9 @@ fn cloud_on(endpoint: &str) -> AwsCloud {
     );
     AwsCloud::new(
         Clients {
-            ec2,
-            eks: aws_sdk_eks::Client::from_conf(config),
-            elb,
+            ec2: ec2.into(),
+            eks: aws_sdk_eks::Client::from_conf(config).into(),
+            elb: elb.into(),
         },
         AwsSettings {
             stack: "envplane-test".into(),

@@ -25,28 +25,30 @@ use time::OffsetDateTime;
 use crate::cloud::support::{
     Owner, all_pages, client_token, ec2_tags, required, sent, tag_spec, timestamp,
 };
+use crate::lazy::OnFirstUse;
 
 /// The tag that names the restore a volume or a host was made for.
 pub const RESTORE_TAG: &str = "envplane:restore";
 
-/// The SDK clients the database port uses.
+/// The SDK clients the database port uses, each made when first used.
 #[derive(Debug, Clone)]
 pub struct DatabaseClients {
     /// EC2: snapshots, volumes, hosts.
-    pub ec2: aws_sdk_ec2::Client,
+    pub ec2: OnFirstUse<aws_sdk_ec2::Client>,
     /// SSM Run Command: what runs on the hosts.
-    pub ssm: aws_sdk_ssm::Client,
+    pub ssm: OnFirstUse<aws_sdk_ssm::Client>,
     /// Route 53: the environments' database records.
-    pub route53: aws_sdk_route53::Client,
+    pub route53: OnFirstUse<aws_sdk_route53::Client>,
 }
 
 impl DatabaseClients {
     /// Clients on one configuration.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let (ec2, ssm, route53) = (config.clone(), config.clone(), config.clone());
         Self {
-            ec2: aws_sdk_ec2::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
-            route53: aws_sdk_route53::Client::new(config),
+            ec2: OnFirstUse::new(move || aws_sdk_ec2::Client::new(&ec2)),
+            ssm: OnFirstUse::new(move || aws_sdk_ssm::Client::new(&ssm)),
+            route53: OnFirstUse::new(move || aws_sdk_route53::Client::new(&route53)),
         }
     }
 }

@@ -32,9 +32,9 @@ fn cloud(ec2: aws_sdk_ec2::Client) -> AwsCloud {
         .build();
     AwsCloud::new(
         Clients {
-            ec2,
-            eks: aws_sdk_eks::Client::from_conf(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
+            ec2: ec2.into(),
+            eks: aws_sdk_eks::Client::from_conf(config).into(),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb).into(),
         },
         AwsSettings {
             stack: STACK.into(),

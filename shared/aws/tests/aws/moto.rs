@@ -503,19 +503,22 @@ impl MotoPlane {
                     .interceptor(log.clone())
                     .interceptor(counter.clone())
                     .build(),
-            ),
+            )
+            .into(),
             eks: aws_sdk_eks::Client::from_conf(
                 aws_sdk_eks::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .interceptor(counter.clone())
                     .build(),
-            ),
+            )
+            .into(),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .interceptor(counter.clone())
                     .build(),
-            ),
+            )
+            .into(),
         };
         let cloud = Arc::new(AwsCloud::new(clients, settings));
         let (dir, store) = envplane_store::testing::embedded_store();

@@ -83,9 +83,9 @@ async fn a_restore_in_place_on_moto_makes_its_calls_in_order() {
             .build(),
     );
     let clients = envplane_aws::Clients {
-        ec2: ec2.clone(),
-        eks: aws_sdk_eks::Client::new(&config),
-        elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        ec2: ec2.clone().into(),
+        eks: aws_sdk_eks::Client::new(&config).into(),
+        elb: aws_sdk_elasticloadbalancingv2::Client::new(&config).into(),
     };
     let cloud = Arc::new(AwsCloud::new(
         clients,
@@ -100,17 +100,19 @@ async fn a_restore_in_place_on_moto_makes_its_calls_in_order() {
     ));
     let databases = Arc::new(AwsDatabases::new(
         DatabaseClients {
-            ec2,
+            ec2: ec2.into(),
             ssm: aws_sdk_ssm::Client::from_conf(
                 aws_sdk_ssm::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .build(),
-            ),
+            )
+            .into(),
             route53: aws_sdk_route53::Client::from_conf(
                 aws_sdk_route53::config::Builder::from(&config)
                     .interceptor(log.clone())
                     .build(),
-            ),
+            )
+            .into(),
         },
         stack.clone(),
         "us-east-1".into(),

@@ -147,9 +147,9 @@ async fn deployments_move_listener_and_rule_weights_between_the_tracks() {
         .await;
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
     let clients = Clients {
-        ec2: aws_sdk_ec2::Client::new(&config),
-        eks: aws_sdk_eks::Client::new(&config),
-        elb: elb.clone(),
+        ec2: aws_sdk_ec2::Client::new(&config).into(),
+        eks: aws_sdk_eks::Client::new(&config).into(),
+        elb: elb.clone().into(),
     };
     let settings = AwsSettings {
         stack: STACK.into(),
