@@ -6,7 +6,8 @@
 //! machine noise falls on every function alike.
 //!
 //! The baseline is a hello-world `lambda_runtime` binary built in the same run with the same
-//! profile, and, when a Python with boto3 is at hand, a boto3 handler building the API's
+//! profile (the goals are against it on `#[tokio::main]`'s multi-threaded runtime; it runs a
+//! second time on the current-thread runtime envplane's functions use), and, when a Python with boto3 is at hand, a boto3 handler building the API's
 //! clients. The DynamoDB endpoint is this process too (`AWS_ENDPOINT_URL_DYNAMODB`): it answers
 //! every call with an empty item, so the API's first request and the worker's first step each
 //! make one real SDK call (signed, serialized, sent over loopback without TLS).
@@ -202,6 +203,13 @@ fn functions(python: Option<PathBuf>) -> anyhow::Result<Vec<Function>> {
             program: bin.join("hello-lambda"),
             args: vec![],
             env: vec![],
+            event: json!({"hello": "?"}),
+        },
+        Function {
+            name: "hello-1-thread",
+            program: bin.join("hello-lambda"),
+            args: vec![],
+            env: vec![("HELLO_RUNTIME", "current_thread".to_owned())],
             event: json!({"hello": "?"}),
         },
         Function {
@@ -409,6 +417,9 @@ async fn main() -> anyhow::Result<()> {
         init.insert(f.name, (i, rss_max));
     }
     let (hello, _) = init["hello-world"];
+    // The same baseline on the current-thread runtime envplane's functions use: what is left
+    // of a ratio once the runtime is alike.
+    let (hello_one_thread, _) = init["hello-1-thread"];
     for name in ["api", "worker", "python-boto3"] {
         if let Some((i, rss)) = init.get(name) {
             let ratio = i / hello;
@@ -429,7 +440,10 @@ async fn main() -> anyhow::Result<()> {
                     }
                 )
             };
-            println!("init {name} / hello-world: {ratio:.2}×{goal}");
+            println!(
+                "init {name} / hello-world: {ratio:.2}× (/ hello-1-thread: {:.2}×){goal}",
+                i / hello_one_thread
+            );
         }
     }
     Ok(())
