@@ -2,10 +2,12 @@
 # Builds the four Lambda packages as `sam deploy` ships them, and checks their size.
 #
 # `sam build` runs the template's rust-cargolambda method: one `cargo lambda build --release
-# --arm64 --bin NAME` per function, in this checkout's target directory. A build of all four in
-# one graph beforehand does not help: each function's own graph unifies features differently,
-# so SAM's builds recompiled nearly everything after it (measured in CI). Prints each
-# function's zipped size against the 10 MB goal.
+# --arm64 --bin NAME` per function, at the workspace root: the virtual manifest selects every
+# member, so all four builds share one feature set and the first compiles the graph for the
+# others. A build of the four packages alone beforehand does not help: `-p` selects only them,
+# whose features differ from the whole workspace's, so SAM's builds recompiled nearly
+# everything after it (measured in CI). Prints each function's zipped size against the 10 MB
+# goal.
 #
 # The template declares arm64. Where the aarch64 Rust target cannot be fetched, the functions
 # are built for x86_64 instead and the output says so: those are not the packages the template
