@@ -23,9 +23,8 @@ async fn main() -> anyhow::Result<()> {
     let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
     // Made when a mutation first starts a flow (see `OnFirstUse`); every request reads the
     // store, so its client is made now.
-    let sfn = config.clone();
     let workflows = StepFunctions::new(
-        OnFirstUse::new(move || aws_sdk_sfn::Client::new(&sfn)),
+        OnFirstUse::client(&config, aws_sdk_sfn::Client::new),
         machines,
     );
     let app = envplane_fn_api::app(

@@ -30,15 +30,13 @@ async fn main() -> anyhow::Result<()> {
     );
     // Destroys expired previews, rolls back lost provisionings, starts unstarted ones.
     let machines = envplane_aws::state_machines_from_env().map_err(anyhow::Error::msg)?;
-    let sfn = config.clone();
     let workflows = StepFunctions::new(
-        OnFirstUse::new(move || aws_sdk_sfn::Client::new(&sfn)),
+        OnFirstUse::client(&config, aws_sdk_sfn::Client::new),
         machines,
     );
     // Made when an event is first published (see `OnFirstUse`).
-    let sns = config.clone();
     let events = SnsPublisher::new(
-        OnFirstUse::new(move || aws_sdk_sns::Client::new(&sns)),
+        OnFirstUse::client(&config, aws_sdk_sns::Client::new),
         required("EVENTS_TOPIC_ARN")?,
     );
     let jobs = Jobs::new(

@@ -26,9 +26,8 @@ async fn main() -> anyhow::Result<()> {
     );
     // Made when an event is first published (see `OnFirstUse`); the store's client is made
     // now: every invocation uses it.
-    let sns = config.clone();
     let events = SnsPublisher::new(
-        OnFirstUse::new(move || aws_sdk_sns::Client::new(&sns)),
+        OnFirstUse::client(&config, aws_sdk_sns::Client::new),
         required("EVENTS_TOPIC_ARN")?,
     );
     let traffic = envplane_kube::aws_traffic(&config, settings.stack.clone())?;

@@ -20,6 +20,15 @@ impl<C> OnFirstUse<C> {
     }
 }
 
+impl<C: 'static> OnFirstUse<C> {
+    /// A client that `make` (`aws_sdk_ec2::Client::new`, …) builds from `config` on the first
+    /// use; the configuration is a handful of `Arc`s, cheap to keep until then.
+    pub fn client(config: &aws_config::SdkConfig, make: fn(&aws_config::SdkConfig) -> C) -> Self {
+        let config = config.clone();
+        Self::new(move || make(&config))
+    }
+}
+
 impl<C: Send + 'static> From<C> for OnFirstUse<C> {
     fn from(made: C) -> Self {
         Self::new(move || made)

@@ -27,17 +27,14 @@ pub fn aws_traffic(
         .ok_or_else(|| envplane_cloud::CloudError::Invalid("no AWS region".into()))?
         .to_string();
     // Each client is made when a step first needs it (see `OnFirstUse`).
-    let (eks, elb, cloudwatch) = (config.clone(), config.clone(), config.clone());
     let clusters = EksClusters::new(
-        OnFirstUse::new(move || aws_sdk_eks::Client::new(&eks)),
+        OnFirstUse::client(config, aws_sdk_eks::Client::new),
         credentials,
         region,
     );
     Ok(envplane_aws::AwsTraffic::new(
-        OnFirstUse::new(move || aws_sdk_elasticloadbalancingv2::Client::new(&elb)),
-        envplane_aws::AlbMetrics::new(OnFirstUse::new(move || {
-            aws_sdk_cloudwatch::Client::new(&cloudwatch)
-        })),
+        OnFirstUse::client(config, aws_sdk_elasticloadbalancingv2::Client::new),
+        envplane_aws::AlbMetrics::new(OnFirstUse::client(config, aws_sdk_cloudwatch::Client::new)),
         std::sync::Arc::new(KubeWorkloads::new(std::sync::Arc::new(clusters))),
         stack,
     ))

@@ -30,11 +30,10 @@ pub struct Clients {
 impl Clients {
     /// Clients on one configuration.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        let (ec2, eks, elb) = (config.clone(), config.clone(), config.clone());
         Self {
-            ec2: OnFirstUse::new(move || aws_sdk_ec2::Client::new(&ec2)),
-            eks: OnFirstUse::new(move || aws_sdk_eks::Client::new(&eks)),
-            elb: OnFirstUse::new(move || aws_sdk_elasticloadbalancingv2::Client::new(&elb)),
+            ec2: OnFirstUse::client(config, aws_sdk_ec2::Client::new),
+            eks: OnFirstUse::client(config, aws_sdk_eks::Client::new),
+            elb: OnFirstUse::client(config, aws_sdk_elasticloadbalancingv2::Client::new),
         }
     }
 

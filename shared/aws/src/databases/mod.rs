@@ -44,11 +44,10 @@ pub struct DatabaseClients {
 impl DatabaseClients {
     /// Clients on one configuration.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        let (ec2, ssm, route53) = (config.clone(), config.clone(), config.clone());
         Self {
-            ec2: OnFirstUse::new(move || aws_sdk_ec2::Client::new(&ec2)),
-            ssm: OnFirstUse::new(move || aws_sdk_ssm::Client::new(&ssm)),
-            route53: OnFirstUse::new(move || aws_sdk_route53::Client::new(&route53)),
+            ec2: OnFirstUse::client(config, aws_sdk_ec2::Client::new),
+            ssm: OnFirstUse::client(config, aws_sdk_ssm::Client::new),
+            route53: OnFirstUse::client(config, aws_sdk_route53::Client::new),
         }
     }
 }
