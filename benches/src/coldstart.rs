@@ -7,8 +7,8 @@
 //!
 //! The baseline is a hello-world `lambda_runtime` binary built in the same run with the same
 //! profile (the goals are against it on `#[tokio::main]`'s multi-threaded runtime; it runs a
-//! second time on the current-thread runtime envplane's functions use), and, when a Python with boto3 is at hand, a boto3 handler building the API's
-//! clients. The DynamoDB endpoint is this process too (`AWS_ENDPOINT_URL_DYNAMODB`): it answers
+//! second time on the current-thread runtime envplane's functions use), and, when a Python
+//! with boto3 is at hand, a boto3 handler building the API's clients. The DynamoDB endpoint is this process too (`AWS_ENDPOINT_URL_DYNAMODB`): it answers
 //! every call with an empty item, so the API's first request and the worker's first step each
 //! make one real SDK call (signed, serialized, sent over loopback without TLS).
 #![forbid(unsafe_code)]
